@@ -1,0 +1,132 @@
+"""Server configuration, read once from environment variables prefixed `CERTA_`.
+
+Every Helm value of the controller maps to one of these variables (see charts/certa/values.yaml).
+Per-request knobs arrive in the request and are clamped by the caps below.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from certa.core.errors import InvalidArgument
+
+PREFIX = "CERTA_"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One configured backend: a name clients use and the URL of the server behind it.
+
+    URL schemes: `triton://host:port` (gRPC, TensorRT-LLM contract), `triton+tls://host:port`,
+    `openai+http://host:port/v1` and `openai+https://host/v1` (OpenAI-compatible completions).
+    Query parameters are adapter options, e.g. `?mode=tokens&model=ensemble`.
+    """
+
+    name: str
+    url: str
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen_address: str = "0.0.0.0:50051"
+    backends: tuple[BackendSpec, ...] = ()
+    default_backend: str = ""
+    default_token_budget: int = 2048
+    max_token_budget: int = 32768
+    default_deadline_s: float = 600.0
+    max_deadline_s: float = 3600.0
+    max_prompt_chars: int = 32768
+    max_samples: int = 64
+    # `auto`: the template the backend publishes for its model, else ChatML; `chatml`; `raw` (no template);
+    # or a path to a Jinja2 chat-template file.
+    prompt_template: str = "auto"
+    instruction: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    backend_connect_timeout_s: float = 10.0
+    drain_timeout_s: float = 60.0
+    max_concurrent_requests: int = 256
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @property
+    def default_backend_name(self) -> str:
+        return self.default_backend or (self.backends[0].name if self.backends else "")
+
+
+def _parse_backends(raw: str) -> tuple[BackendSpec, ...]:
+    specs = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise InvalidArgument(
+                f"{PREFIX}BACKENDS", f"entry {item!r} must be NAME=URL, e.g. local=triton://127.0.0.1:8001"
+            )
+        specs.append(BackendSpec(name=name.strip(), url=url.strip()))
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise InvalidArgument(f"{PREFIX}BACKENDS", f"backend names must be unique, got {names}")
+    return tuple(specs)
+
+
+def _number(env: Mapping[str, str], key: str, default: float, kind: type, minimum: float) -> float:
+    raw = env.get(PREFIX + key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidArgument(PREFIX + key, f"must be a {kind.__name__}, got {raw!r}") from None
+    if value < minimum:
+        raise InvalidArgument(PREFIX + key, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment; an invalid value raises InvalidArgument naming the variable."""
+    env = os.environ if env is None else env
+    base = Settings()
+    backends = _parse_backends(env.get(PREFIX + "BACKENDS", ""))
+    default_backend = env.get(PREFIX + "DEFAULT_BACKEND", "")
+    if default_backend and default_backend not in {spec.name for spec in backends}:
+        raise InvalidArgument(
+            f"{PREFIX}DEFAULT_BACKEND", f"{default_backend!r} is not one of {PREFIX}BACKENDS"
+        )
+    settings = Settings(
+        listen_address=env.get(PREFIX + "LISTEN_ADDRESS", base.listen_address),
+        backends=backends,
+        default_backend=default_backend,
+        default_token_budget=int(_number(env, "DEFAULT_TOKEN_BUDGET", base.default_token_budget, int, 1)),
+        max_token_budget=int(_number(env, "MAX_TOKEN_BUDGET", base.max_token_budget, int, 1)),
+        default_deadline_s=_number(env, "DEFAULT_DEADLINE_S", base.default_deadline_s, float, 0.001),
+        max_deadline_s=_number(env, "MAX_DEADLINE_S", base.max_deadline_s, float, 0.001),
+        max_prompt_chars=int(_number(env, "MAX_PROMPT_CHARS", base.max_prompt_chars, int, 1)),
+        max_samples=int(_number(env, "MAX_SAMPLES", base.max_samples, int, 1)),
+        prompt_template=env.get(PREFIX + "PROMPT_TEMPLATE", base.prompt_template),
+        instruction=env.get(PREFIX + "INSTRUCTION", base.instruction),
+        backend_connect_timeout_s=_number(
+            env, "BACKEND_CONNECT_TIMEOUT_S", base.backend_connect_timeout_s, float, 0.001
+        ),
+        drain_timeout_s=_number(env, "DRAIN_TIMEOUT_S", base.drain_timeout_s, float, 0.0),
+        max_concurrent_requests=int(
+            _number(env, "MAX_CONCURRENT_REQUESTS", base.max_concurrent_requests, int, 1)
+        ),
+        log_level=env.get(PREFIX + "LOG_LEVEL", base.log_level).upper(),
+        log_format=env.get(PREFIX + "LOG_FORMAT", base.log_format),
+    )
+    if settings.default_token_budget > settings.max_token_budget:
+        raise InvalidArgument(
+            f"{PREFIX}DEFAULT_TOKEN_BUDGET", f"must be <= {PREFIX}MAX_TOKEN_BUDGET ({settings.max_token_budget})"
+        )
+    if settings.default_deadline_s > settings.max_deadline_s:
+        raise InvalidArgument(
+            f"{PREFIX}DEFAULT_DEADLINE_S", f"must be <= {PREFIX}MAX_DEADLINE_S ({settings.max_deadline_s})"
+        )
+    if settings.log_format not in ("json", "text"):
+        raise InvalidArgument(f"{PREFIX}LOG_FORMAT", f"must be json or text, got {settings.log_format!r}")
+    return settings

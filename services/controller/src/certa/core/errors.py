@@ -1,0 +1,61 @@
+"""The one exception tree of Certa. The API maps each class to a gRPC status in one place.
+
+    CertaError
+    ├── InvalidArgument        → INVALID_ARGUMENT   (names the field and the accepted range)
+    ├── NotFound               → NOT_FOUND
+    ├── Conflict               → ALREADY_EXISTS     (a request id reused with other parameters)
+    ├── BackendError           → UNAVAILABLE / INVALID_ARGUMENT (the server rejected the input)
+    │   └── BackendUnavailable → UNAVAILABLE        (cannot reach the server or its model)
+    └── SolveInterrupted       → the status of its cause; carries the partial result
+        └── DeadlineExceeded   → DEADLINE_EXCEEDED
+
+Anything else is a bug: it becomes INTERNAL with a generic message, and the detail goes to the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CertaError(Exception):
+    """Base of every error Certa raises on purpose."""
+
+
+class InvalidArgument(CertaError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFound(CertaError):
+    pass
+
+
+class Conflict(CertaError):
+    pass
+
+
+class BackendError(CertaError):
+    """The backend reported an error. `rejected_input` is True when the server refused the request itself."""
+
+    def __init__(self, backend: str, message: str, *, rejected_input: bool = False) -> None:
+        super().__init__(f"backend {backend!r}: {message}")
+        self.backend = backend
+        self.rejected_input = rejected_input
+
+
+class BackendUnavailable(BackendError):
+    pass
+
+
+class SolveInterrupted(CertaError):
+    """A solve stopped on an error; `partial` is the result reached so far (a runtime report)."""
+
+    def __init__(self, message: str, partial: Any, cause: CertaError | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.cause = cause
+
+
+class DeadlineExceeded(SolveInterrupted):
+    pass

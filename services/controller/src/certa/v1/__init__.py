@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for the certa.v1 API (`make proto` regenerates it; never edit)."""

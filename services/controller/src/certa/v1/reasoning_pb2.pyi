@@ -1,0 +1,290 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STOP_REASON_UNSPECIFIED: _ClassVar[StopReason]
+    STOP_REASON_CERTAIN: _ClassVar[StopReason]
+    STOP_REASON_MODEL_FINISHED: _ClassVar[StopReason]
+    STOP_REASON_BUDGET: _ClassVar[StopReason]
+    STOP_REASON_CANCELLED: _ClassVar[StopReason]
+    STOP_REASON_VOTED: _ClassVar[StopReason]
+
+class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SOLVE_STATUS_UNSPECIFIED: _ClassVar[SolveStatus]
+    SOLVE_STATUS_RUNNING: _ClassVar[SolveStatus]
+    SOLVE_STATUS_SUCCEEDED: _ClassVar[SolveStatus]
+    SOLVE_STATUS_FAILED: _ClassVar[SolveStatus]
+    SOLVE_STATUS_CANCELLED: _ClassVar[SolveStatus]
+STOP_REASON_UNSPECIFIED: StopReason
+STOP_REASON_CERTAIN: StopReason
+STOP_REASON_MODEL_FINISHED: StopReason
+STOP_REASON_BUDGET: StopReason
+STOP_REASON_CANCELLED: StopReason
+STOP_REASON_VOTED: StopReason
+SOLVE_STATUS_UNSPECIFIED: SolveStatus
+SOLVE_STATUS_RUNNING: SolveStatus
+SOLVE_STATUS_SUCCEEDED: SolveStatus
+SOLVE_STATUS_FAILED: SolveStatus
+SOLVE_STATUS_CANCELLED: SolveStatus
+
+class SolveRequest(_message.Message):
+    __slots__ = ("question", "raw_prompt", "strategy", "sampling", "token_budget", "deadline", "backend", "model", "request_id")
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    RAW_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    question: str
+    raw_prompt: str
+    strategy: Strategy
+    sampling: SamplingParams
+    token_budget: int
+    deadline: _duration_pb2.Duration
+    backend: str
+    model: str
+    request_id: str
+    def __init__(self, question: _Optional[str] = ..., raw_prompt: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., token_budget: _Optional[int] = ..., deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class Strategy(_message.Message):
+    __slots__ = ("plain", "dynasor_cot", "majority_vote")
+    PLAIN_FIELD_NUMBER: _ClassVar[int]
+    DYNASOR_COT_FIELD_NUMBER: _ClassVar[int]
+    MAJORITY_VOTE_FIELD_NUMBER: _ClassVar[int]
+    plain: PlainCot
+    dynasor_cot: DynasorCot
+    majority_vote: MajorityVote
+    def __init__(self, plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ..., majority_vote: _Optional[_Union[MajorityVote, _Mapping]] = ...) -> None: ...
+
+class PlainCot(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DynasorCot(_message.Message):
+    __slots__ = ("preset", "chunk_tokens", "certainty_threshold", "probe_tokens", "window", "consistency", "disable_early_exit")
+    class Preset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        PRESET_UNSPECIFIED: _ClassVar[DynasorCot.Preset]
+        PRESET_MILD: _ClassVar[DynasorCot.Preset]
+        PRESET_LOW: _ClassVar[DynasorCot.Preset]
+        PRESET_MID: _ClassVar[DynasorCot.Preset]
+        PRESET_HIGH: _ClassVar[DynasorCot.Preset]
+        PRESET_CRAZY: _ClassVar[DynasorCot.Preset]
+    PRESET_UNSPECIFIED: DynasorCot.Preset
+    PRESET_MILD: DynasorCot.Preset
+    PRESET_LOW: DynasorCot.Preset
+    PRESET_MID: DynasorCot.Preset
+    PRESET_HIGH: DynasorCot.Preset
+    PRESET_CRAZY: DynasorCot.Preset
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CERTAINTY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PROBE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_EARLY_EXIT_FIELD_NUMBER: _ClassVar[int]
+    preset: DynasorCot.Preset
+    chunk_tokens: int
+    certainty_threshold: int
+    probe_tokens: int
+    window: int
+    consistency: float
+    disable_early_exit: bool
+    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: _Optional[bool] = ...) -> None: ...
+
+class MajorityVote(_message.Message):
+    __slots__ = ("n", "plain", "dynasor_cot")
+    N_FIELD_NUMBER: _ClassVar[int]
+    PLAIN_FIELD_NUMBER: _ClassVar[int]
+    DYNASOR_COT_FIELD_NUMBER: _ClassVar[int]
+    n: int
+    plain: PlainCot
+    dynasor_cot: DynasorCot
+    def __init__(self, n: _Optional[int] = ..., plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ...) -> None: ...
+
+class SamplingParams(_message.Message):
+    __slots__ = ("temperature", "top_p", "top_k", "seed", "repetition_penalty", "presence_penalty", "frequency_penalty")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    REPETITION_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    repetition_penalty: float
+    presence_penalty: float
+    frequency_penalty: float
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ...) -> None: ...
+
+class GetSolveRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class CancelSolveRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class CancelSolveResponse(_message.Message):
+    __slots__ = ("request_id", "cancelled")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    cancelled: bool
+    def __init__(self, request_id: _Optional[str] = ..., cancelled: _Optional[bool] = ...) -> None: ...
+
+class Probe(_message.Message):
+    __slots__ = ("sample_index", "position_tokens", "answer", "confident", "tokens")
+    SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    POSITION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    sample_index: int
+    position_tokens: int
+    answer: str
+    confident: bool
+    tokens: int
+    def __init__(self, sample_index: _Optional[int] = ..., position_tokens: _Optional[int] = ..., answer: _Optional[str] = ..., confident: _Optional[bool] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class TokenUsage(_message.Message):
+    __slots__ = ("prompt_tokens", "path_tokens", "probe_tokens", "cached_prompt_tokens")
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PATH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    prompt_tokens: int
+    path_tokens: int
+    probe_tokens: int
+    cached_prompt_tokens: int
+    def __init__(self, prompt_tokens: _Optional[int] = ..., path_tokens: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ...) -> None: ...
+
+class Sample(_message.Message):
+    __slots__ = ("index", "answer", "stop_reason", "path_tokens", "probe_tokens")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    PATH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    answer: str
+    stop_reason: StopReason
+    path_tokens: int
+    probe_tokens: int
+    def __init__(self, index: _Optional[int] = ..., answer: _Optional[str] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., path_tokens: _Optional[int] = ..., probe_tokens: _Optional[int] = ...) -> None: ...
+
+class AnswerClass(_message.Message):
+    __slots__ = ("answer", "count")
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    answer: str
+    count: int
+    def __init__(self, answer: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class SolveResult(_message.Message):
+    __slots__ = ("answer", "stop_reason", "text", "usage", "probes", "wall_time", "samples", "answer_classes", "tokens_saved_vs_budget")
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    PROBES_FIELD_NUMBER: _ClassVar[int]
+    WALL_TIME_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SAVED_VS_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    answer: str
+    stop_reason: StopReason
+    text: str
+    usage: TokenUsage
+    probes: _containers.RepeatedCompositeFieldContainer[Probe]
+    wall_time: _duration_pb2.Duration
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    answer_classes: _containers.RepeatedCompositeFieldContainer[AnswerClass]
+    tokens_saved_vs_budget: int
+    def __init__(self, answer: _Optional[str] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., text: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., answer_classes: _Optional[_Iterable[_Union[AnswerClass, _Mapping]]] = ..., tokens_saved_vs_budget: _Optional[int] = ...) -> None: ...
+
+class SolveResponse(_message.Message):
+    __slots__ = ("request_id", "status", "result", "error", "created_at", "strategy")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    status: SolveStatus
+    result: SolveResult
+    error: str
+    created_at: _timestamp_pb2.Timestamp
+    strategy: str
+    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[SolveStatus, str]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., strategy: _Optional[str] = ...) -> None: ...
+
+class SolveEvent(_message.Message):
+    __slots__ = ("request_id", "started", "text", "probe", "decision", "result")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    started: Started
+    text: TextDelta
+    probe: Probe
+    decision: Decision
+    result: SolveResult
+    def __init__(self, request_id: _Optional[str] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ...) -> None: ...
+
+class Started(_message.Message):
+    __slots__ = ("strategy", "backend", "model")
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    strategy: str
+    backend: str
+    model: str
+    def __init__(self, strategy: _Optional[str] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class TextDelta(_message.Message):
+    __slots__ = ("sample_index", "text", "path_tokens")
+    SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    PATH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    sample_index: int
+    text: str
+    path_tokens: int
+    def __init__(self, sample_index: _Optional[int] = ..., text: _Optional[str] = ..., path_tokens: _Optional[int] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("sample_index", "stop_reason", "answer", "detail")
+    SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    sample_index: int
+    stop_reason: StopReason
+    answer: str
+    detail: str
+    def __init__(self, sample_index: _Optional[int] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., answer: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
