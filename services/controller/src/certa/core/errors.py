@@ -4,6 +4,7 @@
     ├── InvalidArgument        → INVALID_ARGUMENT   (names the field and the accepted range)
     ├── NotFound               → NOT_FOUND
     ├── Conflict               → ALREADY_EXISTS     (a request id reused with other parameters)
+    ├── Overloaded             → RESOURCE_EXHAUSTED (too many requests in flight; retry later)
     ├── BackendError           → UNAVAILABLE / INVALID_ARGUMENT (the server rejected the input)
     │   └── BackendUnavailable → UNAVAILABLE        (cannot reach the server or its model)
     └── SolveInterrupted       → the status of its cause; carries the partial result
@@ -32,6 +33,10 @@ class NotFound(CertaError):
 
 
 class Conflict(CertaError):
+    pass
+
+
+class Overloaded(CertaError):
     pass
 
 

@@ -1,0 +1,1 @@
+"""The gRPC API: validation, mapping and the servicer; thin by design."""

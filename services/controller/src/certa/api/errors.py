@@ -1,0 +1,120 @@
+"""Domain errors to gRPC statuses, in one place, applied to every method by one interceptor.
+
+An interrupted solve carries its partial result as a `certa.v1.SolveResult` detail of the rich status
+(`grpc-status-details-bin`), so a client keeps the text, tokens and probes reached before the failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from certa.api.mapping import report_to_proto
+from certa.core.errors import (
+    BackendError,
+    BackendUnavailable,
+    CertaError,
+    Conflict,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    Overloaded,
+    SolveInterrupted,
+)
+
+log = logging.getLogger(__name__)
+
+
+def status_code(error: CertaError) -> grpc.StatusCode:
+    if isinstance(error, SolveInterrupted):
+        if isinstance(error, DeadlineExceeded):
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+        return status_code(error.cause) if error.cause is not None else grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, InvalidArgument):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(error, Conflict):
+        return grpc.StatusCode.ALREADY_EXISTS
+    if isinstance(error, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, BackendUnavailable):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, BackendError):
+        return grpc.StatusCode.INVALID_ARGUMENT if error.rejected_input else grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+def rich_status(error: CertaError) -> grpc.Status:
+    code = status_code(error)
+    status = status_pb2.Status(code=code.value[0], message=str(error))
+    if isinstance(error, SolveInterrupted) and error.partial is not None:
+        detail = any_pb2.Any()
+        detail.Pack(report_to_proto(error.partial))
+        status.details.append(detail)
+    return rpc_status.to_status(status)
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Translate `CertaError` to its status; anything else becomes INTERNAL with a generic message."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
+    if isinstance(error, CertaError):
+        await context.abort_with_status(rich_status(error))
+    log.exception("unexpected error in %s", method, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+
+
+def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, context)
+        except Exception as error:  # noqa: BLE001 - every error is mapped to a status and logged, none dropped
+            if isinstance(error, grpc.aio.AbortError):
+                raise
+            await _abort(context, method, error)
+
+    return wrapped
+
+
+def _wrap_stream(behaviour: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except Exception as error:  # noqa: BLE001 - every error is mapped to a status and logged, none dropped
+            if isinstance(error, grpc.aio.AbortError):
+                raise
+            await _abort(context, method, error)
+
+    return wrapped

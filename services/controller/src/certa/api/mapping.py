@@ -1,0 +1,90 @@
+"""Map runtime values to protobuf messages."""
+
+from __future__ import annotations
+
+from google.protobuf.duration_pb2 import Duration
+
+from certa.core.commands import Decision
+from certa.core.types import ProbeRecord, StopReason
+from certa.runtime.driver import RuntimeEvent
+from certa.runtime.report import SolveReport, TextDelta
+from certa.v1 import reasoning_pb2 as pb
+
+_STOP_REASONS = {
+    None: pb.STOP_REASON_UNSPECIFIED,
+    StopReason.CERTAIN: pb.STOP_REASON_CERTAIN,
+    StopReason.MODEL_FINISHED: pb.STOP_REASON_MODEL_FINISHED,
+    StopReason.BUDGET: pb.STOP_REASON_BUDGET,
+    StopReason.CANCELLED: pb.STOP_REASON_CANCELLED,
+    StopReason.VOTED: pb.STOP_REASON_VOTED,
+}
+
+
+def stop_reason_to_proto(reason: StopReason | None) -> pb.StopReason.ValueType:
+    return _STOP_REASONS[reason]
+
+
+def probe_to_proto(probe: ProbeRecord) -> pb.Probe:
+    return pb.Probe(
+        sample_index=probe.sample_index,
+        position_tokens=probe.position_tokens,
+        answer=probe.answer,
+        confident=probe.confident,
+        tokens=probe.tokens,
+    )
+
+
+def _duration(seconds: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration
+
+
+def report_to_proto(report: SolveReport) -> pb.SolveResult:
+    usage = report.usage
+    return pb.SolveResult(
+        answer=report.answer,
+        stop_reason=stop_reason_to_proto(report.stop_reason),
+        text=report.text,
+        usage=pb.TokenUsage(
+            prompt_tokens=usage.prompt_tokens,
+            path_tokens=usage.path_tokens,
+            probe_tokens=usage.probe_tokens,
+            cached_prompt_tokens=usage.cached_prompt_tokens,
+        ),
+        probes=[probe_to_proto(probe) for probe in report.probes],
+        wall_time=_duration(report.wall_time_s),
+        samples=[
+            pb.Sample(
+                index=sample.sample_index,
+                answer=sample.answer,
+                stop_reason=stop_reason_to_proto(sample.stop_reason),
+                path_tokens=sample.path_tokens,
+                probe_tokens=sample.probe_tokens,
+            )
+            for sample in report.samples
+        ],
+        answer_classes=[pb.AnswerClass(answer=c.answer, count=c.count) for c in report.answer_classes],
+        tokens_saved_vs_budget=report.tokens_saved_vs_budget,
+    )
+
+
+def event_to_proto(request_id: str, event: RuntimeEvent) -> pb.SolveEvent:
+    if isinstance(event, TextDelta):
+        return pb.SolveEvent(
+            request_id=request_id,
+            text=pb.TextDelta(sample_index=event.sample_index, text=event.text, path_tokens=event.path_tokens),
+        )
+    if isinstance(event, ProbeRecord):
+        return pb.SolveEvent(request_id=request_id, probe=probe_to_proto(event))
+    if isinstance(event, Decision):
+        return pb.SolveEvent(
+            request_id=request_id,
+            decision=pb.Decision(
+                sample_index=event.sample_index,
+                stop_reason=stop_reason_to_proto(event.stop_reason),
+                answer=event.answer,
+                detail=event.detail,
+            ),
+        )
+    raise TypeError(f"unknown runtime event {event!r}")

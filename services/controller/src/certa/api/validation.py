@@ -1,0 +1,184 @@
+"""Validate a `SolveRequest` and map it to core types. Every refusal names the field and what is accepted."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from certa.config import Settings
+from certa.core.errors import InvalidArgument
+from certa.core.strategies import DynasorConfig, MajorityVoteSpec, PlainSpec, StrategySpec
+from certa.core.strategies.dynasor import PRESETS
+from certa.core.types import SamplingParams
+from certa.v1 import reasoning_pb2 as pb
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_PRESET_NAMES = {
+    pb.DynasorCot.PRESET_UNSPECIFIED: "mid",
+    pb.DynasorCot.PRESET_MILD: "mild",
+    pb.DynasorCot.PRESET_LOW: "low",
+    pb.DynasorCot.PRESET_MID: "mid",
+    pb.DynasorCot.PRESET_HIGH: "high",
+    pb.DynasorCot.PRESET_CRAZY: "crazy",
+}
+MAX_CHUNK_TOKENS = 4096
+MAX_PROBE_TOKENS = 256
+MAX_THRESHOLD = 64
+
+
+@dataclass(frozen=True)
+class SolveSpec:
+    """A validated request, in core terms."""
+
+    request_id: str
+    text: str
+    raw_prompt: bool
+    strategy: StrategySpec
+    sampling: SamplingParams
+    token_budget: int
+    deadline_s: float
+    backend: str
+    model: str
+
+
+def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
+    if message.preset not in _PRESET_NAMES:
+        raise InvalidArgument(f"{field}.preset", f"unknown preset {message.preset}; use one of {sorted(PRESETS)}")
+    config = DynasorConfig.preset(_PRESET_NAMES[message.preset])
+    chunk = message.chunk_tokens if message.HasField("chunk_tokens") else config.chunk_tokens
+    threshold = message.certainty_threshold if message.HasField("certainty_threshold") else config.certainty_threshold
+    probe = message.probe_tokens if message.HasField("probe_tokens") else config.probe_tokens
+    consistency = message.consistency if message.HasField("consistency") else 1.0
+    if not 1 <= chunk <= MAX_CHUNK_TOKENS:
+        raise InvalidArgument(f"{field}.chunk_tokens", f"must be in [1, {MAX_CHUNK_TOKENS}], got {chunk}")
+    if not 1 <= threshold <= MAX_THRESHOLD:
+        raise InvalidArgument(f"{field}.certainty_threshold", f"must be in [1, {MAX_THRESHOLD}], got {threshold}")
+    if not 1 <= probe <= MAX_PROBE_TOKENS:
+        raise InvalidArgument(f"{field}.probe_tokens", f"must be in [1, {MAX_PROBE_TOKENS}], got {probe}")
+    if message.window > MAX_THRESHOLD:
+        raise InvalidArgument(f"{field}.window", f"must be in [0, {MAX_THRESHOLD}], got {message.window}")
+    if not 0.0 < consistency <= 1.0:
+        raise InvalidArgument(f"{field}.consistency", f"must be in (0, 1], got {consistency}")
+    if message.HasField("consistency") and message.window == 0:
+        raise InvalidArgument(f"{field}.consistency", "only applies with window > 0; set window too")
+    return DynasorConfig(
+        chunk_tokens=chunk,
+        certainty_threshold=threshold,
+        probe_tokens=probe,
+        window=message.window,
+        consistency=consistency,
+        early_exit=not message.disable_early_exit,
+    )
+
+
+def _strategy(message: pb.Strategy, settings: Settings) -> StrategySpec:
+    kind = message.WhichOneof("kind")
+    if kind == "plain":
+        return PlainSpec()
+    if kind == "dynasor_cot":
+        return _dynasor(message.dynasor_cot, "strategy.dynasor_cot")
+    if kind == "majority_vote":
+        vote = message.majority_vote
+        if not 1 <= vote.n <= settings.max_samples:
+            raise InvalidArgument("strategy.majority_vote.n", f"must be in [1, {settings.max_samples}], got {vote.n}")
+        inner = vote.WhichOneof("inner")
+        if inner is None:
+            raise InvalidArgument("strategy.majority_vote.inner", "required: set plain or dynasor_cot")
+        spec = PlainSpec() if inner == "plain" else _dynasor(vote.dynasor_cot, "strategy.majority_vote.dynasor_cot")
+        return MajorityVoteSpec(n=vote.n, inner=spec)
+    raise InvalidArgument("strategy", "required: set one of plain, dynasor_cot, majority_vote")
+
+
+def _sampling(message: pb.SamplingParams) -> SamplingParams:
+    top_p = message.top_p if message.HasField("top_p") else 1.0
+    repetition = message.repetition_penalty if message.HasField("repetition_penalty") else 1.0
+    if not 0.0 <= message.temperature <= 2.0:
+        raise InvalidArgument("sampling.temperature", f"must be in [0, 2], got {message.temperature:g}")
+    if not 0.0 < top_p <= 1.0:
+        raise InvalidArgument("sampling.top_p", f"must be in (0, 1], got {top_p:g}")
+    if message.top_k > 1000:
+        raise InvalidArgument("sampling.top_k", f"must be in [0, 1000], got {message.top_k}")
+    if not 0.0 < repetition <= 2.0:
+        raise InvalidArgument("sampling.repetition_penalty", f"must be in (0, 2], got {repetition:g}")
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(message, name)
+        if not -2.0 <= value <= 2.0:
+            raise InvalidArgument(f"sampling.{name}", f"must be in [-2, 2], got {value:g}")
+    return SamplingParams(
+        temperature=message.temperature,
+        top_p=top_p,
+        top_k=message.top_k,
+        seed=message.seed if message.HasField("seed") else None,
+        repetition_penalty=repetition,
+        presence_penalty=message.presence_penalty,
+        frequency_penalty=message.frequency_penalty,
+    )
+
+
+def _uses_chunked_paths(spec: StrategySpec) -> bool:
+    return isinstance(spec, DynasorConfig) or (
+        isinstance(spec, MajorityVoteSpec) and isinstance(spec.inner, DynasorConfig)
+    )
+
+
+def _chunk_tokens(spec: StrategySpec) -> int:
+    if isinstance(spec, DynasorConfig):
+        return spec.chunk_tokens
+    if isinstance(spec, MajorityVoteSpec) and isinstance(spec.inner, DynasorConfig):
+        return spec.inner.chunk_tokens
+    return 1
+
+
+def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> SolveSpec:
+    """Check a request against the API's ranges and the server's caps; return it in core terms."""
+    kind = request.WhichOneof("input")
+    text = getattr(request, kind) if kind else ""
+    field = kind or "question"
+    if not text.strip():
+        raise InvalidArgument(field, "must not be empty: set question (or raw_prompt)")
+    if len(text) > settings.max_prompt_chars:
+        raise InvalidArgument(field, f"is {len(text)} characters; the server accepts at most {settings.max_prompt_chars}")
+    if request.request_id and not _REQUEST_ID.match(request.request_id):
+        raise InvalidArgument(
+            "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
+        )
+    strategy = _strategy(request.strategy, settings)
+    sampling = _sampling(request.sampling)
+    if sampling.has_penalties and _uses_chunked_paths(strategy):
+        raise InvalidArgument(
+            "sampling",
+            "repetition/presence/frequency penalties restart with every backend call, so a path continued chunk by "
+            "chunk (dynasor_cot) would not be the path you asked for; leave them neutral or use plain",
+        )
+    if isinstance(strategy, MajorityVoteSpec) and strategy.n > 1 and sampling.greedy:
+        raise InvalidArgument(
+            "sampling.temperature", "majority_vote with n > 1 needs temperature > 0 (greedy samples are identical)"
+        )
+    budget = request.token_budget or settings.default_token_budget
+    if budget > settings.max_token_budget:
+        raise InvalidArgument("token_budget", f"must be <= {settings.max_token_budget} (server cap), got {budget}")
+    chunk = _chunk_tokens(strategy)
+    if budget < chunk:
+        raise InvalidArgument("token_budget", f"must be >= chunk_tokens ({chunk}), got {budget}")
+    deadline_s = settings.default_deadline_s
+    if request.HasField("deadline"):
+        deadline_s = request.deadline.ToTimedelta().total_seconds()
+        if deadline_s <= 0:
+            raise InvalidArgument("deadline", f"must be positive (the deadline has already passed: {deadline_s:g}s)")
+        if deadline_s > settings.max_deadline_s:
+            raise InvalidArgument("deadline", f"must be <= {settings.max_deadline_s:g}s (server cap), got {deadline_s:g}s")
+    backend = request.backend or settings.default_backend_name
+    names = [spec.name for spec in settings.backends]
+    if backend not in names:
+        raise InvalidArgument("backend", f"unknown backend {backend!r}; configured: {', '.join(names) or 'none'}")
+    return SolveSpec(
+        request_id=request_id,
+        text=text,
+        raw_prompt=kind == "raw_prompt",
+        strategy=strategy,
+        sampling=sampling,
+        token_budget=budget,
+        deadline_s=deadline_s,
+        backend=backend,
+        model=request.model,
+    )

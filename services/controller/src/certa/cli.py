@@ -1,0 +1,193 @@
+"""The `certa` command: `certa serve` runs the controller, `certa solve` asks a running one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import json_format
+
+from certa.core.strategies import StrategyName
+from certa.core.strategies.dynasor import PRESETS
+from certa.v1 import reasoning_pb2 as pb
+from certa.v1 import reasoning_pb2_grpc as pb_grpc
+
+_PRESETS = {
+    "mild": pb.DynasorCot.PRESET_MILD,
+    "low": pb.DynasorCot.PRESET_LOW,
+    "mid": pb.DynasorCot.PRESET_MID,
+    "high": pb.DynasorCot.PRESET_HIGH,
+    "crazy": pb.DynasorCot.PRESET_CRAZY,
+}
+_STOP = {value: name.removeprefix("STOP_REASON_").lower() for name, value in pb.StopReason.items()}
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # math-verify warns on every call that its SIGALRM timeouts are off; that is deliberate (see core.answers).
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+def _strategy(args: argparse.Namespace) -> pb.Strategy:
+    dynasor = pb.DynasorCot(preset=_PRESETS[args.effort], disable_early_exit=args.no_early_exit)
+    if args.chunk_tokens is not None:
+        dynasor.chunk_tokens = args.chunk_tokens
+    if args.threshold is not None:
+        dynasor.certainty_threshold = args.threshold
+    if args.probe_tokens is not None:
+        dynasor.probe_tokens = args.probe_tokens
+    if args.strategy == StrategyName.PLAIN:
+        return pb.Strategy(plain=pb.PlainCot())
+    if args.strategy == StrategyName.DYNASOR_COT:
+        return pb.Strategy(dynasor_cot=dynasor)
+    vote = pb.MajorityVote(n=args.samples)
+    if args.inner == StrategyName.PLAIN:
+        vote.plain.SetInParent()
+    else:
+        vote.dynasor_cot.CopyFrom(dynasor)
+    return pb.Strategy(majority_vote=vote)
+
+
+def build_request(args: argparse.Namespace) -> pb.SolveRequest:
+    request = pb.SolveRequest(
+        strategy=_strategy(args),
+        sampling=pb.SamplingParams(temperature=args.temperature),
+        token_budget=args.budget,
+        backend=args.backend,
+        model=args.model,
+        request_id=args.request_id,
+    )
+    if args.raw:
+        request.raw_prompt = args.input
+    else:
+        request.question = args.input
+    if args.top_p is not None:
+        request.sampling.top_p = args.top_p
+    if args.seed is not None:
+        request.sampling.seed = args.seed
+    if args.deadline is not None:
+        request.deadline.FromNanoseconds(int(args.deadline * 1e9))
+    return request
+
+
+def describe(result: pb.SolveResult) -> str:
+    usage = result.usage
+    lines = [
+        f"answer: {result.answer or '(none)'}",
+        f"stop reason: {_STOP[result.stop_reason]}",
+        f"tokens: path {usage.path_tokens}, probes {usage.probe_tokens}, prompt {usage.prompt_tokens} "
+        f"(cached {usage.cached_prompt_tokens}), saved vs budget {result.tokens_saved_vs_budget}",
+        f"wall time: {result.wall_time.ToTimedelta().total_seconds():.2f}s",
+    ]
+    if result.probes:
+        lines.append("probes (position tokens: answer, confident):")
+        lines += [
+            f"  #{p.sample_index} @{p.position_tokens}: {p.answer or '(none)'} {'sure' if p.confident else 'hesitant'}"
+            for p in result.probes
+        ]
+    if result.answer_classes:
+        lines.append("votes: " + ", ".join(f"{c.answer} x{c.count}" for c in result.answer_classes))
+    return "\n".join(lines)
+
+
+async def _solve(args: argparse.Namespace) -> int:
+    request = build_request(args)
+    async with grpc.aio.insecure_channel(args.address) as channel:
+        stub = pb_grpc.ReasoningServiceStub(channel)
+        try:
+            if args.json:
+                response = await stub.Solve(request)
+                print(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True)))
+                return 0
+            async for event in stub.SolveStream(request):
+                kind = event.WhichOneof("event")
+                if kind == "started":
+                    print(f"[{event.request_id}] {event.started.strategy} on {event.started.backend}/"
+                          f"{event.started.model}", file=sys.stderr)
+                elif kind == "text":
+                    print(event.text.text, end="", flush=True)
+                elif kind == "probe":
+                    probe = event.probe
+                    mark = "sure" if probe.confident else "hesitant"
+                    print(f" \033[36m[probe @{probe.position_tokens}: {probe.answer or '-'} {mark}]\033[0m",
+                          end="", flush=True)
+                elif kind == "decision":
+                    print(f"\n\033[33m[sample {event.decision.sample_index} stopped: "
+                          f"{_STOP[event.decision.stop_reason]} → {event.decision.answer or '-'}]\033[0m")
+                elif kind == "result":
+                    print("\n" + describe(event.result))
+        except grpc.aio.AioRpcError as error:
+            print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="certa", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the controller (configured by CERTA_* environment variables)")
+
+    solve = commands.add_parser("solve", help="solve a question with a running controller")
+    solve.add_argument("input", help="the question (or, with --raw, the prompt sent as is)")
+    solve.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
+    solve.add_argument("--strategy", choices=[s.value for s in StrategyName], default=StrategyName.DYNASOR_COT)
+    solve.add_argument("--effort", choices=list(PRESETS), default="mid", help="Dynasor-CoT preset")
+    solve.add_argument("--chunk-tokens", type=int)
+    solve.add_argument("--threshold", type=int, help="certainty threshold (probes that must agree)")
+    solve.add_argument("--probe-tokens", type=int)
+    solve.add_argument("--no-early-exit", action="store_true", help="probe but never stop early")
+    solve.add_argument("--samples", type=int, default=5, help="majority-vote samples")
+    solve.add_argument("--inner", choices=[StrategyName.PLAIN.value, StrategyName.DYNASOR_COT.value],
+                       default=StrategyName.DYNASOR_COT, help="majority-vote sample strategy")
+    solve.add_argument("--temperature", type=float, default=0.0)
+    solve.add_argument("--top-p", type=float)
+    solve.add_argument("--seed", type=int)
+    solve.add_argument("--budget", type=int, default=0, help="path token budget (0: server default)")
+    solve.add_argument("--deadline", type=float, help="seconds")
+    solve.add_argument("--backend", default="")
+    solve.add_argument("--model", default="")
+    solve.add_argument("--request-id", default="")
+    solve.add_argument("--raw", action="store_true")
+    solve.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        from certa.config import load_settings
+        from certa.core.errors import InvalidArgument
+        from certa.server import serve
+
+        try:
+            settings = load_settings()
+            setup_logging(settings.log_level, settings.log_format)
+            asyncio.run(serve(settings))
+        except InvalidArgument as error:
+            print(f"certa serve: configuration error: {error}", file=sys.stderr)
+            return 2
+        return 0
+    setup_logging("WARNING", "text")
+    return asyncio.run(_solve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

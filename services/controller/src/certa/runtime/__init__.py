@@ -1,0 +1,1 @@
+"""The runtime: the only place that awaits. It drives strategies against backends."""

@@ -1,0 +1,301 @@
+"""Drive a strategy against a backend.
+
+The driver executes the strategy's commands: each `Start` becomes an asyncio task streaming from the backend,
+`Wait`/`WaitAny` await those tasks (or the request's cancellation), `Cancel` cancels a task and hands back what
+it had generated. It enforces each sample's path-token budget (a `Start` is clamped to what is left), the deadline,
+and cancellation, and it keeps the accounting: every token the backend reported, per purpose, including tokens of
+calls that were cancelled. When the strategy returns, calls still in flight are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from certa.backends.base import Backend
+from certa.core.commands import Cancel, Command, Decision, Emit, Handle, Start, Wait, WaitAny
+from certa.core.errors import BackendError, CertaError, DeadlineExceeded, SolveInterrupted
+from certa.core.types import (
+    FinishReason,
+    GenerationRequest,
+    Outcome,
+    ProbeRecord,
+    Purpose,
+    Segment,
+    StopReason,
+    StrategyResult,
+)
+from certa.runtime.report import SolveReport, TextDelta, Usage
+
+log = logging.getLogger(__name__)
+
+RuntimeEvent = TextDelta | ProbeRecord | Decision
+EventSink = Callable[[RuntimeEvent], None]
+
+
+class _Cancelled(Exception):
+    """The request was cancelled by its client (internal to the driver)."""
+
+
+@dataclass
+class _Call:
+    """One backend call and what it has produced so far."""
+
+    request: GenerationRequest
+    texts: list[str] = field(default_factory=list)
+    token_ids: list[int] | None = field(default_factory=list)
+    tokens: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    finish: FinishReason | None = None
+    settled: bool = False
+    task: asyncio.Task[Outcome] | None = None
+
+    def outcome(self, finish: FinishReason) -> Outcome:
+        ids = tuple(self.token_ids) if self.token_ids is not None else None
+        return Outcome(
+            segment=Segment("".join(self.texts), ids),
+            tokens=self.tokens,
+            finish=finish,
+            prompt_tokens=self.prompt_tokens,
+            cached_prompt_tokens=self.cached_prompt_tokens,
+        )
+
+
+class Driver:
+    """Runs one strategy against one backend model. Create one driver per request."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        model: str,
+        *,
+        token_budget: int,
+        on_event: EventSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._model = model
+        self._token_budget = token_budget
+        self._on_event = on_event or (lambda event: None)
+        self._clock = clock
+        self._calls: dict[Handle, _Call] = {}
+        self._next_handle = 0
+        self._usage = Usage()
+        self._probes: list[ProbeRecord] = []
+        self._path_committed: defaultdict[int, int] = defaultdict(int)  # spent + in flight, per sample
+        self._path_streamed: defaultdict[int, int] = defaultdict(int)  # path tokens streamed, per sample
+        self._path_text: defaultdict[int, list[str]] = defaultdict(list)  # path calls consumed, per sample
+        self._started_at = clock()
+
+    async def run(
+        self,
+        strategy: Generator[Command, Any, StrategyResult],
+        *,
+        deadline_s: float | None = None,
+        cancel: asyncio.Event | None = None,
+    ) -> SolveReport:
+        """Run to completion. A cancelled run returns a partial report with stop reason `cancelled`.
+
+        Raises `DeadlineExceeded` or `SolveInterrupted` (carrying the partial report) on a deadline or an error.
+        """
+        self._started_at = self._clock()
+        cancel = cancel or asyncio.Event()
+        cancel_waiter = asyncio.ensure_future(cancel.wait())
+        try:
+            async with asyncio.timeout(deadline_s):
+                result = await self._drive(strategy, cancel_waiter)
+        except TimeoutError:
+            await self._cancel_all()
+            raise DeadlineExceeded(
+                f"deadline of {deadline_s:g}s exceeded", partial=self._partial(None)
+            ) from None
+        except _Cancelled:
+            await self._cancel_all()
+            return self._partial(StopReason.CANCELLED)
+        except CertaError as error:
+            await self._cancel_all()
+            raise SolveInterrupted(str(error), partial=self._partial(None), cause=error) from error
+        finally:
+            cancel_waiter.cancel()
+            strategy.close()
+        await self._cancel_all()
+        return self._complete(result)
+
+    async def _drive(
+        self, strategy: Generator[Command, Any, StrategyResult], cancel_waiter: asyncio.Future[Any]
+    ) -> StrategyResult:
+        reply: Any = None
+        while True:
+            try:
+                command = strategy.send(reply)
+            except StopIteration as finished:
+                return finished.value  # type: ignore[no-any-return]
+            reply = await self._execute(command, cancel_waiter)
+
+    async def _execute(self, command: Command, cancel_waiter: asyncio.Future[Any]) -> Any:
+        if isinstance(command, Start):
+            return self._start(command.request)
+        if isinstance(command, Wait):
+            return (await self._wait_any((command.handle,), cancel_waiter))[1]
+        if isinstance(command, WaitAny):
+            return await self._wait_any(command.handles, cancel_waiter)
+        if isinstance(command, Cancel):
+            return await self._cancel(command.handle)
+        if isinstance(command, Emit):
+            if isinstance(command.event, ProbeRecord):
+                self._probes.append(command.event)
+            self._on_event(command.event)
+            return None
+        raise TypeError(f"unknown strategy command {command!r}")
+
+    def _start(self, request: GenerationRequest) -> Handle:
+        handle = Handle(self._next_handle)
+        self._next_handle += 1
+        if request.purpose is Purpose.PATH:
+            left = self._token_budget - self._path_committed[request.sample_index]
+            if request.max_tokens > left:
+                request = GenerationRequest(
+                    request.prompt, left, request.sampling, request.purpose, request.sample_index, request.stop
+                )
+            self._path_committed[request.sample_index] += max(request.max_tokens, 0)
+        call = _Call(request)
+        self._calls[handle] = call
+        call.task = asyncio.create_task(self._stream(call))
+        return handle
+
+    async def _stream(self, call: _Call) -> Outcome:
+        request = call.request
+        try:
+            if request.max_tokens <= 0:
+                return call.outcome(FinishReason.LENGTH)
+            async for delta in self._backend.stream(request, self._model):
+                call.texts.append(delta.text)
+                call.tokens += delta.tokens
+                if delta.token_ids is None or call.token_ids is None:
+                    call.token_ids = None
+                else:
+                    call.token_ids.extend(delta.token_ids)
+                if request.purpose is Purpose.PATH:
+                    self._path_streamed[request.sample_index] += delta.tokens
+                    if delta.text:
+                        self._on_event(
+                            TextDelta(request.sample_index, delta.text, self._path_streamed[request.sample_index])
+                        )
+                if delta.finish is not None:
+                    call.finish = delta.finish
+                    call.prompt_tokens = delta.prompt_tokens
+                    call.cached_prompt_tokens = delta.cached_prompt_tokens
+            if call.finish is None:
+                raise BackendError(self._backend.name, "the stream ended without a final response")
+            return call.outcome(call.finish)
+        finally:
+            self._settle(call)
+
+    def _settle(self, call: _Call) -> None:
+        """Account a finished, failed or cancelled call exactly once."""
+        if call.settled:
+            return
+        call.settled = True
+        request = call.request
+        usage = self._usage
+        if request.purpose is Purpose.PATH:
+            # Release the reservation, keep what was really generated.
+            self._path_committed[request.sample_index] += call.tokens - max(request.max_tokens, 0)
+        self._usage = Usage(
+            prompt_tokens=usage.prompt_tokens + call.prompt_tokens,
+            path_tokens=usage.path_tokens + (call.tokens if request.purpose is Purpose.PATH else 0),
+            probe_tokens=usage.probe_tokens + (call.tokens if request.purpose is Purpose.PROBE else 0),
+            cached_prompt_tokens=usage.cached_prompt_tokens + call.cached_prompt_tokens,
+        )
+
+    async def _wait_any(
+        self, handles: tuple[Handle, ...], cancel_waiter: asyncio.Future[Any]
+    ) -> tuple[Handle, Outcome]:
+        tasks = {handle: self._task(handle) for handle in handles}
+        while True:
+            for handle, task in tasks.items():
+                if task.done():
+                    outcome = task.result()  # a failed call stays listed, so its text joins the partial report
+                    call = self._calls.pop(handle)
+                    if call.request.purpose is Purpose.PATH:
+                        self._path_text[call.request.sample_index].append(outcome.text)
+                    return handle, outcome
+            if cancel_waiter.done():
+                raise _Cancelled
+            await asyncio.wait([*tasks.values(), cancel_waiter], return_when=asyncio.FIRST_COMPLETED)
+
+    async def _cancel(self, handle: Handle) -> Outcome:
+        task = self._task(handle)
+        call = self._calls.pop(handle)
+        task.cancel()
+        await asyncio.wait([task])
+        if task.cancelled():
+            return call.outcome(FinishReason.CANCELLED)
+        error = task.exception()
+        if error is not None:
+            # The call failed before the strategy gave it up; its result is not needed, but the failure is reported.
+            log.warning("a cancelled backend call had already failed: %s", error)
+            return call.outcome(FinishReason.CANCELLED)
+        return task.result()
+
+    def _task(self, handle: Handle) -> asyncio.Task[Outcome]:
+        call = self._calls.get(handle)
+        if call is None or call.task is None:
+            raise RuntimeError(f"strategy used unknown or already consumed handle {handle}")
+        return call.task
+
+    async def _cancel_all(self) -> None:
+        """Cancel every call not consumed by the strategy; their text stays available for a partial report."""
+        tasks = [call.task for call in self._calls.values() if call.task is not None and not call.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for call in self._calls.values():
+            task = call.task
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                log.warning("backend call abandoned by the run had failed: %s", task.exception())
+
+    def _elapsed(self) -> float:
+        return self._clock() - self._started_at
+
+    def _complete(self, result: StrategyResult) -> SolveReport:
+        return SolveReport(
+            answer=result.answer,
+            stop_reason=result.stop_reason,
+            text=result.text,
+            usage=self._usage,
+            probes=tuple(self._probes),
+            samples=result.samples,
+            answer_classes=result.answer_classes,
+            wall_time_s=self._elapsed(),
+            token_budget=self._token_budget,
+            complete=True,
+        )
+
+    def _partial(self, stop_reason: StopReason | None) -> SolveReport:
+        unconsumed = [
+            "".join(call.texts)
+            for call in self._calls.values()
+            if call.request.purpose is Purpose.PATH and call.request.sample_index == 0
+        ]
+        text = "".join(self._path_text[0] + unconsumed)
+        return SolveReport(
+            answer="",
+            stop_reason=stop_reason,
+            text=text,
+            usage=self._usage,
+            probes=tuple(self._probes),
+            samples=(),
+            answer_classes=(),
+            wall_time_s=self._elapsed(),
+            token_budget=self._token_budget,
+            complete=False,
+        )
+

@@ -1,0 +1,59 @@
+"""What a run produces: the result (or the partial result of an interrupted run) and its accounting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from certa.core.types import AnswerClass, PathResult, ProbeRecord, StopReason
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens as the backend reported them, summed over every call of the run (cancelled calls included)."""
+
+    prompt_tokens: int = 0
+    path_tokens: int = 0
+    probe_tokens: int = 0
+    cached_prompt_tokens: int = 0
+
+    @property
+    def generated_tokens(self) -> int:
+        return self.path_tokens + self.probe_tokens
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Text streamed by a path call, as it arrives."""
+
+    sample_index: int
+    text: str
+    path_tokens: int
+
+
+@dataclass(frozen=True)
+class SolveReport:
+    """A run's outcome.
+
+    A finished run has `stop_reason` set and `answer` is what the strategy reached. An interrupted run (error,
+    deadline, cancellation) has `complete` False: `answer` is empty, and `text`, `usage` and `probes` hold what
+    was generated before the interruption.
+    """
+
+    answer: str
+    stop_reason: StopReason | None
+    text: str
+    usage: Usage
+    probes: tuple[ProbeRecord, ...]
+    samples: tuple[PathResult, ...]
+    answer_classes: tuple[AnswerClass, ...]
+    wall_time_s: float
+    token_budget: int
+    complete: bool
+
+    @property
+    def tokens_saved_vs_budget(self) -> int:
+        """Path tokens not generated compared with giving every sample its full budget (0 while incomplete)."""
+        if not self.complete:
+            return 0
+        samples = max(len(self.samples), 1)
+        return max(samples * self.token_budget - self.usage.path_tokens, 0)

@@ -1,0 +1,111 @@
+"""The composition root: settings → backends → service → gRPC server with health, reflection and drain.
+
+Health: the empty service name reports the process (liveness); `certa.v1.ReasoningService` reports whether the
+default backend is ready (readiness), re-checked every `READINESS_INTERVAL_S`. On SIGTERM the server turns
+NOT_SERVING, lets running requests finish for up to `CERTA_DRAIN_TIMEOUT_S`, cancels the rest (they keep their
+partial results), and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from certa.api.errors import ErrorMappingInterceptor
+from certa.api.servicer import ReasoningServicer
+from certa.backends.base import Backend
+from certa.backends.factory import build_backend
+from certa.config import Settings
+from certa.core.errors import BackendUnavailable, InvalidArgument
+from certa.service import SolveService
+from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = reasoning_pb2.DESCRIPTOR.services_by_name["ReasoningService"].full_name
+READINESS_INTERVAL_S = 5.0
+
+
+def build_backends(settings: Settings) -> dict[str, Backend]:
+    if not settings.backends:
+        raise InvalidArgument("CERTA_BACKENDS", "no backend configured, e.g. CERTA_BACKENDS=local=triton://127.0.0.1:8001")
+    return {
+        spec.name: build_backend(spec, connect_timeout_s=settings.backend_connect_timeout_s)
+        for spec in settings.backends
+    }
+
+
+class CertaServer:
+    """A running gRPC server around a `SolveService`."""
+
+    def __init__(self, settings: Settings, backends: Mapping[str, Backend]) -> None:
+        self.settings = settings
+        self.service = SolveService(settings, backends)
+        self.health = health.aio.HealthServicer()
+        self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+        reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(ReasoningServicer(self.service), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server,
+        )
+        self.port = self._server.add_insecure_port(settings.listen_address)
+        if self.port == 0:
+            raise InvalidArgument("CERTA_LISTEN_ADDRESS", f"cannot listen on {settings.listen_address!r}")
+        self._readiness: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._check_readiness()
+        self._readiness = asyncio.create_task(self._watch_readiness())
+        log.info("certa listening on port %d", self.port)
+
+    async def _check_readiness(self) -> None:
+        backend = self.service.backends[self.settings.default_backend_name]
+        try:
+            await backend.check_ready()
+        except BackendUnavailable as error:
+            log.warning("not ready: %s", error)
+            await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+            return
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+    async def _watch_readiness(self) -> None:
+        while True:
+            await asyncio.sleep(READINESS_INTERVAL_S)
+            await self._check_readiness()
+
+    async def stop(self) -> None:
+        """Drain: stop being ready, let running requests finish (bounded), then stop."""
+        if self._readiness is not None:
+            self._readiness.cancel()
+        await self.health.enter_graceful_shutdown()
+        await self.service.drain(self.settings.drain_timeout_s)
+        await self._server.stop(grace=5.0)
+        for backend in self.service.backends.values():
+            await backend.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT, then drain."""
+    server = CertaServer(settings, build_backends(settings))
+    await server.start()
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    await stop_requested.wait()
+    log.info("draining: up to %.0fs for %d running requests", settings.drain_timeout_s, server.service.in_flight())
+    await server.stop()

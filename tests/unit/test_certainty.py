@@ -1,0 +1,41 @@
+"""The hesitation check and the exit rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from certa.core.certainty import CertaintyRule, hesitates
+from certa.core.types import ProbeRecord
+
+pytestmark = pytest.mark.unit
+
+
+def probes(*items: tuple[str, bool]) -> list[ProbeRecord]:
+    return [ProbeRecord(0, 10 * (i + 1), answer, confident, 5) for i, (answer, confident) in enumerate(items)]
+
+
+@pytest.mark.parametrize("text", ["Wait, 18", "hmm", "18 but", "OKAY then", "No.", "hold on"])
+def test_hesitation_words(text: str) -> None:
+    assert hesitates(text)
+
+
+@pytest.mark.parametrize("text", ["I know 18", "not sure", "button", "holder", "18}", "Nobody", "waiting"])
+def test_words_containing_hesitation_words_do_not_hesitate(text: str) -> None:
+    assert not hesitates(text)
+
+
+def test_strict_rule_needs_threshold_agreeing_confident_probes() -> None:
+    rule = CertaintyRule(threshold=3)
+    assert not rule.is_certain(probes(("18", True), ("18", True)))
+    assert rule.is_certain(probes(("5", True), ("18", True), ("18.0", True), ("18", True)))
+    assert not rule.is_certain(probes(("18", True), ("18", False), ("18", True)))
+    assert not rule.is_certain(probes(("", True), ("", True), ("", True)))
+    assert not rule.is_certain(probes(("18", True), ("17", True), ("18", True)))
+
+
+def test_window_rule_counts_agreement_with_the_latest_probe() -> None:
+    rule = CertaintyRule(threshold=3, window=4, consistency=0.75)
+    assert rule.is_certain(probes(("17", True), ("18", True), ("18", True), ("18", True)))
+    assert not rule.is_certain(probes(("17", True), ("16", True), ("18", True), ("18", True)))
+    assert not rule.is_certain(probes(("18", True), ("18", True), ("18", True), ("18", False)))
+    assert not rule.is_certain(probes(("18", True), ("18", True), ("18", True)))

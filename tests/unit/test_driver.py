@@ -1,0 +1,112 @@
+"""The runtime driver against the in-process scripted backend: concurrency, accounting, budget, faults."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from certa.core.commands import Start, Wait
+from certa.core.errors import BackendError, DeadlineExceeded, SolveInterrupted
+from certa.core.strategies import DynasorConfig, PlainSpec, build_strategy
+from certa.core.types import GenerationRequest, SamplingParams, StopReason, StrategyResult
+from certa.runtime.driver import Driver
+from certa.runtime.report import TextDelta
+from certa.testing.scripted_backend import ScriptedBackend
+from certa.testing.scripted_model import DEFAULT_SCRIPT
+
+pytestmark = pytest.mark.unit
+
+SCRIPT = DEFAULT_SCRIPT.replace("ANSWER", "18")
+GREEDY = SamplingParams()
+
+
+async def test_plain_run_counts_what_the_backend_reported() -> None:
+    backend = ScriptedBackend()
+    events: list[object] = []
+    report = await Driver(backend, "m", token_budget=1000, on_event=events.append).run(
+        build_strategy(PlainSpec(), ("Q\n",), 1000, GREEDY)
+    )
+    assert report.complete and report.answer == "18"
+    assert report.stop_reason is StopReason.MODEL_FINISHED
+    assert report.text == SCRIPT
+    assert report.usage.path_tokens == len(SCRIPT)
+    assert report.usage.prompt_tokens == 2
+    assert "".join(event.text for event in events if isinstance(event, TextDelta)) == SCRIPT
+    assert report.tokens_saved_vs_budget == 1000 - len(SCRIPT)
+
+
+async def test_dynasor_exit_cancels_the_chunk_in_flight_and_counts_its_tokens() -> None:
+    backend = ScriptedBackend()
+    config = DynasorConfig(chunk_tokens=32, certainty_threshold=2, probe_tokens=10)
+    prompt = ("Q [[confident-after:100]]\n",)
+    report = await Driver(backend, "m", token_budget=1000).run(build_strategy(config, prompt, 1000, GREEDY))
+    assert report.stop_reason is StopReason.CERTAIN
+    assert len(backend.cancelled) == 1
+    path_requests = [r for r in backend.requests if r.purpose.value == "path"]
+    probe_requests = [r for r in backend.requests if r.purpose.value == "probe"]
+    assert len(probe_requests) == len(report.probes)
+    # Kept chunks are full (32 tokens each); the cancelled one contributed what it streamed before the cancel.
+    kept = report.probes[-1].position_tokens
+    assert kept == 32 * (len(path_requests) - 1)
+    assert kept <= report.usage.path_tokens < kept + 32
+    assert report.usage.probe_tokens == sum(probe.tokens for probe in report.probes)
+    assert report.samples[0].path_tokens == report.usage.path_tokens
+
+
+async def test_each_path_start_is_clamped_to_the_sample_budget() -> None:
+    def greedy_strategy():  # asks for more than the budget twice
+        first = yield Start(GenerationRequest(("Q\n",), 80, GREEDY))
+        one = yield Wait(first)
+        second = yield Start(GenerationRequest(("Q\n", one.segment), 80, GREEDY))
+        two = yield Wait(second)
+        return StrategyResult("", StopReason.BUDGET, one.text + two.text, samples=())
+
+    backend = ScriptedBackend()
+    report = await Driver(backend, "m", token_budget=100).run(greedy_strategy())
+    assert [request.max_tokens for request in backend.requests] == [80, 20]
+    assert report.usage.path_tokens == 100
+    assert report.text == SCRIPT[:100]
+
+
+async def test_deadline_cancels_calls_and_keeps_the_partial_result() -> None:
+    backend = ScriptedBackend()
+    with pytest.raises(DeadlineExceeded) as raised:
+        await Driver(backend, "m", token_budget=1000).run(
+            build_strategy(PlainSpec(), ("Q [[slow:0.02]]\n",), 1000, GREEDY), deadline_s=0.3
+        )
+    partial = raised.value.partial
+    assert not partial.complete and partial.answer == ""
+    assert 3 <= partial.usage.path_tokens < len(SCRIPT)
+    assert partial.text == SCRIPT[: partial.usage.path_tokens]
+    assert len(backend.cancelled) == 1
+
+
+async def test_backend_failure_mid_path_carries_text_tokens_and_probes() -> None:
+    backend = ScriptedBackend()
+    config = DynasorConfig(chunk_tokens=16, certainty_threshold=8, probe_tokens=5)
+    with pytest.raises(SolveInterrupted) as raised:
+        await Driver(backend, "m", token_budget=1000).run(
+            build_strategy(config, ("Q [[fail-after:40]]\n",), 1000, GREEDY)
+        )
+    assert isinstance(raised.value.cause, BackendError)
+    partial = raised.value.partial
+    assert partial.usage.path_tokens >= 40
+    assert partial.text.startswith(SCRIPT[:40])
+    assert len(partial.probes) >= 2
+
+
+async def test_cancellation_returns_a_partial_report_marked_cancelled() -> None:
+    backend = ScriptedBackend()
+    cancel = asyncio.Event()
+    driver = Driver(backend, "m", token_budget=1000)
+    run = asyncio.create_task(
+        driver.run(build_strategy(PlainSpec(), ("Q [[slow:0.01]]\n",), 1000, GREEDY), cancel=cancel)
+    )
+    await asyncio.sleep(0.15)
+    cancel.set()
+    report = await run
+    assert report.stop_reason is StopReason.CANCELLED and not report.complete
+    assert report.answer == ""
+    assert 0 < report.usage.path_tokens < len(SCRIPT)
+    assert len(backend.cancelled) == 1
