@@ -71,7 +71,8 @@ async def test_majority_vote_reports_classes(stub: pb_grpc.ReasoningServiceStub)
         (pb.SolveRequest(question="q"), "strategy"),
         (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(certainty_threshold=0))),
          "certainty_threshold"),
-        (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=0))), "chunk_tokens"),
+        (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=0))),
+         "chunk_tokens"),
         (pb.SolveRequest(question="q", strategy=FAST, token_budget=16), "token_budget"),
         (pb.SolveRequest(question="q", strategy=FAST, sampling=pb.SamplingParams(temperature=-0.5)),
          "sampling.temperature"),
@@ -121,7 +122,9 @@ async def test_backend_failure_is_unavailable_with_the_partial_result(stub: pb_g
     assert len(partial.probes) >= 1
 
 
-async def test_backend_switched_off_is_unavailable(stub: pb_grpc.ReasoningServiceStub, backend: ScriptedBackend) -> None:
+async def test_backend_switched_off_is_unavailable(
+    stub: pb_grpc.ReasoningServiceStub, backend: ScriptedBackend
+) -> None:
     backend.available = False
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Solve(request())

@@ -31,7 +31,13 @@ def test_extract_boxed_takes_the_last_complete_box(text: str, answer: str) -> No
 
 @pytest.mark.parametrize(
     ("probe", "answer"),
-    [("18}\n\\]", "18"), ("\\frac{1}{2}} done", "\\frac{1}{2}"), ("{nested}}", "{nested}"), ("no brace", ""), ("}", "")],
+    [
+        ("18}\n\\]", "18"),
+        ("\\frac{1}{2}} done", "\\frac{1}{2}"),
+        ("{nested}}", "{nested}"),
+        ("no brace", ""),
+        ("}", ""),
+    ],
 )
 def test_probe_answer_ends_at_the_first_unmatched_brace(probe: str, answer: str) -> None:
     assert extract_probe_answer(probe) == answer

@@ -9,12 +9,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from certa.console import describe, stream_solve
 from certa.core.strategies import StrategyName
 from certa.core.strategies.dynasor import PRESETS
+from certa.demo import run_demo
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 
@@ -25,7 +29,6 @@ _PRESETS = {
     "high": pb.DynasorCot.PRESET_HIGH,
     "crazy": pb.DynasorCot.PRESET_CRAZY,
 }
-_STOP = {value: name.removeprefix("STOP_REASON_").lower() for name, value in pb.StopReason.items()}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -88,26 +91,6 @@ def build_request(args: argparse.Namespace) -> pb.SolveRequest:
     return request
 
 
-def describe(result: pb.SolveResult) -> str:
-    usage = result.usage
-    lines = [
-        f"answer: {result.answer or '(none)'}",
-        f"stop reason: {_STOP[result.stop_reason]}",
-        f"tokens: path {usage.path_tokens}, probes {usage.probe_tokens}, prompt {usage.prompt_tokens} "
-        f"(cached {usage.cached_prompt_tokens}), saved vs budget {result.tokens_saved_vs_budget}",
-        f"wall time: {result.wall_time.ToTimedelta().total_seconds():.2f}s",
-    ]
-    if result.probes:
-        lines.append("probes (position tokens: answer, confident):")
-        lines += [
-            f"  #{p.sample_index} @{p.position_tokens}: {p.answer or '(none)'} {'sure' if p.confident else 'hesitant'}"
-            for p in result.probes
-        ]
-    if result.answer_classes:
-        lines.append("votes: " + ", ".join(f"{c.answer} x{c.count}" for c in result.answer_classes))
-    return "\n".join(lines)
-
-
 async def _solve(args: argparse.Namespace) -> int:
     request = build_request(args)
     async with grpc.aio.insecure_channel(args.address) as channel:
@@ -116,28 +99,27 @@ async def _solve(args: argparse.Namespace) -> int:
             if args.json:
                 response = await stub.Solve(request)
                 print(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True)))
-                return 0
-            async for event in stub.SolveStream(request):
-                kind = event.WhichOneof("event")
-                if kind == "started":
-                    print(f"[{event.request_id}] {event.started.strategy} on {event.started.backend}/"
-                          f"{event.started.model}", file=sys.stderr)
-                elif kind == "text":
-                    print(event.text.text, end="", flush=True)
-                elif kind == "probe":
-                    probe = event.probe
-                    mark = "sure" if probe.confident else "hesitant"
-                    print(f" \033[36m[probe @{probe.position_tokens}: {probe.answer or '-'} {mark}]\033[0m",
-                          end="", flush=True)
-                elif kind == "decision":
-                    print(f"\n\033[33m[sample {event.decision.sample_index} stopped: "
-                          f"{_STOP[event.decision.stop_reason]} → {event.decision.answer or '-'}]\033[0m")
-                elif kind == "result":
-                    print("\n" + describe(event.result))
+            else:
+                result = await stream_solve(stub, request)
+                print(describe(result))
         except grpc.aio.AioRpcError as error:
             print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
     return 0
+
+
+async def _health(args: argparse.Namespace) -> int:
+    async with grpc.aio.insecure_channel(args.address) as channel:
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            print(f"not healthy: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -167,6 +149,18 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--request-id", default="")
     solve.add_argument("--raw", action="store_true")
     solve.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    demo = commands.add_parser("demo", help="solve one GSM8K question with and without probing, and compare")
+    demo.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
+    demo.add_argument("--data", type=Path, default=Path(os.environ.get("CERTA_DATA_DIR", "../shared/data"))
+                      / "gsm8k_test.jsonl", help="GSM8K test set as JSON lines")
+    demo.add_argument("--index", type=int, default=0, help="which question (0-based line)")
+    demo.add_argument("--budget", type=int, default=1024, help="path token budget")
+
+    health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
+    health.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
+    health.add_argument("--service", default="", help="'' for liveness, certa.v1.ReasoningService for readiness")
+    health.add_argument("--timeout", type=float, default=5.0)
     return parser
 
 
@@ -186,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return 0
     setup_logging("WARNING", "text")
-    return asyncio.run(_solve(args))
+    if args.command == "demo":
+        return asyncio.run(run_demo(args.address, args.data, args.index, args.budget))
+    return asyncio.run(_solve(args) if args.command == "solve" else _health(args))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await behaviour(request, context)
-        except Exception as error:  # noqa: BLE001 - every error is mapped to a status and logged, none dropped
+        except Exception as error:
             if isinstance(error, grpc.aio.AbortError):
                 raise
             await _abort(context, method, error)
@@ -112,7 +112,7 @@ def _wrap_stream(behaviour: Callable[..., AsyncIterator[Any]], method: str) -> C
         try:
             async for response in behaviour(request, context):
                 yield response
-        except Exception as error:  # noqa: BLE001 - every error is mapped to a status and logged, none dropped
+        except Exception as error:
             if isinstance(error, grpc.aio.AbortError):
                 raise
             await _abort(context, method, error)

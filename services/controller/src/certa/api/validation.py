@@ -137,7 +137,9 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
     if not text.strip():
         raise InvalidArgument(field, "must not be empty: set question (or raw_prompt)")
     if len(text) > settings.max_prompt_chars:
-        raise InvalidArgument(field, f"is {len(text)} characters; the server accepts at most {settings.max_prompt_chars}")
+        raise InvalidArgument(
+            field, f"is {len(text)} characters; the server accepts at most {settings.max_prompt_chars}"
+        )
     if request.request_id and not _REQUEST_ID.match(request.request_id):
         raise InvalidArgument(
             "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
@@ -166,7 +168,9 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         if deadline_s <= 0:
             raise InvalidArgument("deadline", f"must be positive (the deadline has already passed: {deadline_s:g}s)")
         if deadline_s > settings.max_deadline_s:
-            raise InvalidArgument("deadline", f"must be <= {settings.max_deadline_s:g}s (server cap), got {deadline_s:g}s")
+            raise InvalidArgument(
+                "deadline", f"must be <= {settings.max_deadline_s:g}s (server cap), got {deadline_s:g}s"
+            )
     backend = request.backend or settings.default_backend_name
     names = [spec.name for spec in settings.backends]
     if backend not in names:

@@ -10,8 +10,9 @@ TensorRT-LLM-shaped models that tests serve from a real Triton server, so both t
   so far, hesitantly ("wait") before `confident_after` characters of the path, confidently after, followed by `}`.
   This reproduces the failure mode of probing a small model: early probes repeat intermediate numbers.
 * Directives inside the prompt change behaviour: `[[slow:SECONDS]]` sleeps that long per token,
-  `[[fail-after:N]]` fails once the path reaches N tokens (`failure_offset` says where, within one call), `[[answer:X]]` makes X the final answer,
-  `[[vote:A,B,C]]` makes the final answer depend on the sampling seed (answer = list[seed % len]).
+  `[[fail-after:N]]` fails once the path reaches N tokens (`failure_offset` says where, within one call),
+  `[[answer:X]]` makes X the final answer, `[[vote:A,B,C]]` makes the final answer depend on the sampling seed
+  (answer = list[seed % len]), `[[confident-after:N]]` moves the point where probes become confident.
 """
 
 from __future__ import annotations
@@ -30,10 +31,6 @@ DEFAULT_ANSWER = "18"
 
 _DIRECTIVE = re.compile(r"\[\[(slow|fail-after|answer|vote|confident-after):([^\]]*)\]\]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
-class ScriptedFailure(RuntimeError):
-    """Raised by `[[fail-after:N]]` once N tokens have been produced."""
 
 
 @dataclass(frozen=True)

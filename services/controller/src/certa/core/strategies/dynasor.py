@@ -31,7 +31,9 @@ from certa.core.types import (
 PROBE_SUFFIX = "... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\\[ \\boxed{"
 """The reference probe suffix, byte for byte."""
 
-EARLY_EXIT_TEMPLATE = "Oh, I have got the answer to the whole problem\n**Final Answer:**\n\\[\n \\boxed{{{answer}}}\n\\]"
+EARLY_EXIT_TEMPLATE = (
+    "Oh, I have got the answer to the whole problem\n**Final Answer:**\n\\[\n \\boxed{{{answer}}}\n\\]"
+)
 
 PRESETS: dict[str, tuple[int, int]] = {
     "mild": (8, 64),

@@ -1,0 +1,83 @@
+# Certa — `make help` lists the targets.
+#
+# The two commands a newcomer needs:  `make run`  (set up, start the local stack, solve a sample problem)
+#                                     `make test` (set up, run every test)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STATE_DIR ?= .certa
+MODEL ?= qwen2.5-coder-0.5b
+CERTA_PORT ?= 50051
+TRITON_GRPC_PORT ?= 8001
+TRITON_HTTP_PORT ?= 8000
+TRITON_METRICS_PORT ?= 8002
+BENCH_QUESTIONS ?= 20
+export MODEL CERTA_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT STATE_DIR VENV
+
+PROTO_OUT := services/controller/src
+PROTO_SRC := proto/certa/v1/reasoning.proto
+
+.PHONY: help install run up down logs status solve test test-unit test-integration lint proto proto-check bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Create the virtual environment and install everything (builds llama.cpp once)
+
+$(VENV)/.installed: services/controller/pyproject.toml services/triton-local/pyproject.toml deploy/local/install.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash deploy/local/install.sh
+	touch $@
+
+run: install ## Start the local stack (Triton + model, controller) and solve a sample GSM8K problem
+	bash deploy/local/stack.sh up
+	$(VENV)/bin/certa demo --address 127.0.0.1:$(CERTA_PORT)
+	@echo
+	@echo "The stack is still running: 'make solve Q=\"...\"' asks it, 'make logs' shows logs, 'make down' stops it."
+
+up: install ## Start the local stack in the background (says so if it is already up)
+	bash deploy/local/stack.sh up
+
+down: ## Stop the local stack
+	bash deploy/local/stack.sh down
+
+logs: ## Show the local stack's logs
+	bash deploy/local/stack.sh logs
+
+status: ## Show what runs in the local stack
+	bash deploy/local/stack.sh status
+
+solve: install ## Ask the running stack a question: make solve Q="What is 17 * 23?"
+	$(VENV)/bin/certa solve --address 127.0.0.1:$(CERTA_PORT) "$(Q)"
+
+test: install proto-check ## Run every test (unit, integration with real Triton, end to end)
+	$(PY) -m pytest
+
+test-unit: install ## Run the pure unit tests only (seconds)
+	$(PY) -m pytest -m unit
+
+lint: install ## Lint the Python code
+	$(VENV)/bin/ruff check services tests
+
+proto: install ## Regenerate the Python code of the API from proto/
+	$(PY) -m grpc_tools.protoc -I proto --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+		--grpc_python_out=$(PROTO_OUT) $(PROTO_SRC)
+
+proto-check: install ## Fail when the committed generated code differs from proto/
+	@tmp=$$(mktemp -d); \
+	$(PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO_SRC); \
+	if ! diff -r -q $$tmp/certa/v1 $(PROTO_OUT)/certa/v1 -x __init__.py -x __pycache__ >/dev/null; then \
+		diff -r $$tmp/certa/v1 $(PROTO_OUT)/certa/v1 -x __init__.py -x __pycache__ | head -40; \
+		echo "generated code is out of date: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; \
+	fi; rm -rf $$tmp; echo "generated code matches proto/"
+
+bench: install ## Benchmark plain CoT vs Dynasor-CoT presets on GSM8K with the local stack
+	bash deploy/local/stack.sh up
+	$(VENV)/bin/certa bench --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
+
+clean: down ## Stop the stack and remove the virtual environment and state
+	rm -rf $(VENV) $(STATE_DIR)

