@@ -122,6 +122,31 @@ async def _health(args: argparse.Namespace) -> int:
     return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from certa.bench import dynasor_bench
+    from certa.bench.dataset import load_questions
+
+    configs = dynasor_bench.CONFIGS
+    if args.configs:
+        wanted = set(args.configs.split(","))
+        unknown = wanted - {config.name for config in configs}
+        if unknown:
+            print(f"unknown configurations {sorted(unknown)}; known: {[c.name for c in configs]}", file=sys.stderr)
+            return 2
+        configs = tuple(config for config in configs if config.name in wanted)
+    questions = load_questions(args.data, limit=args.questions, offset=args.offset)
+    meta = {
+        "dataset": args.data.name,
+        "questions": len(questions),
+        "offset": args.offset,
+        "budget": args.budget,
+        "decoding": "greedy",
+        "configs": {config.name: config.description for config in configs},
+        "title": f"{args.data.name}: {len(questions)} questions, greedy",
+    }
+    return dynasor_bench.run(args.address, questions, configs, args.budget, args.out, meta)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="certa", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +182,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--index", type=int, default=0, help="which question (0-based line)")
     demo.add_argument("--budget", type=int, default=1024, help="path token budget")
 
+    bench = commands.add_parser("bench", help="plain CoT vs Dynasor-CoT configurations on a dataset")
+    bench.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
+    bench.add_argument("--data", type=Path, default=Path(os.environ.get("CERTA_DATA_DIR", "../shared/data"))
+                       / "gsm8k_test.jsonl")
+    bench.add_argument("--questions", type=int, default=20)
+    bench.add_argument("--offset", type=int, default=0, help="skip this many questions first")
+    bench.add_argument("--budget", type=int, default=1024, help="path token budget per question")
+    bench.add_argument("--configs", default="", help="comma-separated subset of configurations (default: all)")
+    bench.add_argument("--out", type=Path, default=Path("bench-results"))
+
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
     health.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
     health.add_argument("--service", default="", help="'' for liveness, certa.v1.ReasoningService for readiness")
@@ -182,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("WARNING", "text")
     if args.command == "demo":
         return asyncio.run(run_demo(args.address, args.data, args.index, args.budget))
+    if args.command == "bench":
+        return _bench(args)
     return asyncio.run(_solve(args) if args.command == "solve" else _health(args))
 
 
