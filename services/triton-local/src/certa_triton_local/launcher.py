@@ -126,14 +126,21 @@ class TritonServer:
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def command(self, backend_directory: Path) -> list[str]:
         layout = ServerLayout.discover()
         return [
             str(layout.binary),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_directory}",
+            f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}",
             f"--http-port={self.http_port}",
+            f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
             "--log-verbose=0",
