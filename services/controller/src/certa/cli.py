@@ -216,7 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     setup_logging("WARNING", "text")
     if args.command == "demo":
-        return asyncio.run(run_demo(args.address, args.data, args.index, args.budget))
+        try:
+            return asyncio.run(run_demo(args.address, args.data, args.index, args.budget))
+        except grpc.aio.AioRpcError as error:
+            print(f"\nerror: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
     if args.command == "bench":
         return _bench(args)
     return asyncio.run(_solve(args) if args.command == "solve" else _health(args))

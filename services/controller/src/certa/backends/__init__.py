@@ -1,0 +1,1 @@
+"""Backend adapters: the `Backend` port (`base`) and its implementations, built from URLs by `factory`."""

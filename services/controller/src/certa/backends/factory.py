@@ -1,0 +1,30 @@
+"""Builds the adapter a backend URL asks for."""
+
+from __future__ import annotations
+
+from certa.backends.base import Backend
+from certa.backends.call_metadata import MetadataProvider
+from certa.backends.openai import OpenAIBackend
+from certa.backends.openai_options import OPENAI_SCHEMES
+from certa.backends.triton import TritonBackend
+from certa.backends.triton_options import TRITON_SCHEMES
+from certa.backends.url_options import SETTING
+from certa.config import BackendSpec
+from certa.core.errors import InvalidArgument
+
+SUPPORTED_SCHEMES = (*TRITON_SCHEMES, *OPENAI_SCHEMES)
+
+
+def build_backend(
+    spec: BackendSpec, *, connect_timeout_s: float, metadata_provider: MetadataProvider | None = None
+) -> Backend:
+    """The adapter for `spec.url`'s scheme; an unknown scheme is an `InvalidArgument` on `CERTA_BACKENDS`."""
+    if spec.scheme in TRITON_SCHEMES:
+        return TritonBackend(spec, connect_timeout_s=connect_timeout_s, metadata_provider=metadata_provider)
+    if spec.scheme in OPENAI_SCHEMES:
+        return OpenAIBackend(spec, connect_timeout_s=connect_timeout_s, metadata_provider=metadata_provider)
+    raise InvalidArgument(
+        SETTING,
+        f"backend {spec.name!r} has URL {spec.url!r} with unsupported scheme {spec.scheme!r}; "
+        f"supported: {', '.join(scheme + '://' for scheme in SUPPORTED_SCHEMES)}",
+    )
