@@ -46,9 +46,9 @@ class TritonPythonModel:
         if queries is None or output_len is None:
             raise InputError("QUERY" if queries is None else "REQUEST_OUTPUT_LEN", "is required")
         batch = queries.shape[0]
+        # An empty query tokenises to no ids (or just BOS), as TensorRT-LLM's tokenizer-based preprocessing does;
+        # clients use it to learn which ids the tokeniser adds to every text.
         ids = [self.vocab.tokenize(texts[0] if texts else "") for texts in _texts(queries)]
-        if any(not row for row in ids):
-            raise InputError("QUERY", "a query is empty")
         width = max(len(row) for row in ids)
         input_ids = np.full((batch, width), self.pad_id, dtype=np.int32)
         for i, row in enumerate(ids):
