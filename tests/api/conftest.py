@@ -1,16 +1,36 @@
-"""A real gRPC server on a free port, backed by the in-process scripted backend."""
+"""A real gRPC server on a free port, backed by the in-process scripted backend or by a real Triton server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 import pytest
 
+from certa.backends.base import Backend
+from certa.backends.triton import TritonBackend
 from certa.config import BackendSpec, Settings
 from certa.server import CertaServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_triton_local.launcher import TritonServer
+
+
+def settings_for(backends: Mapping[str, str]) -> Settings:
+    return Settings(
+        listen_address="127.0.0.1:0",
+        backends=tuple(BackendSpec(name, url) for name, url in backends.items()),
+        max_prompt_chars=6000,
+        max_token_budget=4096,
+        max_deadline_s=120,
+        drain_timeout_s=2,
+    )
+
+
+async def started(settings: Settings, backends: Mapping[str, Backend]) -> CertaServer:
+    server = CertaServer(settings, backends)
+    await server.start()
+    return server
 
 
 @pytest.fixture
@@ -20,16 +40,7 @@ def backend() -> ScriptedBackend:
 
 @pytest.fixture
 async def server(backend: ScriptedBackend) -> AsyncIterator[CertaServer]:
-    settings = Settings(
-        listen_address="127.0.0.1:0",
-        backends=(BackendSpec("scripted", "scripted://"),),
-        max_prompt_chars=2000,
-        max_token_budget=4096,
-        max_deadline_s=120,
-        drain_timeout_s=2,
-    )
-    server = CertaServer(settings, {"scripted": backend})
-    await server.start()
+    server = await started(settings_for({"scripted": "scripted://"}), {"scripted": backend})
     yield server
     await server.stop()
 
@@ -43,3 +54,19 @@ async def channel(server: CertaServer) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> pb_grpc.ReasoningServiceStub:
     return pb_grpc.ReasoningServiceStub(channel)
+
+
+@pytest.fixture
+async def triton_stub(scripted_triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+    """The controller in front of the real scripted Triton server (token mode) and a second backend in text mode."""
+    urls = {
+        "trtllm": f"triton://{scripted_triton.grpc_url}",
+        "trtllm-text": f"triton://{scripted_triton.grpc_url}?mode=text",
+        "nowhere": "triton://127.0.0.1:9",
+    }
+    settings = settings_for(urls)
+    backends = {spec.name: TritonBackend(spec, connect_timeout_s=2.0) for spec in settings.backends}
+    server = await started(settings, backends)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.ReasoningServiceStub(channel)
+    await server.stop()

@@ -77,7 +77,7 @@ async def test_majority_vote_reports_classes(stub: pb_grpc.ReasoningServiceStub)
         (pb.SolveRequest(question="q", strategy=FAST, sampling=pb.SamplingParams(temperature=-0.5)),
          "sampling.temperature"),
         (pb.SolveRequest(question="q", strategy=FAST, backend="nope"), "backend"),
-        (pb.SolveRequest(question="q" * 2001, strategy=FAST), "question"),
+        (pb.SolveRequest(question="q" * 6001, strategy=FAST), "question"),
         (pb.SolveRequest(question="q", strategy=FAST, token_budget=10_000), "token_budget"),
         (pb.SolveRequest(question="q", strategy=FAST, sampling=pb.SamplingParams(repetition_penalty=1.1)), "sampling"),
         (pb.SolveRequest(question="q", strategy=pb.Strategy(majority_vote=pb.MajorityVote(n=3, plain=pb.PlainCot()))),

@@ -253,7 +253,8 @@ async def test_a_failure_mid_stream_is_a_backend_error_after_the_partial_deltas(
     make_backend: MakeBackend, mode: str
 ) -> None:
     backend = make_backend(TEXT_MODES[mode])
-    prompt = "[[fail-after:5]] " + QUESTION
+    # QUESTION already holds 25 characters of the script, so a failure at path token 30 comes 5 tokens into this call.
+    prompt = "[[fail-after:30]] " + QUESTION
     received: list[Delta] = []
     with pytest.raises(BackendError) as raised:
         async for delta in backend.stream(GenerationRequest((prompt,), 50, SamplingParams()), ""):

@@ -1,0 +1,153 @@
+"""Rendering the Helm chart with a real helm binary (fetched once by deploy/tools/get-helm.sh).
+
+`render(...)` runs `helm template` and returns the objects as dicts; `render_error(...)` runs it expecting a
+failure and returns helm's message. Both are cached per argument list: rendering is cheap, but many tests look at
+the same scenarios.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "certa"
+VALUES_DIR = ROOT / "deploy" / "values"
+GET_HELM = ROOT / "deploy" / "tools" / "get-helm.sh"
+RELEASE = "rel"
+NAMESPACE = "ml"
+MONITORING_API = "monitoring.coreos.com/v1"
+
+# The Kubernetes minors the chart claims (Chart.yaml kubeVersion ">=1.29.0-0 <1.38.0-0") and is validated against.
+KUBE_VERSIONS = tuple(f"1.{minor}.0" for minor in range(29, 38))
+
+
+@functools.cache
+def helm_binary() -> str:
+    result = subprocess.run(["bash", str(GET_HELM)], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f"deploy/tools/get-helm.sh failed:\n{result.stderr}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    home = Path.home() / ".cache" / "certa" / "helm"
+    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+           "HELM_DATA_HOME": str(home / "data")}
+    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def _template_args(values: Iterable[str], sets: Iterable[str], extra: Iterable[str]) -> list[str]:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for name in values:
+        args += ["-f", str(VALUES_DIR / name)]
+    for assignment in sets:
+        args += ["--set", assignment]
+    return args + list(extra)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    objects: tuple[dict, ...]
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict:
+        matches = [obj for obj in self.of_kind(kind) if obj["metadata"]["name"] == name]
+        assert len(matches) == 1, f"expected one {kind}/{name}, got {[o['metadata']['name'] for o in self.of_kind(kind)]}"
+        return matches[0]
+
+    def find(self, kind: str, name: str) -> dict | None:
+        matches = [obj for obj in self.of_kind(kind) if obj["metadata"]["name"] == name]
+        return matches[0] if matches else None
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(obj["kind"] for obj in self.objects)
+
+    # The release's objects, by the names the chart gives them.
+    @property
+    def controller(self) -> dict:
+        return self.get("Deployment", f"{RELEASE}-certa")
+
+    @property
+    def controller_container(self) -> dict:
+        return self.controller["spec"]["template"]["spec"]["containers"][0]
+
+    @property
+    def config(self) -> dict[str, str]:
+        return self.get("ConfigMap", f"{RELEASE}-certa")["data"]
+
+    @property
+    def triton(self) -> dict | None:
+        return self.find("Deployment", f"{RELEASE}-certa-triton")
+
+
+@functools.cache
+def _render(values: tuple[str, ...], sets: tuple[str, ...], extra: tuple[str, ...]) -> Rendered:
+    result = helm(*_template_args(values, sets, extra))
+    if result.returncode != 0:
+        raise AssertionError(f"helm template failed ({values}, {sets}, {extra}):\n{result.stderr}")
+    return Rendered(tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc))
+
+
+def render(*sets: str, values: Iterable[str] = (), extra: Iterable[str] = ()) -> Rendered:
+    """`helm template` with `--set` assignments, values files from deploy/values/ and extra flags."""
+    return _render(tuple(values), tuple(sets), tuple(extra))
+
+
+@functools.cache
+def _render_error(values: tuple[str, ...], sets: tuple[str, ...], extra: tuple[str, ...]) -> str:
+    result = helm(*_template_args(values, sets, extra))
+    assert result.returncode != 0, f"helm template accepted {sets} {extra}"
+    return result.stderr
+
+
+def render_error(*sets: str, values: Iterable[str] = (), extra: Iterable[str] = ()) -> str:
+    """`helm template` expected to fail: its error message."""
+    return _render_error(tuple(values), tuple(sets), tuple(extra))
+
+
+# Scenarios rendered and validated against every Kubernetes version: every toggle of the chart.
+SCENARIOS: dict[str, dict] = {
+    "defaults": {},
+    "autoscaling": {"sets": ("autoscaling.enabled=true", "triton.autoscaling.enabled=true")},
+    "keda": {"sets": ("keda.enabled=true",)},
+    "pdb-off": {"sets": ("pdb.enabled=false",)},
+    "pdb-min-available": {"sets": ("pdb.minAvailable=50%",)},
+    "network-policy": {
+        "sets": ("networkPolicy.enabled=true",
+                 "networkPolicy.ingress.from[0].namespaceSelector.matchLabels.team=apps"),
+    },
+    "service-monitor": {
+        "sets": ("serviceMonitor.enabled=true", "networkPolicy.enabled=true",
+                 "networkPolicy.ingress.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"),
+        "extra": ("--api-versions", MONITORING_API),
+    },
+    "triton-off": {
+        "sets": ("triton.enabled=false", "triton.externalUrl=triton+tls://triton.inference.svc:443",
+                 "networkPolicy.enabled=true"),
+    },
+    "triton-hostpath": {"sets": ("triton.modelRepository.type=hostPath", "triton.modelRepository.hostPath=/data/models")},
+    "triton-volume": {
+        "sets": ("triton.modelRepository.type=volume", "triton.modelRepository.volume.nfs.server=nfs.example",
+                 "triton.modelRepository.volume.nfs.path=/models"),
+    },
+    "existing-secret": {"sets": ("controller.existingSecret=certa-backends",)},
+    "dev": {"values": ("dev.yaml",)},
+    "gpu": {"values": ("gpu.yaml",), "extra": ("--api-versions", MONITORING_API)},
+}
+
+
+def render_scenario(name: str, *extra: str) -> Rendered:
+    scenario = SCENARIOS[name]
+    return render(*scenario.get("sets", ()), values=scenario.get("values", ()),
+                  extra=(*scenario.get("extra", ()), *extra))

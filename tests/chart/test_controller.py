@@ -1,0 +1,206 @@
+"""The controller's Deployment, ConfigMap, Service, PDB and test pod as rendered."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from certa.config import PREFIX, Settings, load_settings
+from certa.server import SERVICE_NAME
+from tests.chart.conftest import render, render_scenario
+
+pytestmark = pytest.mark.chart
+
+# The variables certa.config.load_settings reads: one per Settings field.
+SETTINGS_VARIABLES = {PREFIX + field.name.upper() for field in dataclasses.fields(Settings)}
+SERVER_STOP_GRACE_S = 5  # CertaServer.stop(): server.stop(grace=5.0) after the drain
+
+
+def test_configmap_sets_exactly_the_variables_the_controller_reads() -> None:
+    assert set(render().config) == SETTINGS_VARIABLES
+
+
+def test_configmap_defaults_equal_the_controller_defaults() -> None:
+    config = render().config
+    settings = load_settings(config)
+    expected = dataclasses.replace(Settings(), backends=settings.backends)
+    assert settings == expected
+    assert config["CERTA_INSTRUCTION"] == Settings().instruction
+
+
+def test_every_controller_value_maps_to_its_variable() -> None:
+    config = render(
+        "controller.port=6000",
+        "controller.config.backendName=big",
+        "controller.config.backendOptions.mode=tokens",
+        "controller.config.extraBackends[0].name=oa",
+        "controller.config.extraBackends[0].url=openai+http://vllm.ml.svc:8000/v1",
+        "controller.config.defaultBackend=oa",
+        "controller.config.defaultTokenBudget=1000",
+        "controller.config.maxTokenBudget=1000000",
+        "controller.config.defaultDeadlineSeconds=1.5",
+        "controller.config.maxDeadlineSeconds=7200",
+        "controller.config.maxPromptChars=999",
+        "controller.config.maxSamples=9",
+        "controller.config.promptTemplate=chatml",
+        "controller.config.instruction=Think.",
+        "controller.config.backendConnectTimeoutSeconds=3",
+        "controller.config.drainTimeoutSeconds=30",
+        "controller.config.maxConcurrentRequests=17",
+        "controller.config.logLevel=debug",
+        "controller.config.logFormat=text",
+    ).config
+    settings = load_settings(config)
+    assert settings.listen_address == "0.0.0.0:6000"
+    assert [(spec.name, spec.url) for spec in settings.backends] == [
+        ("big", "triton://rel-certa-triton:8001?mode=tokens"),
+        ("oa", "openai+http://vllm.ml.svc:8000/v1"),
+    ]
+    assert settings.default_backend == "oa"
+    assert (settings.default_token_budget, settings.max_token_budget) == (1000, 1_000_000)
+    assert (settings.default_deadline_s, settings.max_deadline_s) == (1.5, 7200.0)
+    assert (settings.max_prompt_chars, settings.max_samples) == (999, 9)
+    assert (settings.prompt_template, settings.instruction) == ("chatml", "Think.")
+    assert (settings.backend_connect_timeout_s, settings.drain_timeout_s) == (3.0, 30.0)
+    assert settings.max_concurrent_requests == 17
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+
+
+def test_backends_follow_the_active_triton() -> None:
+    assert render().config["CERTA_BACKENDS"] == "trtllm=triton://rel-certa-triton:8001"
+    assert render("triton.ports.grpc=9001").config["CERTA_BACKENDS"] == "trtllm=triton://rel-certa-triton:9001"
+    external = render("triton.enabled=false", "triton.externalUrl=triton+tls://t.example:443?ca_file=/ca/ca.pem",
+                      "controller.config.backendOptions.mode=text")
+    assert external.config["CERTA_BACKENDS"] == "trtllm=triton+tls://t.example:443?ca_file=/ca/ca.pem&mode=text"
+    assert external.triton is None
+    assert not [obj for obj in external.objects if obj["metadata"]["name"].endswith("-triton")]
+
+
+def test_container_runs_certa_serve_with_config_and_secret_as_env() -> None:
+    container = render_scenario("existing-secret").controller_container
+    assert container["command"] == ["certa"] and container["args"] == ["serve"]
+    assert "env" not in container
+    # The Secret comes after the ConfigMap, so its CERTA_* keys override the ConfigMap's.
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "rel-certa"}},
+        {"secretRef": {"name": "certa-backends"}},
+    ]
+    assert render().controller_container["envFrom"] == [{"configMapRef": {"name": "rel-certa"}}]
+
+
+def test_native_grpc_probes() -> None:
+    container = render("controller.port=6000").controller_container
+    assert container["ports"] == [{"name": "grpc", "containerPort": 6000, "protocol": "TCP"}]
+    assert container["startupProbe"]["grpc"] == {"port": 6000, "service": ""}
+    assert container["livenessProbe"]["grpc"] == {"port": 6000, "service": ""}
+    assert container["readinessProbe"]["grpc"] == {"port": 6000, "service": SERVICE_NAME}
+    assert SERVICE_NAME == "certa.v1.ReasoningService"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert set(container[probe]) >= {"periodSeconds", "timeoutSeconds", "failureThreshold"}
+
+
+def test_hardened_security_context() -> None:
+    pod = render().controller["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    context = pod["containers"][0]["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["privileged"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The only writable path is an emptyDir on /tmp.
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "dev", "gpu"])
+def test_grace_period_exceeds_the_drain(scenario: str) -> None:
+    rendered = render_scenario(scenario)
+    grace = rendered.controller["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    drain = float(rendered.config["CERTA_DRAIN_TIMEOUT_S"])
+    assert grace > drain + SERVER_STOP_GRACE_S
+
+
+def test_resources_and_replicas() -> None:
+    rendered = render()
+    assert rendered.controller["spec"]["replicas"] == 2
+    assert rendered.controller["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    resources = rendered.controller_container["resources"]
+    assert resources["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert resources["limits"] == {"memory": "1Gi"}
+
+
+def test_config_change_rolls_the_pods() -> None:
+    def checksum(*sets: str) -> str:
+        return render(*sets).controller["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum() != checksum("controller.config.maxSamples=3")
+
+
+def test_service_speaks_grpc() -> None:
+    service = render().get("Service", "rel-certa")
+    assert service["spec"]["ports"] == [
+        {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+    ]
+    assert service["spec"]["selector"] == {
+        "app.kubernetes.io/name": "certa",
+        "app.kubernetes.io/instance": "rel",
+        "app.kubernetes.io/component": "controller",
+    }
+
+
+def test_standard_labels_everywhere() -> None:
+    for obj in render_scenario("gpu").objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "certa"
+        assert labels["app.kubernetes.io/instance"] == "rel"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/part-of"] == "certa"
+        assert labels["app.kubernetes.io/component"] in {"controller", "triton", "test"}
+        assert labels["helm.sh/chart"] == "certa-0.1.0"
+        assert obj["metadata"].get("namespace", "ml") == "ml"
+
+
+def test_pdb_variants() -> None:
+    (pdb,) = render().of_kind("PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "controller"
+    (pdb,) = render_scenario("pdb-min-available").of_kind("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
+    assert not render_scenario("pdb-off").of_kind("PodDisruptionBudget")
+
+
+def test_helm_test_pod_runs_certa_health_against_the_service() -> None:
+    (pod,) = render().of_kind("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == render().controller_container["image"]
+    assert container["command"] == ["certa"]
+    assert container["args"] == ["health", "--address", "rel-certa:50051", "--service", SERVICE_NAME,
+                                 "--timeout", "10"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["restartPolicy"] == "Never"
+    liveness = render("tests.healthService=").of_kind("Pod")[0]["spec"]["containers"][0]["args"]
+    assert liveness[liveness.index("--service") + 1] == ""
+
+
+def test_image_defaults_to_the_app_version() -> None:
+    assert render().controller_container["image"] == "certa/controller:0.1.0"
+    assert render("controller.image.tag=abc").controller_container["image"] == "certa/controller:abc"
+
+
+def test_extra_volumes_for_ca_files_and_templates() -> None:
+    rendered = render(
+        "controller.extraVolumes[0].name=ca",
+        "controller.extraVolumes[0].secret.secretName=triton-ca",
+        "controller.extraVolumeMounts[0].name=ca",
+        "controller.extraVolumeMounts[0].mountPath=/etc/certa/ca",
+    )
+    pod = rendered.controller["spec"]["template"]["spec"]
+    assert {"name": "ca", "secret": {"secretName": "triton-ca"}} in pod["volumes"]
+    assert {"name": "ca", "mountPath": "/etc/certa/ca"} in pod["containers"][0]["volumeMounts"]

@@ -1,0 +1,76 @@
+"""`helm lint --strict` passes with the defaults, every toggle, and the values files of deploy/values/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.chart.conftest import CHART, VALUES_DIR, helm
+from tests.chart.test_controller import SETTINGS_VARIABLES
+
+pytestmark = pytest.mark.chart
+
+LINT_CASES = {
+    "defaults": [],
+    "all-toggles": ["--set", "autoscaling.enabled=true", "--set", "triton.autoscaling.enabled=true",
+                    "--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true"],
+    "keda": ["--set", "keda.enabled=true"],
+    "triton-off": ["--set", "triton.enabled=false", "--set", "triton.externalUrl=triton://triton.inference.svc:8001"],
+    "dev": ["-f", str(VALUES_DIR / "dev.yaml")],
+    "gpu": ["-f", str(VALUES_DIR / "gpu.yaml")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINT_CASES))
+def test_lint_strict(case: str) -> None:
+    result = helm("lint", "--strict", str(CHART), *LINT_CASES[case])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+def test_lint_fails_on_bad_values() -> None:
+    result = helm("lint", "--strict", str(CHART), "--set", "controller.replicaCount=0")
+    assert result.returncode != 0
+    assert "/controller/replicaCount" in result.stdout + result.stderr
+
+
+def test_every_value_is_documented() -> None:
+    """Every value of values.yaml has a comment right above it or above one of its parent keys."""
+    key_line = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z][\w.-]*):(?P<value>.*)$")
+    path: list[tuple[int, str, bool]] = []  # (indent, key, commented) of the enclosing keys
+    undocumented = []
+    previous = ""
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        match = key_line.match(line)
+        if match:
+            indent = len(match["indent"])
+            while path and path[-1][0] >= indent:
+                path.pop()
+            path.append((indent, match["key"], previous.lstrip().startswith("#")))
+            is_leaf = match["value"].strip() != ""
+            if is_leaf and not any(commented for _, _, commented in path):
+                undocumented.append(".".join(key for _, key, _ in path))
+        if line.strip():
+            previous = line
+    assert not undocumented, undocumented
+
+
+def test_readme_values_table_covers_every_value() -> None:
+    """Each value (or a map holding it) has a row in the README's values table; every variable is mapped."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([\w.]+)` \|", readme, flags=re.MULTILINE))
+
+    def leaves(prefix: tuple[str, ...], value: object) -> list[tuple[str, ...]]:
+        if isinstance(value, dict) and value:
+            return [leaf for key, child in value.items() for leaf in leaves((*prefix, key), child)]
+        return [prefix]
+
+    missing = [".".join(path) for path in leaves((), values)
+               if not any(".".join(path[:depth]) in rows for depth in range(1, len(path) + 1))]
+    assert not missing, missing
+    for variable in SETTINGS_VARIABLES:
+        assert f"`{variable}`" in readme, variable

@@ -1,0 +1,81 @@
+"""Bad values are refused, with a message naming the value: by values.schema.json first, by template checks for
+what a schema cannot say (and again, for the combinations, when schema validation is skipped)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chart.conftest import render_error
+
+pytestmark = pytest.mark.chart
+
+SCHEMA_CASES = [
+    (("autoscaling.enabled=true", "keda.enabled=true"), "/keda/enabled"),
+    (("controller.replicaCount=0",), "/controller/replicaCount"),
+    (("controller.replicaCount=-2",), "/controller/replicaCount"),
+    (("triton.enabled=false",), "/triton/externalUrl"),
+    (("triton.enabled=false", "triton.externalUrl=http://triton:8000"), "/triton/externalUrl"),
+    (("controller.port=grpc",), "/controller/port"),
+    (("controller.port=70000",), "/controller/port"),
+    (("controller.config.maxSamples=many",), "/controller/config/maxSamples"),
+    (("controller.config.maxTokenBudget=0",), "/controller/config/maxTokenBudget"),
+    (("controller.config.drainTimeoutSeconds=soon",), "/controller/config/drainTimeoutSeconds"),
+    (("controller.config.logFormat=xml",), "/controller/config/logFormat"),
+    (("controller.config.logLevel=LOUD",), "/controller/config/logLevel"),
+    (("controller.config.backendName=a=b",), "/controller/config/backendName"),
+    (("controller.config.extraBackends[0].name=x", "controller.config.extraBackends[0].url=ftp://x"),
+     "/controller/config/extraBackends/0/url"),
+    (("autoscaling.enabled=yes-please",), "/autoscaling/enabled"),
+    (("autoscaling.minReplicas=0",), "/autoscaling/minReplicas"),
+    (("keda.minReplicaCount=0",), "/keda/minReplicaCount"),
+    (("triton.gpu.count=-1",), "/triton/gpu/count"),
+    (("triton.modelRepository.type=s3",), "/triton/modelRepository/type"),
+    (("triton.modelRepository.claimName=",), "/triton/modelRepository/claimName"),
+    (("serviceMonitor.interval=often",), "/serviceMonitor/interval"),
+    (("tests.healthService=other",), "/tests/healthService"),
+    (("controllr.replicaCount=2",), "'controllr' not allowed"),
+]
+
+
+@pytest.mark.parametrize(("sets", "named"), SCHEMA_CASES, ids=[case[1] for case in SCHEMA_CASES])
+def test_schema_rejects(sets: tuple[str, ...], named: str) -> None:
+    message = render_error(*sets)
+    assert "don't meet the specifications of the schema" in message
+    assert named in message
+
+
+TEMPLATE_CASES = [
+    (("autoscaling.enabled=true", "keda.enabled=true"), "autoscaling.enabled and keda.enabled are mutually exclusive"),
+    (("controller.replicaCount=0",), "controller.replicaCount must be at least 1"),
+    (("triton.enabled=false",), "triton.externalUrl is required when triton.enabled is false"),
+]
+
+
+@pytest.mark.parametrize(("sets", "message"), TEMPLATE_CASES, ids=[case[1][:40] for case in TEMPLATE_CASES])
+def test_templates_reject_without_the_schema(sets: tuple[str, ...], message: str) -> None:
+    assert message in render_error(*sets, extra=("--skip-schema-validation",))
+
+
+CROSS_FIELD_CASES = [
+    (("controller.terminationGracePeriodSeconds=65",),
+     "controller.terminationGracePeriodSeconds (65) must exceed controller.config.drainTimeoutSeconds (60) + 5"),
+    (("controller.config.drainTimeoutSeconds=120",), "must exceed controller.config.drainTimeoutSeconds (120)"),
+    (("controller.config.defaultTokenBudget=5000", "controller.config.maxTokenBudget=4000"),
+     "controller.config.defaultTokenBudget (5000) must be <= controller.config.maxTokenBudget (4000)"),
+    (("controller.config.defaultDeadlineSeconds=100", "controller.config.maxDeadlineSeconds=50"),
+     "controller.config.defaultDeadlineSeconds (100) must be <= controller.config.maxDeadlineSeconds (50)"),
+    (("controller.config.defaultBackend=nope",), 'controller.config.defaultBackend "nope" is not one of'),
+    (("controller.config.extraBackends[0].name=trtllm", "controller.config.extraBackends[0].url=triton://x:1"),
+     "controller.config.extraBackends: backend names must be unique"),
+    (("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"),
+     "autoscaling.maxReplicas must be >= autoscaling.minReplicas"),
+    (("keda.enabled=true", "keda.minReplicaCount=5", "keda.maxReplicaCount=3"),
+     "keda.maxReplicaCount must be >= keda.minReplicaCount"),
+    (("triton.autoscaling.enabled=true", "triton.autoscaling.minReplicas=3", "triton.autoscaling.maxReplicas=2"),
+     "triton.autoscaling.maxReplicas must be >= triton.autoscaling.minReplicas"),
+]
+
+
+@pytest.mark.parametrize(("sets", "message"), CROSS_FIELD_CASES, ids=[case[1][:40] for case in CROSS_FIELD_CASES])
+def test_templates_reject_inconsistent_values(sets: tuple[str, ...], message: str) -> None:
+    assert message in render_error(*sets)
