@@ -62,7 +62,8 @@ class Rendered:
 
     def get(self, kind: str, name: str) -> dict:
         matches = [obj for obj in self.of_kind(kind) if obj["metadata"]["name"] == name]
-        assert len(matches) == 1, f"expected one {kind}/{name}, got {[o['metadata']['name'] for o in self.of_kind(kind)]}"
+        names = [obj["metadata"]["name"] for obj in self.of_kind(kind)]
+        assert len(matches) == 1, f"expected one {kind}/{name}, got {names}"
         return matches[0]
 
     def find(self, kind: str, name: str) -> dict | None:
@@ -136,7 +137,9 @@ SCENARIOS: dict[str, dict] = {
         "sets": ("triton.enabled=false", "triton.externalUrl=triton+tls://triton.inference.svc:443",
                  "networkPolicy.enabled=true"),
     },
-    "triton-hostpath": {"sets": ("triton.modelRepository.type=hostPath", "triton.modelRepository.hostPath=/data/models")},
+    "triton-hostpath": {
+        "sets": ("triton.modelRepository.type=hostPath", "triton.modelRepository.hostPath=/data/models"),
+    },
     "triton-volume": {
         "sets": ("triton.modelRepository.type=volume", "triton.modelRepository.volume.nfs.server=nfs.example",
                  "triton.modelRepository.volume.nfs.path=/models"),

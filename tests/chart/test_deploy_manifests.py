@@ -88,7 +88,8 @@ def test_filled_configs_parse_and_keep_certa_choices(filled: dict[str, model_con
     assert parameters(filled["preprocessing"])["tokenizer_dir"] == "/models/tokenizer"
     assert parameters(filled["postprocessing"])["tokenizer_dir"] == "/models/tokenizer"
     assert filled["ensemble"].platform == "ensemble"
-    assert parameters(filled["preprocessing"])["chat_template"] == '{% for m in messages %}"{{ m.content }}"\n{% endfor %}'
+    template = '{% for m in messages %}"{{ m.content }}"\n{% endfor %}'
+    assert parameters(filled["preprocessing"])["chat_template"] == template
 
 
 def test_ensemble_wiring_is_consistent(filled: dict[str, model_config_pb2.ModelConfig]) -> None:

@@ -74,3 +74,15 @@ def test_readme_values_table_covers_every_value() -> None:
     assert not missing, missing
     for variable in SETTINGS_VARIABLES:
         assert f"`{variable}`" in readme, variable
+
+
+def test_notes_tell_how_to_call_the_service() -> None:
+    result = helm("install", "certa", str(CHART), "--namespace", "ml", "--dry-run=client",
+                  "--set", "autoscaling.enabled=true", "--set", "triton.autoscaling.enabled=true")
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "kubectl -n ml port-forward svc/certa 50051:50051" in notes
+    assert "localhost:50051 certa.v1.ReasoningService/Solve" in notes
+    assert "grpc.health.v1.Health/Check" in notes
+    assert "helm test certa -n ml" in notes
+    assert "certa_requests_in_flight and nv_inference_queue_duration_us" in notes

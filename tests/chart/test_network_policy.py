@@ -1,4 +1,5 @@
-"""NetworkPolicies: the controller reaches only Triton, DNS and configured extras; Triton accepts only the controller."""
+"""NetworkPolicies: the controller reaches only Triton, DNS and configured extras; Triton accepts only the
+controller (and metrics scrapers)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_controller_ingress_from_selected_namespaces_and_pods() -> None:
 
 def test_metrics_ingress_only_with_service_monitor() -> None:
     rendered = render_scenario("service-monitor")
-    grpc, metrics = rendered.get("NetworkPolicy", "rel-certa")["spec"]["ingress"]
+    _, metrics = rendered.get("NetworkPolicy", "rel-certa")["spec"]["ingress"]
     assert metrics == {"ports": [{"port": 9464, "protocol": "TCP"}],
                        "from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}
     assert len(controller_policy("networkPolicy.ingress.metricsFrom[0].podSelector.matchLabels.a=b")["ingress"]) == 1
@@ -75,6 +76,7 @@ def test_triton_accepts_only_the_controller_and_scrapers() -> None:
     assert spec["podSelector"] == {"matchLabels": TRITON}
     assert spec["policyTypes"] == ["Ingress"]
     grpc, metrics = spec["ingress"]
-    assert grpc == {"ports": [{"port": 8001, "protocol": "TCP"}], "from": [{"podSelector": {"matchLabels": CONTROLLER}}]}
+    assert grpc == {"ports": [{"port": 8001, "protocol": "TCP"}],
+                    "from": [{"podSelector": {"matchLabels": CONTROLLER}}]}
     assert metrics["ports"] == [{"port": 8002, "protocol": "TCP"}]
     assert not render_scenario("triton-off").find("NetworkPolicy", "rel-certa-triton")

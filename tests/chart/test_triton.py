@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.conftest import render, render_error, render_scenario
+from tests.chart.conftest import Rendered, render, render_error, render_scenario
 
 pytestmark = pytest.mark.chart
 
 
-def pod_spec(rendered) -> dict:  # noqa: ANN001 - conftest.Rendered
+def pod_spec(rendered: Rendered) -> dict:
     return rendered.triton["spec"]["template"]["spec"]
 
 
@@ -22,6 +22,9 @@ def test_tensorrt_llm_server_by_default() -> None:
     assert container["args"][:4] == ["--model-repository=/models", "--grpc-port=8001", "--http-port=8000",
                                      "--metrics-port=8002"]
     assert "--allow-metrics=true" in container["args"]
+    # tritonserver stops waiting for in-flight requests before the kubelet's SIGKILL.
+    assert "--exit-timeout-secs=50" in container["args"]
+    assert pod_spec(rendered)["terminationGracePeriodSeconds"] == 60
     assert {port["name"]: port["containerPort"] for port in container["ports"]} == {
         "grpc": 8001, "http": 8000, "metrics": 8002}
     service = rendered.get("Service", "rel-certa-triton")

@@ -1,0 +1,180 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "certa.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name prefix of every object: RELEASE-NAME, or RELEASE when it already contains the name. */}}
+{{- define "certa.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Triton objects. */}}
+{{- define "certa.triton.fullname" -}}
+{{- printf "%s-triton" (include "certa.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "certa.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels shared by every object (add the component with certa.componentLabels). */}}
+{{- define "certa.labels" -}}
+helm.sh/chart: {{ include "certa.chart" . }}
+app.kubernetes.io/name: {{ include "certa.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: certa
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: call with (dict "context" $ "component" "controller"). */}}
+{{- define "certa.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "certa.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Full labels of one component's objects: call like certa.selectorLabels. */}}
+{{- define "certa.componentLabels" -}}
+{{ include "certa.labels" .context }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "certa.controller.selectorLabels" -}}
+{{ include "certa.selectorLabels" (dict "context" . "component" "controller") }}
+{{- end }}
+
+{{- define "certa.controller.labels" -}}
+{{ include "certa.componentLabels" (dict "context" . "component" "controller") }}
+{{- end }}
+
+{{- define "certa.triton.selectorLabels" -}}
+{{ include "certa.selectorLabels" (dict "context" . "component" "triton") }}
+{{- end }}
+
+{{- define "certa.triton.labels" -}}
+{{ include "certa.componentLabels" (dict "context" . "component" "triton") }}
+{{- end }}
+
+{{- define "certa.serviceAccountName" -}}
+{{- if .Values.controller.serviceAccount.create }}
+{{- default (include "certa.fullname" .) .Values.controller.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.controller.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "certa.controller.image" -}}
+{{- $image := .Values.controller.image }}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
+
+{{- define "certa.triton.image" -}}
+{{- printf "%s:%s" .Values.triton.image.repository .Values.triton.image.tag }}
+{{- end }}
+
+{{/* Triton URL of the active Triton: the chart's Service, or triton.externalUrl (required then). */}}
+{{- define "certa.triton.url" -}}
+{{- if .Values.triton.enabled }}
+{{- printf "triton://%s:%d" (include "certa.triton.fullname" .) (int .Values.triton.ports.grpc) }}
+{{- else }}
+{{- required "triton.externalUrl is required when triton.enabled is false (e.g. triton://triton.inference.svc:8001)" .Values.triton.externalUrl }}
+{{- end }}
+{{- end }}
+
+{{/* TCP port of the active Triton's gRPC endpoint (8001 when externalUrl names none). */}}
+{{- define "certa.triton.port" -}}
+{{- if .Values.triton.enabled }}
+{{- .Values.triton.ports.grpc }}
+{{- else }}
+{{- $host := (urlParse (include "certa.triton.url" .)).host }}
+{{- if regexMatch ":[0-9]+$" $host }}
+{{- regexFind "[0-9]+$" $host }}
+{{- else }}
+{{- 8001 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* CERTA_BACKENDS: backendName=TRITON_URL[?backendOptions], then controller.config.extraBackends. */}}
+{{- define "certa.backends" -}}
+{{- $config := .Values.controller.config }}
+{{- $url := include "certa.triton.url" . }}
+{{- $options := list }}
+{{- range $key, $value := $config.backendOptions }}
+{{- $options = append $options (printf "%s=%s" $key (toString $value | urlquery)) }}
+{{- end }}
+{{- if $options }}
+{{- $url = printf "%s%s%s" $url (ternary "&" "?" (contains "?" $url)) (join "&" $options) }}
+{{- end }}
+{{- $entries := list (printf "%s=%s" $config.backendName $url) }}
+{{- range $config.extraBackends }}
+{{- $entries = append $entries (printf "%s=%s" .name .url) }}
+{{- end }}
+{{- join "," $entries }}
+{{- end }}
+
+{{/* Names of every backend of CERTA_BACKENDS. */}}
+{{- define "certa.backendNames" -}}
+{{- $names := list .Values.controller.config.backendName }}
+{{- range .Values.controller.config.extraBackends }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{/*
+Checks values.schema.json cannot express (and repeats the schema's combination checks, so that rendering with
+--skip-schema-validation still refuses them). Rendered by validate.yaml.
+*/}}
+{{- define "certa.validate" -}}
+{{- $v := .Values }}
+{{- if and $v.autoscaling.enabled $v.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are mutually exclusive: enable at most one autoscaler for the controller" }}
+{{- end }}
+{{- if lt (int $v.controller.replicaCount) 1 }}
+{{- fail (printf "controller.replicaCount must be at least 1, got %v" $v.controller.replicaCount) }}
+{{- end }}
+{{- if and (not $v.triton.enabled) (not $v.triton.externalUrl) }}
+{{- fail "triton.externalUrl is required when triton.enabled is false (e.g. triton://triton.inference.svc:8001)" }}
+{{- end }}
+{{- $config := $v.controller.config }}
+{{- $drain := float64 $config.drainTimeoutSeconds }}
+{{- if le (float64 $v.controller.terminationGracePeriodSeconds) (addf $drain 5) }}
+{{- fail (printf "controller.terminationGracePeriodSeconds (%v) must exceed controller.config.drainTimeoutSeconds (%v) + 5 s of server stop grace" $v.controller.terminationGracePeriodSeconds $config.drainTimeoutSeconds) }}
+{{- end }}
+{{- if gt (int $config.defaultTokenBudget) (int $config.maxTokenBudget) }}
+{{- fail (printf "controller.config.defaultTokenBudget (%v) must be <= controller.config.maxTokenBudget (%v)" $config.defaultTokenBudget $config.maxTokenBudget) }}
+{{- end }}
+{{- if gt (float64 $config.defaultDeadlineSeconds) (float64 $config.maxDeadlineSeconds) }}
+{{- fail (printf "controller.config.defaultDeadlineSeconds (%v) must be <= controller.config.maxDeadlineSeconds (%v)" $config.defaultDeadlineSeconds $config.maxDeadlineSeconds) }}
+{{- end }}
+{{- $names := include "certa.backendNames" . | fromJsonArray }}
+{{- if ne (len $names) (len (uniq $names)) }}
+{{- fail (printf "controller.config.extraBackends: backend names must be unique and differ from controller.config.backendName, got %v" $names) }}
+{{- end }}
+{{- if and $config.defaultBackend (not (has $config.defaultBackend $names)) }}
+{{- fail (printf "controller.config.defaultBackend %q is not one of the backends %v" $config.defaultBackend $names) }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (lt (int $v.autoscaling.maxReplicas) (int $v.autoscaling.minReplicas)) }}
+{{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
+{{- end }}
+{{- if and $v.keda.enabled (lt (int $v.keda.maxReplicaCount) (int $v.keda.minReplicaCount)) }}
+{{- fail "keda.maxReplicaCount must be >= keda.minReplicaCount" }}
+{{- end }}
+{{- if and $v.triton.enabled $v.triton.autoscaling.enabled (lt (int $v.triton.autoscaling.maxReplicas) (int $v.triton.autoscaling.minReplicas)) }}
+{{- fail "triton.autoscaling.maxReplicas must be >= triton.autoscaling.minReplicas" }}
+{{- end }}
+{{- end }}
