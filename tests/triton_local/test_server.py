@@ -241,15 +241,6 @@ def test_bad_inputs_are_triton_errors_naming_the_input(client: Client) -> None:
     assert healthy.one("num_output_tokens") >= 1
 
 
-def test_continuing_with_returned_ids_equals_one_greedy_call(client: Client) -> None:
-    prompt = tokenize(client, CHAT.format("Write a detailed essay about the history of the printing press."))
-    whole = generate_ids(client, prompt, 32)
-    first = generate_ids(client, prompt, 16)
-    second = generate_ids(client, prompt + first, 16)
-    assert len(whole) == 32
-    assert first + second == whole
-
-
 def test_a_probe_on_a_generated_prefix_reuses_the_kv_cache(client: Client) -> None:
     prompt = tokenize(client, CHAT.format("Explain, step by step, how a steam engine works."))
     path = generate_ids(client, prompt, 48)

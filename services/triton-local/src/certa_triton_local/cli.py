@@ -18,7 +18,7 @@ from certa_triton_local.launcher import LauncherError, TritonServer
 from certa_triton_local.weights import DEFAULT_MODEL, MODELS, WeightsError, ensure_model
 
 # Defaults of EngineOptions, repeated so `fetch` works without the `model` extra (llama-cpp-python).
-KV_CELLS, PARALLEL, THREADS = 16384, 16, 2
+KV_CELLS, PARALLEL, THREADS = 32768, 16, 2
 
 
 def _progress(message: str) -> None:
@@ -42,7 +42,7 @@ def _add_engine(parser: argparse.ArgumentParser) -> None:
         "--kv-cells",
         type=int,
         default=KV_CELLS,
-        help="KV-cache size in tokens, shared by all sequences (default %(default)s)",
+        help="KV-cache size in tokens, split evenly between the --parallel sequences (default %(default)s)",
     )
     parser.add_argument(
         "--parallel",

@@ -1,14 +1,19 @@
 """An in-flight-batching generation engine over one llama.cpp context, with prefix (KV) reuse.
 
-One context holds a unified KV cache shared by `max_sequences` llama.cpp sequences ("slots"). A slot remembers
-which tokens its cache holds after its request ends, so a later request whose prompt starts with those tokens
-skips evaluating them. When that slot is still busy (a probe and a continuation of the same path arrive at the same
-time) the shared prefix is copied with `llama_memory_seq_cp`, which in a unified cache only tags the existing cells
-with the new sequence: no recomputation and no copy of data, like TensorRT-LLM's shared KV blocks.
+One context holds `max_sequences` llama.cpp sequences ("slots"), each with its own KV stream of
+`kv_cells / max_sequences` cells. A slot remembers which tokens its cache holds after its request ends, so a later
+request whose prompt starts with those tokens skips evaluating them. When that slot is still busy (a probe and a
+continuation of the same path arrive at the same time) its stream is copied to a free slot (`llama_memory_seq_cp`, a
+memory copy) and cut to the shared prefix: nothing is recomputed.
+
+Greedy decoding is reproducible, so a path continued chunk by chunk is token for token the path generated in one
+call: every sequence's cells sit in its own stream in position order (a cache shared by all sequences would place
+them wherever cells are free, and llama.cpp's attention sums round differently with the cells' places), each request
+is decoded in a batch of its own (see `_step`), and the last prompt token is always decoded alone.
 
 A single thread owns the llama.cpp state. Each step it admits waiting requests into free slots, drops cancelled
-ones, puts one token of every generating request plus chunks of pending prompts into one batch, decodes it and
-samples a token for every request whose batch entry produced logits.
+ones, decodes the pending tokens of every active request and samples a token for every request whose last pending
+token was decoded.
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ class Engine:
         max_sequences: int = 16,
         threads: int = 2,
         batch_tokens: int = 512,
+        batch_invariant: bool = True,
         log: Callable[[str], None] = print,
     ) -> None:
         self._model = load_model(model_path)
@@ -143,7 +149,7 @@ class Engine:
         params.n_seq_max = max_sequences
         params.n_threads = threads
         params.n_threads_batch = threads
-        params.kv_unified = True
+        params.kv_unified = False
         params.no_perf = True
         self._ctx = llama.llama_init_from_model(self._model, params)
         if not self._ctx:
@@ -152,6 +158,7 @@ class Engine:
         self._n_vocab = self.vocab.size
         self.max_context = min(self.vocab.context_length, int(llama.llama_n_ctx_seq(self._ctx)))
         self._batch_tokens = batch_tokens
+        self._batch_invariant = batch_invariant
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._slots = [Slot(seq_id) for seq_id in range(max_sequences)]
         self._clock = itertools.count(1)
@@ -280,7 +287,9 @@ class Engine:
             target = min((s for s in idle if s is not source), key=lambda s: (len(s.tokens) > 0, s.last_used))
             self._truncate(target, 0)
             if source is not None and shared > 0:
-                llama.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, shared)
+                # Each sequence has its own KV stream; llama.cpp copies whole streams, so copy and cut the tail.
+                llama.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, -1, -1)
+                llama.llama_memory_seq_rm(self._memory, target.seq_id, shared, -1)
                 target.tokens = prompt[:shared]
         target.busy = True
         job.slot = target
@@ -314,16 +323,29 @@ class Engine:
             self._finish(job, Step((), finish=FinishReason.CANCELLED))
 
     def _step(self) -> None:
-        """Decode one batch and sample for every request whose last pending token was in it."""
+        """Decode pending tokens and sample for every request whose last pending token was evaluated.
+
+        Batch-invariant (the default): each request is decoded in a llama.cpp batch of its own. llama.cpp's kernels
+        round differently with the batch's size and content, so a path decoded beside a concurrent probe would
+        drift from the same path decoded alone, and greedy continuation chunk by chunk would stop being
+        token-for-token the one-shot path. Mixed batching is faster and available with `batch_invariant=False`.
+        """
         entries: list[tuple[Job, int]] = []  # (job, number of its tokens in the batch)
         budget = self._batch_tokens
         ordered = sorted(self._active, key=lambda j: len(j.pending))  # generating requests (1 token) first
         for job in ordered:
             if budget == 0:
                 break
-            take = min(len(job.pending), budget)
+            # The last pending token is always decoded on its own, so the logits a generation starts from do not
+            # depend on how much of its prompt happened to be cached (a full prefill vs a one-token tail).
+            take = min(len(job.pending) - 1 if len(job.pending) > 1 else 1, budget)
             entries.append((job, take))
             budget -= take
+        groups = [[entry] for entry in entries] if self._batch_invariant else [entries]
+        for group in groups:
+            self._decode_and_sample(group)
+
+    def _decode_and_sample(self, entries: list[tuple[Job, int]]) -> None:
         while True:
             result = self._decode(entries)
             if result == 0:

@@ -28,7 +28,7 @@ _IMPLEMENTATION = {
 class EngineOptions:
     """Engine sizing; the defaults are the CLI's (`cli.KV_CELLS`, `cli.PARALLEL`, `cli.THREADS`)."""
 
-    kv_cache_cells: int = 16384
+    kv_cache_cells: int = 32768
     max_sequences: int = 16
     threads: int = 2
 

@@ -1,0 +1,125 @@
+"""End to end with a real model: controller → local Triton (SmolLM2-135M through llama.cpp) → answer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from certa.backends.triton import TritonBackend
+from certa.config import BackendSpec, Settings
+from certa.server import CertaServer
+from certa.v1 import reasoning_pb2 as pb
+from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_triton_local.launcher import TritonServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTION = "Tom has 3 boxes with 4 apples in each box. How many apples does Tom have?"
+
+
+async def controller_for(triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+    settings = Settings(listen_address="127.0.0.1:0", backends=(BackendSpec("local", f"triton://{triton.grpc_url}"),))
+    backend = TritonBackend(settings.backends[0], connect_timeout_s=5.0)
+    server = CertaServer(settings, {"local": backend})
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.ReasoningServiceStub(channel)
+    await server.stop()
+
+
+@pytest.fixture
+async def stub(triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+    async for controller in controller_for(triton):
+        yield controller
+
+
+@pytest.fixture
+async def fresh_stub(fresh_triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+    """A controller in front of a model server with a fresh KV cache (see tests/conftest.py for why)."""
+    async for controller in controller_for(fresh_triton):
+        yield controller
+
+
+async def test_dynasor_cot_on_a_real_model_records_probes_and_tokens(stub: pb_grpc.ReasoningServiceStub) -> None:
+    strategy = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=32, certainty_threshold=2))
+    response = await stub.Solve(pb.SolveRequest(question=QUESTION, strategy=strategy, token_budget=256))
+    result = response.result
+    assert response.status == pb.SOLVE_STATUS_SUCCEEDED
+    assert result.stop_reason in (pb.STOP_REASON_CERTAIN, pb.STOP_REASON_MODEL_FINISHED, pb.STOP_REASON_BUDGET)
+    assert result.probes, "a path of more than one chunk is probed"
+    assert [p.position_tokens for p in result.probes] == [32 * (i + 1) for i in range(len(result.probes))]
+    assert result.usage.probe_tokens == sum(p.tokens for p in result.probes)
+    assert 0 < result.usage.path_tokens <= 256
+    assert result.text and QUESTION not in result.text  # the prompt is never part of the returned text
+    # Probes share their prefix with the path: the server served most prompt tokens from its KV cache.
+    assert result.usage.cached_prompt_tokens > result.usage.prompt_tokens // 2
+
+
+async def test_chunked_path_is_token_for_token_the_one_shot_path(fresh_stub: pb_grpc.ReasoningServiceStub) -> None:
+    plain = await fresh_stub.Solve(pb.SolveRequest(question=QUESTION, strategy=pb.Strategy(plain=pb.PlainCot()),
+                                             token_budget=160))
+    chunked_strategy = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=24, disable_early_exit=True))
+    chunked = await fresh_stub.Solve(
+        pb.SolveRequest(question=QUESTION, strategy=chunked_strategy, token_budget=160)
+    )
+    assert chunked.result.text == plain.result.text
+    assert chunked.result.usage.path_tokens == plain.result.usage.path_tokens
+    assert chunked.result.stop_reason == plain.result.stop_reason
+    # Without a boxed answer in the text, the probed path falls back to its last non-empty probe.
+    fallback = next((p.answer for p in reversed(chunked.result.probes) if p.answer), "")
+    assert chunked.result.answer == (plain.result.answer or fallback)
+
+
+def test_make_up_twice_solve_and_down(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """The local-stack script as `make up` runs it, on free ports, with the small model."""
+    env = {
+        **os.environ,
+        "VENV": str(Path(sys.executable).parents[1]),
+        "STATE_DIR": str(tmp_path / "state"),
+        "MODEL": "smollm2-135m",
+        "CERTA_PORT": str(free_port()),
+        "TRITON_GRPC_PORT": str(free_port()),
+        "TRITON_HTTP_PORT": str(free_port()),
+        "TRITON_METRICS_PORT": str(free_port()),
+    }
+    stack = [str(REPO / "deploy" / "local" / "stack.sh")]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", *args], env=env, capture_output=True, text=True, timeout=600, check=False)
+
+    try:
+        first = run(*stack, "up")
+        assert first.returncode == 0, first.stdout + first.stderr
+        second = run(*stack, "up")
+        assert second.returncode == 0 and "already up" in second.stdout
+        solved = subprocess.run(
+            [str(Path(sys.executable).parent / "certa"), "solve", "--json", "--address",
+             f"127.0.0.1:{env['CERTA_PORT']}", "--budget", "96", QUESTION],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert solved.returncode == 0, solved.stderr
+        assert '"status": "SOLVE_STATUS_SUCCEEDED"' in solved.stdout
+        busy = run(*stack, "down")
+        assert "stopped controller" in busy.stdout and "stopped triton" in busy.stdout
+        env["CERTA_PORT"] = env["TRITON_HTTP_PORT"] = str(free_port())
+        with_blocked_port = _listen_and_run(run, stack, int(env["CERTA_PORT"]))
+        assert with_blocked_port.returncode != 0
+        assert f"port {env['CERTA_PORT']}" in with_blocked_port.stderr
+    finally:
+        run(*stack, "down")
+
+
+def _listen_and_run(run, stack: list[str], port: int) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return run(*stack, "up")  # type: ignore[no-any-return]
