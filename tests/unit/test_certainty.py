@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from certa.core.certainty import CertaintyRule, hesitates
+from certa.core.certainty import CertaintyRule, hesitates, quantities, settled
 from certa.core.types import ProbeRecord
 
 pytestmark = pytest.mark.unit
@@ -39,3 +39,15 @@ def test_window_rule_counts_agreement_with_the_latest_probe() -> None:
     assert not rule.is_certain(probes(("17", True), ("16", True), ("18", True), ("18", True)))
     assert not rule.is_certain(probes(("18", True), ("18", True), ("18", True), ("18", False)))
     assert not rule.is_certain(probes(("18", True), ("18", True), ("18", True)))
+
+
+def test_quantities_are_normalised_numbers() -> None:
+    assert quantities("16 - 3 = 13, $1,200.50 and 2.0 or 7.") == {"16", "3", "13", "1200.5", "2", "7"}
+    assert quantities("x2 and v1.5") == set()
+
+
+def test_a_path_that_wrote_a_new_number_is_not_settled() -> None:
+    before = "Janet has 16 eggs and eats 3. So 16 - 3 = 13."
+    assert not settled(before, " She bakes with 4, so 13 - 4 = 9 remain.", "13")
+    assert settled(before, " She sells the 13 remaining eggs.", "13")
+    assert settled(before, " So the answer is 26.", "26")

@@ -188,3 +188,41 @@ def test_majority_vote_of_dynasor_paths_runs_them_side_by_side() -> None:
     # Every sample starts its first chunk before any sample waits: the scheduler interleaves them.
     assert harness.log[:3] == ["start path", "start path", "start path"]
     assert {probe.sample_index for probe in result.probes} == {0, 1, 2}
+
+
+def path_that_probes_its_latest_number(chunks: list[str], answers: list[str]):
+    chunk_iter, answer_iter = iter(chunks), iter(answers)
+
+    def respond(request: GenerationRequest) -> Outcome:
+        if request.purpose is Purpose.PROBE:
+            return outcome(next(answer_iter) + "}", tokens=3)
+        return outcome(next(chunk_iter), tokens=10)
+
+    return respond
+
+
+EGGS = ("Janet has 16 eggs, eats 3, bakes with 4 and sells the rest at 2 dollars each.",)
+EGG_CHUNKS = ["16 - 3 = 13 and 13 - 4 = 9.", " At 2 dollars each, 9 * 2 = 18", " dollars a day.", " That is all.", "x"]
+EGG_PROBES = ["9", "9", "18", "18"]
+
+
+def test_settled_guard_keeps_a_path_going_while_it_still_computes() -> None:
+    guarded = DynasorConfig(chunk_tokens=10, certainty_threshold=2, probe_tokens=5, require_settled=True)
+    result = Harness(path_that_probes_its_latest_number(EGG_CHUNKS, EGG_PROBES)).run(
+        dynasor_cot(EGGS, 1000, GREEDY, guarded)
+    )
+    # Probes 1 and 2 agree on 9, but chunk 2 computed a new number (18): no exit. Chunk 4 computed nothing new,
+    # so probes 3 and 4 agreeing on 18 end the path.
+    assert result.stop_reason is StopReason.CERTAIN
+    assert result.answer == "18"
+    assert [p.position_tokens for p in result.probes] == [10, 20, 30, 40]
+
+
+def test_without_the_guard_the_same_path_exits_on_the_intermediate_number() -> None:
+    reference = DynasorConfig(chunk_tokens=10, certainty_threshold=2, probe_tokens=5)
+    result = Harness(path_that_probes_its_latest_number(EGG_CHUNKS, EGG_PROBES)).run(
+        dynasor_cot(EGGS, 1000, GREEDY, reference)
+    )
+    assert result.stop_reason is StopReason.CERTAIN
+    assert result.answer == "9"
+    assert [p.position_tokens for p in result.probes] == [10, 20]

@@ -50,7 +50,9 @@ def setup_logging(level: str, fmt: str) -> None:
 
 
 def _strategy(args: argparse.Namespace) -> pb.Strategy:
-    dynasor = pb.DynasorCot(preset=_PRESETS[args.effort], disable_early_exit=args.no_early_exit)
+    dynasor = pb.DynasorCot(
+        preset=_PRESETS[args.effort], disable_early_exit=args.no_early_exit, require_settled=args.settled
+    )
     if args.chunk_tokens is not None:
         dynasor.chunk_tokens = args.chunk_tokens
     if args.threshold is not None:
@@ -161,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--threshold", type=int, help="certainty threshold (probes that must agree)")
     solve.add_argument("--probe-tokens", type=int)
     solve.add_argument("--no-early-exit", action="store_true", help="probe but never stop early")
+    solve.add_argument("--settled", action="store_true",
+                       help="exit only once the path stopped writing new numbers (Certa's guard)")
     solve.add_argument("--samples", type=int, default=5, help="majority-vote samples")
     solve.add_argument("--inner", choices=[StrategyName.PLAIN.value, StrategyName.DYNASOR_COT.value],
                        default=StrategyName.DYNASOR_COT, help="majority-vote sample strategy")

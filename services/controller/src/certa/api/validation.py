@@ -68,6 +68,7 @@ def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
         window=message.window,
         consistency=consistency,
         early_exit=not message.disable_early_exit,
+        require_settled=message.require_settled,
     )
 
 

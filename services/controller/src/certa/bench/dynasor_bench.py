@@ -64,8 +64,8 @@ class Summary:
     mean_wall_s: float
 
 
-def _preset(preset: int) -> pb.Strategy:
-    return pb.Strategy(dynasor_cot=pb.DynasorCot(preset=preset))
+def _preset(preset: int, settled: bool = False) -> pb.Strategy:
+    return pb.Strategy(dynasor_cot=pb.DynasorCot(preset=preset, require_settled=settled))
 
 
 REFERENCE_CONFIGS = (
@@ -77,7 +77,14 @@ REFERENCE_CONFIGS = (
     Config("crazy", _preset(pb.DynasorCot.PRESET_CRAZY), "Dynasor-CoT, 2 probes agree, 32-token chunks"),
 )
 
-CONFIGS = REFERENCE_CONFIGS
+CERTA_CONFIGS = (
+    Config("mid+settled", _preset(pb.DynasorCot.PRESET_MID, settled=True), "mid with Certa's settled-path guard"),
+    Config("high+settled", _preset(pb.DynasorCot.PRESET_HIGH, settled=True), "high with Certa's settled-path guard"),
+    Config("crazy+settled", _preset(pb.DynasorCot.PRESET_CRAZY, settled=True),
+           "crazy with Certa's settled-path guard"),
+)
+
+CONFIGS = REFERENCE_CONFIGS + CERTA_CONFIGS
 
 
 async def _solve(stub: pb_grpc.ReasoningServiceStub, config: Config, question: Question, budget: int) -> Row:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from certa.core.answers import equivalent
 from certa.core.types import ProbeRecord
 
+_QUANTITY = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+
 HESITATION_WORDS = ("wait", "hold", "but", "okay", "no", "hmm")
 _HESITATION = re.compile(r"\b(?:" + "|".join(HESITATION_WORDS) + r")\b", re.IGNORECASE)
 
@@ -60,3 +62,25 @@ class CertaintyRule:
             if probe is latest or (probe.answer and probe.confident and equivalent(probe.answer, latest.answer))
         )
         return agreeing / self.window >= self.consistency
+
+
+def quantities(text: str) -> set[str]:
+    """The numbers written in `text`, normalised (thousands separators and trailing zeros of decimals dropped)."""
+    found = set()
+    for match in _QUANTITY.finditer(text):
+        value = match.group().replace(",", "")
+        if "." in value:
+            value = value.rstrip("0").rstrip(".")
+        found.add(value)
+    return found
+
+
+def settled(before: str, since: str, answer: str) -> bool:
+    """Whether the reasoning written `since` the probes began to agree computed nothing new.
+
+    Certa's guard against the failure mode of probing small models: a probe repeats the latest intermediate number,
+    the next probe repeats it too, and the path is stopped while it is still calculating. The path is settled when
+    every number written since the first agreeing probe already appeared `before` it (question and path) or is the
+    answer itself.
+    """
+    return quantities(since) <= quantities(before) | quantities(answer)

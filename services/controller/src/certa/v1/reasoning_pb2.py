@@ -26,17 +26,17 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x65rta/v1/reasoning.proto\x12\x08\x63\x65rta.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n\x0cSolveRequest\x12\x12\n\x08question\x18\x01 \x01(\tH\x00\x12\x14\n\nraw_prompt\x18\x02 \x01(\tH\x00\x12$\n\x08strategy\x18\x03 \x01(\x0b\x32\x12.certa.v1.Strategy\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.certa.v1.SamplingParams\x12\x14\n\x0ctoken_budget\x18\x05 \x01(\r\x12+\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\r\n\x05model\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\tB\x07\n\x05input\"\x95\x01\n\x08Strategy\x12#\n\x05plain\x18\x01 \x01(\x0b\x32\x12.certa.v1.PlainCotH\x00\x12+\n\x0b\x64ynasor_cot\x18\x02 \x01(\x0b\x32\x14.certa.v1.DynasorCotH\x00\x12/\n\rmajority_vote\x18\x03 \x01(\x0b\x32\x16.certa.v1.MajorityVoteH\x00\x42\x06\n\x04kind\"\n\n\x08PlainCot\"\x97\x03\n\nDynasorCot\x12+\n\x06preset\x18\x01 \x01(\x0e\x32\x1b.certa.v1.DynasorCot.Preset\x12\x19\n\x0c\x63hunk_tokens\x18\x02 \x01(\rH\x00\x88\x01\x01\x12 \n\x13\x63\x65rtainty_threshold\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x0cprobe_tokens\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x0e\n\x06window\x18\x05 \x01(\r\x12\x18\n\x0b\x63onsistency\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x1a\n\x12\x64isable_early_exit\x18\x07 \x01(\x08\"t\n\x06Preset\x12\x16\n\x12PRESET_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPRESET_MILD\x10\x01\x12\x0e\n\nPRESET_LOW\x10\x02\x12\x0e\n\nPRESET_MID\x10\x03\x12\x0f\n\x0bPRESET_HIGH\x10\x04\x12\x10\n\x0cPRESET_CRAZY\x10\x05\x42\x0f\n\r_chunk_tokensB\x16\n\x14_certainty_thresholdB\x0f\n\r_probe_tokensB\x0e\n\x0c_consistency\"t\n\x0cMajorityVote\x12\t\n\x01n\x18\x01 \x01(\r\x12#\n\x05plain\x18\x02 \x01(\x0b\x32\x12.certa.v1.PlainCotH\x00\x12+\n\x0b\x64ynasor_cot\x18\x03 \x01(\x0b\x32\x14.certa.v1.DynasorCotH\x00\x42\x07\n\x05inner\"\xdb\x01\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x18\n\x10presence_penalty\x18\x06 \x01(\x02\x12\x19\n\x11\x66requency_penalty\x18\x07 \x01(\x02\x42\x08\n\x06_top_pB\x07\n\x05_seedB\x15\n\x13_repetition_penalty\"%\n\x0fGetSolveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"(\n\x12\x43\x61ncelSolveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"<\n\x13\x43\x61ncelSolveResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tcancelled\x18\x02 \x01(\x08\"i\n\x05Probe\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12\x17\n\x0fposition_tokens\x18\x02 \x01(\r\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x11\n\tconfident\x18\x04 \x01(\x08\x12\x0e\n\x06tokens\x18\x05 \x01(\r\"l\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x13\n\x0bpath_tokens\x18\x02 \x01(\x04\x12\x14\n\x0cprobe_tokens\x18\x03 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x04 \x01(\x04\"}\n\x06Sample\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12)\n\x0bstop_reason\x18\x03 \x01(\x0e\x32\x14.certa.v1.StopReason\x12\x13\n\x0bpath_tokens\x18\x04 \x01(\r\x12\x14\n\x0cprobe_tokens\x18\x05 \x01(\r\",\n\x0b\x41nswerClass\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xbc\x02\n\x0bSolveResult\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12)\n\x0bstop_reason\x18\x02 \x01(\x0e\x32\x14.certa.v1.StopReason\x12\x0c\n\x04text\x18\x03 \x01(\t\x12#\n\x05usage\x18\x04 \x01(\x0b\x32\x14.certa.v1.TokenUsage\x12\x1f\n\x06probes\x18\x05 \x03(\x0b\x32\x0f.certa.v1.Probe\x12,\n\twall_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x07samples\x18\x07 \x03(\x0b\x32\x10.certa.v1.Sample\x12-\n\x0e\x61nswer_classes\x18\x08 \x03(\x0b\x32\x15.certa.v1.AnswerClass\x12\x1e\n\x16tokens_saved_vs_budget\x18\t \x01(\x04\"\xc2\x01\n\rSolveResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.certa.v1.SolveStatus\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x15.certa.v1.SolveResult\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08strategy\x18\x06 \x01(\t\"\xe7\x01\n\nSolveEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x07started\x18\x02 \x01(\x0b\x32\x11.certa.v1.StartedH\x00\x12#\n\x04text\x18\x03 \x01(\x0b\x32\x13.certa.v1.TextDeltaH\x00\x12 \n\x05probe\x18\x04 \x01(\x0b\x32\x0f.certa.v1.ProbeH\x00\x12&\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\x12.certa.v1.DecisionH\x00\x12\'\n\x06result\x18\x06 \x01(\x0b\x32\x15.certa.v1.SolveResultH\x00\x42\x07\n\x05\x65vent\";\n\x07Started\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"D\n\tTextDelta\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bpath_tokens\x18\x03 \x01(\r\"k\n\x08\x44\x65\x63ision\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12)\n\x0bstop_reason\x18\x02 \x01(\x0e\x32\x14.certa.v1.StopReason\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t*\xac\x01\n\nStopReason\x12\x1b\n\x17STOP_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13STOP_REASON_CERTAIN\x10\x01\x12\x1e\n\x1aSTOP_REASON_MODEL_FINISHED\x10\x02\x12\x16\n\x12STOP_REASON_BUDGET\x10\x03\x12\x19\n\x15STOP_REASON_CANCELLED\x10\x04\x12\x15\n\x11STOP_REASON_VOTED\x10\x05*\x96\x01\n\x0bSolveStatus\x12\x1c\n\x18SOLVE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14SOLVE_STATUS_RUNNING\x10\x01\x12\x1a\n\x16SOLVE_STATUS_SUCCEEDED\x10\x02\x12\x17\n\x13SOLVE_STATUS_FAILED\x10\x03\x12\x1a\n\x16SOLVE_STATUS_CANCELLED\x10\x04\x32\x97\x02\n\x10ReasoningService\x12\x38\n\x05Solve\x12\x16.certa.v1.SolveRequest\x1a\x17.certa.v1.SolveResponse\x12=\n\x0bSolveStream\x12\x16.certa.v1.SolveRequest\x1a\x14.certa.v1.SolveEvent0\x01\x12>\n\x08GetSolve\x12\x19.certa.v1.GetSolveRequest\x1a\x17.certa.v1.SolveResponse\x12J\n\x0b\x43\x61ncelSolve\x12\x1c.certa.v1.CancelSolveRequest\x1a\x1d.certa.v1.CancelSolveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x65rta/v1/reasoning.proto\x12\x08\x63\x65rta.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n\x0cSolveRequest\x12\x12\n\x08question\x18\x01 \x01(\tH\x00\x12\x14\n\nraw_prompt\x18\x02 \x01(\tH\x00\x12$\n\x08strategy\x18\x03 \x01(\x0b\x32\x12.certa.v1.Strategy\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.certa.v1.SamplingParams\x12\x14\n\x0ctoken_budget\x18\x05 \x01(\r\x12+\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\r\n\x05model\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\tB\x07\n\x05input\"\x95\x01\n\x08Strategy\x12#\n\x05plain\x18\x01 \x01(\x0b\x32\x12.certa.v1.PlainCotH\x00\x12+\n\x0b\x64ynasor_cot\x18\x02 \x01(\x0b\x32\x14.certa.v1.DynasorCotH\x00\x12/\n\rmajority_vote\x18\x03 \x01(\x0b\x32\x16.certa.v1.MajorityVoteH\x00\x42\x06\n\x04kind\"\n\n\x08PlainCot\"\xb0\x03\n\nDynasorCot\x12+\n\x06preset\x18\x01 \x01(\x0e\x32\x1b.certa.v1.DynasorCot.Preset\x12\x19\n\x0c\x63hunk_tokens\x18\x02 \x01(\rH\x00\x88\x01\x01\x12 \n\x13\x63\x65rtainty_threshold\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x0cprobe_tokens\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x0e\n\x06window\x18\x05 \x01(\r\x12\x18\n\x0b\x63onsistency\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x1a\n\x12\x64isable_early_exit\x18\x07 \x01(\x08\x12\x17\n\x0frequire_settled\x18\x08 \x01(\x08\"t\n\x06Preset\x12\x16\n\x12PRESET_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPRESET_MILD\x10\x01\x12\x0e\n\nPRESET_LOW\x10\x02\x12\x0e\n\nPRESET_MID\x10\x03\x12\x0f\n\x0bPRESET_HIGH\x10\x04\x12\x10\n\x0cPRESET_CRAZY\x10\x05\x42\x0f\n\r_chunk_tokensB\x16\n\x14_certainty_thresholdB\x0f\n\r_probe_tokensB\x0e\n\x0c_consistency\"t\n\x0cMajorityVote\x12\t\n\x01n\x18\x01 \x01(\r\x12#\n\x05plain\x18\x02 \x01(\x0b\x32\x12.certa.v1.PlainCotH\x00\x12+\n\x0b\x64ynasor_cot\x18\x03 \x01(\x0b\x32\x14.certa.v1.DynasorCotH\x00\x42\x07\n\x05inner\"\xdb\x01\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x18\n\x10presence_penalty\x18\x06 \x01(\x02\x12\x19\n\x11\x66requency_penalty\x18\x07 \x01(\x02\x42\x08\n\x06_top_pB\x07\n\x05_seedB\x15\n\x13_repetition_penalty\"%\n\x0fGetSolveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"(\n\x12\x43\x61ncelSolveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"<\n\x13\x43\x61ncelSolveResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tcancelled\x18\x02 \x01(\x08\"i\n\x05Probe\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12\x17\n\x0fposition_tokens\x18\x02 \x01(\r\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x11\n\tconfident\x18\x04 \x01(\x08\x12\x0e\n\x06tokens\x18\x05 \x01(\r\"l\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x13\n\x0bpath_tokens\x18\x02 \x01(\x04\x12\x14\n\x0cprobe_tokens\x18\x03 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x04 \x01(\x04\"}\n\x06Sample\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12)\n\x0bstop_reason\x18\x03 \x01(\x0e\x32\x14.certa.v1.StopReason\x12\x13\n\x0bpath_tokens\x18\x04 \x01(\r\x12\x14\n\x0cprobe_tokens\x18\x05 \x01(\r\",\n\x0b\x41nswerClass\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xbc\x02\n\x0bSolveResult\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12)\n\x0bstop_reason\x18\x02 \x01(\x0e\x32\x14.certa.v1.StopReason\x12\x0c\n\x04text\x18\x03 \x01(\t\x12#\n\x05usage\x18\x04 \x01(\x0b\x32\x14.certa.v1.TokenUsage\x12\x1f\n\x06probes\x18\x05 \x03(\x0b\x32\x0f.certa.v1.Probe\x12,\n\twall_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x07samples\x18\x07 \x03(\x0b\x32\x10.certa.v1.Sample\x12-\n\x0e\x61nswer_classes\x18\x08 \x03(\x0b\x32\x15.certa.v1.AnswerClass\x12\x1e\n\x16tokens_saved_vs_budget\x18\t \x01(\x04\"\xc2\x01\n\rSolveResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.certa.v1.SolveStatus\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x15.certa.v1.SolveResult\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08strategy\x18\x06 \x01(\t\"\xe7\x01\n\nSolveEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x07started\x18\x02 \x01(\x0b\x32\x11.certa.v1.StartedH\x00\x12#\n\x04text\x18\x03 \x01(\x0b\x32\x13.certa.v1.TextDeltaH\x00\x12 \n\x05probe\x18\x04 \x01(\x0b\x32\x0f.certa.v1.ProbeH\x00\x12&\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\x12.certa.v1.DecisionH\x00\x12\'\n\x06result\x18\x06 \x01(\x0b\x32\x15.certa.v1.SolveResultH\x00\x42\x07\n\x05\x65vent\";\n\x07Started\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"D\n\tTextDelta\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bpath_tokens\x18\x03 \x01(\r\"k\n\x08\x44\x65\x63ision\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12)\n\x0bstop_reason\x18\x02 \x01(\x0e\x32\x14.certa.v1.StopReason\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t*\xac\x01\n\nStopReason\x12\x1b\n\x17STOP_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13STOP_REASON_CERTAIN\x10\x01\x12\x1e\n\x1aSTOP_REASON_MODEL_FINISHED\x10\x02\x12\x16\n\x12STOP_REASON_BUDGET\x10\x03\x12\x19\n\x15STOP_REASON_CANCELLED\x10\x04\x12\x15\n\x11STOP_REASON_VOTED\x10\x05*\x96\x01\n\x0bSolveStatus\x12\x1c\n\x18SOLVE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14SOLVE_STATUS_RUNNING\x10\x01\x12\x1a\n\x16SOLVE_STATUS_SUCCEEDED\x10\x02\x12\x17\n\x13SOLVE_STATUS_FAILED\x10\x03\x12\x1a\n\x16SOLVE_STATUS_CANCELLED\x10\x04\x32\x97\x02\n\x10ReasoningService\x12\x38\n\x05Solve\x12\x16.certa.v1.SolveRequest\x1a\x17.certa.v1.SolveResponse\x12=\n\x0bSolveStream\x12\x16.certa.v1.SolveRequest\x1a\x14.certa.v1.SolveEvent0\x01\x12>\n\x08GetSolve\x12\x19.certa.v1.GetSolveRequest\x1a\x17.certa.v1.SolveResponse\x12J\n\x0b\x43\x61ncelSolve\x12\x1c.certa.v1.CancelSolveRequest\x1a\x1d.certa.v1.CancelSolveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'certa.v1.reasoning_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STOPREASON']._serialized_start=2810
-  _globals['_STOPREASON']._serialized_end=2982
-  _globals['_SOLVESTATUS']._serialized_start=2985
-  _globals['_SOLVESTATUS']._serialized_end=3135
+  _globals['_STOPREASON']._serialized_start=2835
+  _globals['_STOPREASON']._serialized_end=3007
+  _globals['_SOLVESTATUS']._serialized_start=3010
+  _globals['_SOLVESTATUS']._serialized_end=3160
   _globals['_SOLVEREQUEST']._serialized_start=104
   _globals['_SOLVEREQUEST']._serialized_end=370
   _globals['_STRATEGY']._serialized_start=373
@@ -44,39 +44,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLAINCOT']._serialized_start=524
   _globals['_PLAINCOT']._serialized_end=534
   _globals['_DYNASORCOT']._serialized_start=537
-  _globals['_DYNASORCOT']._serialized_end=944
-  _globals['_DYNASORCOT_PRESET']._serialized_start=754
-  _globals['_DYNASORCOT_PRESET']._serialized_end=870
-  _globals['_MAJORITYVOTE']._serialized_start=946
-  _globals['_MAJORITYVOTE']._serialized_end=1062
-  _globals['_SAMPLINGPARAMS']._serialized_start=1065
-  _globals['_SAMPLINGPARAMS']._serialized_end=1284
-  _globals['_GETSOLVEREQUEST']._serialized_start=1286
-  _globals['_GETSOLVEREQUEST']._serialized_end=1323
-  _globals['_CANCELSOLVEREQUEST']._serialized_start=1325
-  _globals['_CANCELSOLVEREQUEST']._serialized_end=1365
-  _globals['_CANCELSOLVERESPONSE']._serialized_start=1367
-  _globals['_CANCELSOLVERESPONSE']._serialized_end=1427
-  _globals['_PROBE']._serialized_start=1429
-  _globals['_PROBE']._serialized_end=1534
-  _globals['_TOKENUSAGE']._serialized_start=1536
-  _globals['_TOKENUSAGE']._serialized_end=1644
-  _globals['_SAMPLE']._serialized_start=1646
-  _globals['_SAMPLE']._serialized_end=1771
-  _globals['_ANSWERCLASS']._serialized_start=1773
-  _globals['_ANSWERCLASS']._serialized_end=1817
-  _globals['_SOLVERESULT']._serialized_start=1820
-  _globals['_SOLVERESULT']._serialized_end=2136
-  _globals['_SOLVERESPONSE']._serialized_start=2139
-  _globals['_SOLVERESPONSE']._serialized_end=2333
-  _globals['_SOLVEEVENT']._serialized_start=2336
-  _globals['_SOLVEEVENT']._serialized_end=2567
-  _globals['_STARTED']._serialized_start=2569
-  _globals['_STARTED']._serialized_end=2628
-  _globals['_TEXTDELTA']._serialized_start=2630
-  _globals['_TEXTDELTA']._serialized_end=2698
-  _globals['_DECISION']._serialized_start=2700
-  _globals['_DECISION']._serialized_end=2807
-  _globals['_REASONINGSERVICE']._serialized_start=3138
-  _globals['_REASONINGSERVICE']._serialized_end=3417
+  _globals['_DYNASORCOT']._serialized_end=969
+  _globals['_DYNASORCOT_PRESET']._serialized_start=779
+  _globals['_DYNASORCOT_PRESET']._serialized_end=895
+  _globals['_MAJORITYVOTE']._serialized_start=971
+  _globals['_MAJORITYVOTE']._serialized_end=1087
+  _globals['_SAMPLINGPARAMS']._serialized_start=1090
+  _globals['_SAMPLINGPARAMS']._serialized_end=1309
+  _globals['_GETSOLVEREQUEST']._serialized_start=1311
+  _globals['_GETSOLVEREQUEST']._serialized_end=1348
+  _globals['_CANCELSOLVEREQUEST']._serialized_start=1350
+  _globals['_CANCELSOLVEREQUEST']._serialized_end=1390
+  _globals['_CANCELSOLVERESPONSE']._serialized_start=1392
+  _globals['_CANCELSOLVERESPONSE']._serialized_end=1452
+  _globals['_PROBE']._serialized_start=1454
+  _globals['_PROBE']._serialized_end=1559
+  _globals['_TOKENUSAGE']._serialized_start=1561
+  _globals['_TOKENUSAGE']._serialized_end=1669
+  _globals['_SAMPLE']._serialized_start=1671
+  _globals['_SAMPLE']._serialized_end=1796
+  _globals['_ANSWERCLASS']._serialized_start=1798
+  _globals['_ANSWERCLASS']._serialized_end=1842
+  _globals['_SOLVERESULT']._serialized_start=1845
+  _globals['_SOLVERESULT']._serialized_end=2161
+  _globals['_SOLVERESPONSE']._serialized_start=2164
+  _globals['_SOLVERESPONSE']._serialized_end=2358
+  _globals['_SOLVEEVENT']._serialized_start=2361
+  _globals['_SOLVEEVENT']._serialized_end=2592
+  _globals['_STARTED']._serialized_start=2594
+  _globals['_STARTED']._serialized_end=2653
+  _globals['_TEXTDELTA']._serialized_start=2655
+  _globals['_TEXTDELTA']._serialized_end=2723
+  _globals['_DECISION']._serialized_start=2725
+  _globals['_DECISION']._serialized_end=2832
+  _globals['_REASONINGSERVICE']._serialized_start=3163
+  _globals['_REASONINGSERVICE']._serialized_end=3442
 # @@protoc_insertion_point(module_scope)

@@ -76,7 +76,7 @@ class PlainCot(_message.Message):
     def __init__(self) -> None: ...
 
 class DynasorCot(_message.Message):
-    __slots__ = ("preset", "chunk_tokens", "certainty_threshold", "probe_tokens", "window", "consistency", "disable_early_exit")
+    __slots__ = ("preset", "chunk_tokens", "certainty_threshold", "probe_tokens", "window", "consistency", "disable_early_exit", "require_settled")
     class Preset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PRESET_UNSPECIFIED: _ClassVar[DynasorCot.Preset]
@@ -98,6 +98,7 @@ class DynasorCot(_message.Message):
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     DISABLE_EARLY_EXIT_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_SETTLED_FIELD_NUMBER: _ClassVar[int]
     preset: DynasorCot.Preset
     chunk_tokens: int
     certainty_threshold: int
@@ -105,7 +106,8 @@ class DynasorCot(_message.Message):
     window: int
     consistency: float
     disable_early_exit: bool
-    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: _Optional[bool] = ...) -> None: ...
+    require_settled: bool
+    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: _Optional[bool] = ..., require_settled: _Optional[bool] = ...) -> None: ...
 
 class MajorityVote(_message.Message):
     __slots__ = ("n", "plain", "dynasor_cot")

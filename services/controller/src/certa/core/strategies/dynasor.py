@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certa.core.answers import extract_boxed, extract_probe_answer
-from certa.core.certainty import CertaintyRule, hesitates
+from certa.core.certainty import CertaintyRule, hesitates, settled
 from certa.core.commands import Cancel, Command, Decision, Emit, Start, Wait
 from certa.core.types import (
     FinishReason,
@@ -53,6 +53,7 @@ class DynasorConfig:
     window: int = 0
     consistency: float = 1.0
     early_exit: bool = True
+    require_settled: bool = False
     probe_sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
     probe_suffix: str = PROBE_SUFFIX
 
@@ -64,6 +65,11 @@ class DynasorConfig:
     @property
     def rule(self) -> CertaintyRule:
         return CertaintyRule(self.certainty_threshold, self.window, self.consistency)
+
+    @property
+    def agreeing_probes(self) -> int:
+        """How many of the latest probes the exit rule looks at."""
+        return self.window or self.certainty_threshold
 
 
 def _has_open_think(text: str) -> bool:
@@ -88,6 +94,7 @@ def dynasor_cot(
     discarded_tokens = 0  # tokens of a chunk cancelled by an early exit: spent, not returned
     probe_tokens = 0
     probes: list[ProbeRecord] = []
+    probe_offsets: list[int] = []  # characters of path text each probe saw
     probe_sampling = SamplingParams(
         temperature=config.probe_sampling.temperature,
         top_p=config.probe_sampling.top_p,
@@ -142,12 +149,25 @@ def dynasor_cot(
             tokens=probe_outcome.tokens,
         )
         probes.append(record)
+        probe_offsets.append(len(path_text))
         yield Emit(record)
-        if config.early_exit and config.rule.is_certain(probes):
+        if config.early_exit and config.rule.is_certain(probes) and (
+            not config.require_settled or _settled(prompt, path_text, probe_offsets, config, record.answer)
+        ):
             discarded = yield Cancel(chunk)
             discarded_tokens += discarded.tokens
             detail = f"{config.certainty_threshold} agreeing confident probes"
             if config.window:
                 detail = f"window {config.window} consistency >= {config.consistency}"
+            if config.require_settled:
+                detail += ", no new quantity since they began to agree"
             yield Emit(Decision(sample_index, StopReason.CERTAIN, record.answer, detail))
             return result(record.answer, StopReason.CERTAIN, early_exit_text(prompt, path_text, record.answer))
+
+
+def _settled(
+    prompt: tuple[PromptPiece, ...], path_text: str, probe_offsets: list[int], config: DynasorConfig, answer: str
+) -> bool:
+    """Whether the path computed nothing new since the first of the agreeing probes (see `certainty.settled`)."""
+    start = probe_offsets[-config.agreeing_probes]
+    return settled(prompt_text(prompt) + path_text[:start], path_text[start:], answer)
