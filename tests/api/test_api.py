@@ -204,3 +204,18 @@ async def test_reflection_lists_the_services(channel: grpc.aio.Channel) -> None:
         names = {service.name for service in response.list_services_response.service}
         assert {"certa.v1.ReasoningService", "grpc.health.v1.Health"} <= names
         break
+
+
+async def test_drain_lets_running_requests_finish_and_refuses_readiness(
+    stub: pb_grpc.ReasoningServiceStub, channel: grpc.aio.Channel, server: CertaServer
+) -> None:
+    solving = asyncio.ensure_future(stub.Solve(request("[[slow:0.003]] Q", strategy=pb.Strategy(plain=pb.PlainCot()))))
+    await asyncio.sleep(0.2)
+    stopping = asyncio.ensure_future(server.stop())
+    await asyncio.sleep(0.1)
+    health = health_pb2_grpc.HealthStub(channel)
+    ready = await health.Check(health_pb2.HealthCheckRequest(service="certa.v1.ReasoningService"))
+    assert ready.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    response = await solving
+    assert response.status == pb.SOLVE_STATUS_SUCCEEDED and response.result.answer == "18"
+    await stopping
