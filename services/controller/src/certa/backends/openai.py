@@ -22,9 +22,10 @@ from certa.backends.call_metadata import MetadataProvider
 from certa.backends.openai_options import OpenAIOptions
 from certa.backends.openai_sse import sse_data
 from certa.backends.openai_wire import FINISH_REASONS, Usage, completion_sampling, http_error
+from certa.backends.token_prompt import prompt_ids
 from certa.config import BackendSpec
 from certa.core.errors import BackendError, BackendUnavailable
-from certa.core.types import GenerationRequest, PromptPiece, Segment, prompt_text
+from certa.core.types import GenerationRequest, PromptPiece, prompt_text
 
 _NO_TOKENIZE_ENDPOINT = {404, 405, 501}
 
@@ -143,17 +144,8 @@ class OpenAIBackend:
         """Token ids when `token_prompts` is set and all text could be tokenised by the server, else text."""
         if not self.options.token_prompts:
             return prompt_text(prompt)
-        ids: list[int] = []
-        for piece in prompt:
-            if isinstance(piece, Segment) and piece.token_ids is not None:
-                ids.extend(piece.token_ids)
-                continue
-            text = piece if isinstance(piece, str) else piece.text
-            piece_ids = await self._tokenize(text, model, add_special=not ids)
-            if piece_ids is None:
-                return prompt_text(prompt)
-            ids.extend(piece_ids)
-        return ids
+        ids = await prompt_ids(prompt, lambda text, at_start: self._tokenize(text, model, add_special=at_start))
+        return prompt_text(prompt) if ids is None else ids
 
     async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
         model_name = await self._model_name(model)

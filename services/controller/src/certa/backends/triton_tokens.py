@@ -23,28 +23,19 @@ import numpy as np
 
 from certa.backends.base import Delta
 from certa.backends.incremental_detokenizer import IncrementalDetokenizer
+from certa.backends.token_prompt import prompt_ids
 from certa.backends.triton_prompt_counts import PromptCounts, prompt_count_request
 from certa.backends.triton_rpc import TritonConnection
 from certa.backends.triton_sampling import token_contract_sampling
 from certa.backends.triton_tensors import ModelSignature, build_infer_request
 from certa.backends.triton_tokenizer import TritonTokenizer
 from certa.core.errors import BackendError
-from certa.core.types import FinishReason, GenerationRequest, PromptPiece, Segment
+from certa.core.types import FinishReason, GenerationRequest
 
 _REQUIRED_INPUTS = ("input_ids", "input_lengths", "request_output_len")
 _REQUIRED_OUTPUTS = ("output_ids", "sequence_length")
 
 
-async def prompt_ids(tokenizer: TritonTokenizer, prompt: tuple[PromptPiece, ...]) -> list[int]:
-    """The prompt as ids: stored ids of generated segments verbatim, text pieces through the server tokeniser."""
-    ids: list[int] = []
-    for piece in prompt:
-        if isinstance(piece, Segment) and piece.token_ids is not None:
-            ids.extend(piece.token_ids)
-            continue
-        text = piece if isinstance(piece, str) else piece.text
-        ids.extend(await tokenizer.encode_piece(text, at_start=not ids))
-    return ids
 
 
 def _configured_id(signature: ModelSignature, key: str) -> int | None:
@@ -98,7 +89,10 @@ class TokenGeneration:
         missing += [name for name in _REQUIRED_OUTPUTS if name not in signature.outputs]
         if missing:
             raise BackendError(backend, f"model {self.generator!r} is not a TensorRT-LLM token model: no {missing}")
-        ids = await prompt_ids(self._tokenizer, request.prompt)
+        ids = await prompt_ids(
+            request.prompt, lambda text, at_start: self._tokenizer.encode_piece(text, at_start=at_start)
+        )
+        assert ids is not None  # the Triton tokeniser raises instead of returning None
         values: dict[str, Any] = {
             "input_ids": np.array(ids, np.int32),
             "input_lengths": len(ids),
