@@ -71,3 +71,15 @@ def test_very_long_answers_compare_as_strings_only() -> None:
 def test_groups_are_largest_first_with_earliest_first_on_ties() -> None:
     classes = group_answers(["0.5", "7", "\\frac{1}{2}", "", "7"])
     assert [(c.answer, c.count, c.first_sample) for c in classes] == [("0.5", 2, 0), ("7", 2, 1)]
+
+
+@pytest.mark.parametrize("hostile", ["10^{10^{10}}", "2^{10^{6}}", "1000000!", "9^{9^{9^{9}}}"])
+def test_answers_sympy_cannot_compare_quickly_fall_back_to_strings(hostile: str) -> None:
+    assert not equivalent(hostile, "5")
+    assert equivalent(hostile, hostile)
+
+
+def test_ordinary_powers_and_roots_still_compare_symbolically() -> None:
+    assert equivalent("2^{10}", "1024")
+    assert equivalent("\\sqrt{4}", "2")
+    assert equivalent("x^2 + 2x + 1", "(x+1)^2")

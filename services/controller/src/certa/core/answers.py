@@ -2,8 +2,9 @@
 
 Equivalence uses Hugging Face's `math-verify` (LaTeX and plain expressions parsed to SymPy), so `1/2`, `0.5` and
 `\\frac{1}{2}` are one answer. Its own timeouts rely on SIGALRM, which only works in the main thread, so they are
-disabled; instead answers longer than `MAX_SYMBOLIC_CHARS` are compared as normalised strings, which bounds the
-work a hostile answer can cause.
+disabled. The work is bounded instead: answers longer than `MAX_SYMBOLIC_CHARS`, and parsed expressions that SymPy
+could spend unbounded time on (more than `MAX_SYMBOLIC_NODES` nodes, powers with a non-numeric or huge exponent such
+as `10^{10^{10}}`, factorials and other special functions of large arguments), are compared as normalised strings.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from certa.core.types import AnswerClass
 
 BOXED = "\\boxed{"
 MAX_SYMBOLIC_CHARS = 120
+MAX_SYMBOLIC_NODES = 200
+MAX_EXPONENT = 1000
+MAX_FUNCTION_ARGUMENT = 100
 _EXTRACTION = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
 
@@ -74,12 +79,31 @@ def normalise(answer: str) -> str:
     return value.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", "").lower()
 
 
+def _cheap(expression: object) -> bool:
+    """Whether SymPy can compare `expression` in bounded time (see the module docstring)."""
+    if not isinstance(expression, sympy.Basic):
+        return True
+    for count, node in enumerate(sympy.preorder_traversal(expression)):
+        if count >= MAX_SYMBOLIC_NODES:
+            return False
+        if isinstance(node, sympy.Pow):
+            exponent = node.exp
+            if not exponent.is_Number or abs(exponent) > MAX_EXPONENT:
+                if not (exponent.is_Symbol or exponent == sympy.Rational(1, 2)):
+                    return False
+        elif isinstance(node, sympy.Function) and not isinstance(node, sympy.core.function.AppliedUndef):
+            if any(arg.is_Number and abs(arg) > MAX_FUNCTION_ARGUMENT for arg in node.args):
+                return False
+    return True
+
+
 @lru_cache(maxsize=4096)
 def _parsed(answer: str) -> tuple[object, ...]:
     if len(answer) > MAX_SYMBOLIC_CHARS:
         return ()
     text = answer if answer.startswith("$") else f"${answer}$"
-    return tuple(parse(text, extraction_config=_EXTRACTION, parsing_timeout=None))
+    parsed = tuple(parse(text, extraction_config=_EXTRACTION, parsing_timeout=None))
+    return parsed if all(_cheap(expression) for expression in parsed) else ()
 
 
 @lru_cache(maxsize=16384)
