@@ -83,6 +83,12 @@ async def test_majority_vote_reports_classes(stub: pb_grpc.ReasoningServiceStub)
         (pb.SolveRequest(question="q", strategy=pb.Strategy(majority_vote=pb.MajorityVote(n=3, plain=pb.PlainCot()))),
          "sampling.temperature"),
         (pb.SolveRequest(question="q", strategy=FAST, request_id="bad id!"), "request_id"),
+        (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(certainty_threshold=2,
+                                                                                      window=4))),
+         "certainty_threshold"),
+        (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(require_settled=True,
+                                                                                      disable_early_exit=True))),
+         "require_settled"),
     ],
 )
 async def test_bad_input_is_invalid_argument_naming_the_field(

@@ -61,6 +61,12 @@ def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
         raise InvalidArgument(f"{field}.consistency", f"must be in (0, 1], got {consistency}")
     if message.HasField("consistency") and message.window == 0:
         raise InvalidArgument(f"{field}.consistency", "only applies with window > 0; set window too")
+    if message.HasField("certainty_threshold") and message.window > 0:
+        raise InvalidArgument(
+            f"{field}.certainty_threshold", "is not used by the window rule (window > 0); set one or the other"
+        )
+    if message.require_settled and message.disable_early_exit:
+        raise InvalidArgument(f"{field}.require_settled", "has no effect with disable_early_exit; drop one of them")
     return DynasorConfig(
         chunk_tokens=chunk,
         certainty_threshold=threshold,
