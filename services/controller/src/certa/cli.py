@@ -22,14 +22,6 @@ from certa.demo import run_demo
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 
-_PRESETS = {
-    "mild": pb.DynasorCot.PRESET_MILD,
-    "low": pb.DynasorCot.PRESET_LOW,
-    "mid": pb.DynasorCot.PRESET_MID,
-    "high": pb.DynasorCot.PRESET_HIGH,
-    "crazy": pb.DynasorCot.PRESET_CRAZY,
-}
-
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -51,7 +43,9 @@ def setup_logging(level: str, fmt: str) -> None:
 
 def _strategy(args: argparse.Namespace) -> pb.Strategy:
     dynasor = pb.DynasorCot(
-        preset=_PRESETS[args.effort], disable_early_exit=args.no_early_exit, require_settled=args.settled
+        preset=pb.DynasorCot.Preset.Value(f"PRESET_{args.effort.upper()}"),
+        disable_early_exit=args.no_early_exit,
+        require_settled=args.settled,
     )
     if args.chunk_tokens is not None:
         dynasor.chunk_tokens = args.chunk_tokens

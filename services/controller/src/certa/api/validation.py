@@ -13,14 +13,7 @@ from certa.core.types import SamplingParams
 from certa.v1 import reasoning_pb2 as pb
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_PRESET_NAMES = {
-    pb.DynasorCot.PRESET_UNSPECIFIED: "mid",
-    pb.DynasorCot.PRESET_MILD: "mild",
-    pb.DynasorCot.PRESET_LOW: "low",
-    pb.DynasorCot.PRESET_MID: "mid",
-    pb.DynasorCot.PRESET_HIGH: "high",
-    pb.DynasorCot.PRESET_CRAZY: "crazy",
-}
+_DEFAULT_PRESET = "mid"
 MAX_CHUNK_TOKENS = 4096
 MAX_PROBE_TOKENS = 256
 MAX_THRESHOLD = 64
@@ -41,10 +34,17 @@ class SolveSpec:
     model: str
 
 
+def _preset_name(preset: int, field: str) -> str:
+    if preset == pb.DynasorCot.PRESET_UNSPECIFIED:
+        return _DEFAULT_PRESET
+    try:
+        return pb.DynasorCot.Preset.Name(preset).removeprefix("PRESET_").lower()
+    except ValueError:
+        raise InvalidArgument(f"{field}.preset", f"unknown preset {preset}; use one of {sorted(PRESETS)}") from None
+
+
 def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
-    if message.preset not in _PRESET_NAMES:
-        raise InvalidArgument(f"{field}.preset", f"unknown preset {message.preset}; use one of {sorted(PRESETS)}")
-    config = DynasorConfig.preset(_PRESET_NAMES[message.preset])
+    config = DynasorConfig.preset(_preset_name(message.preset, field))
     chunk = message.chunk_tokens if message.HasField("chunk_tokens") else config.chunk_tokens
     threshold = message.certainty_threshold if message.HasField("certainty_threshold") else config.certainty_threshold
     probe = message.probe_tokens if message.HasField("probe_tokens") else config.probe_tokens

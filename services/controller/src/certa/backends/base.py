@@ -1,7 +1,7 @@
 """The backend port: what the runtime needs from a model server.
 
 One adapter per kind of server (Triton / TensorRT-LLM, OpenAI-compatible completions) plus a scripted fake in
-`certa.backends.scripted`. An adapter streams one generation as `Delta`s; the last delta carries `finish`.
+`certa.testing.scripted_backend`. An adapter streams one generation as `Delta`s; the last delta carries `finish`.
 Token counts are those the server reports, never estimated from characters.
 """
 

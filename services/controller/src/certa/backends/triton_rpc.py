@@ -10,6 +10,7 @@ the cancellation to the model. `tritonclient.grpc.aio.stream_infer` is not used:
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ class TritonConnection:
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._signatures: dict[str, ModelSignature] = {}
         self._request_ids = itertools.count(1)
+        self._request_id_prefix = f"certa-{uuid.uuid4().hex[:12]}"
 
     @property
     def url(self) -> str:
@@ -121,7 +123,8 @@ class TritonConnection:
         return signature
 
     def next_request_id(self) -> str:
-        return f"certa-{next(self._request_ids)}"
+        # Unique across replicas and restarts, so server logs and TensorRT-LLM's `stop` by id are unambiguous.
+        return f"{self._request_id_prefix}-{next(self._request_ids)}"
 
     async def stream(self, request: service_pb2.ModelInferRequest) -> AsyncIterator[StreamedResponse]:
         """Send one request on its own stream and yield its responses up to and including the final one."""

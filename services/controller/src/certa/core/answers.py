@@ -79,6 +79,10 @@ def normalise(answer: str) -> str:
     return value.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", "").lower()
 
 
+def _bounded_exponent(exponent: sympy.Basic) -> bool:
+    return bool(exponent.is_Symbol or (exponent.is_Number and abs(exponent) <= MAX_EXPONENT))
+
+
 def _cheap(expression: object) -> bool:
     """Whether SymPy can compare `expression` in bounded time (see the module docstring)."""
     if not isinstance(expression, sympy.Basic):
@@ -86,14 +90,14 @@ def _cheap(expression: object) -> bool:
     for count, node in enumerate(sympy.preorder_traversal(expression)):
         if count >= MAX_SYMBOLIC_NODES:
             return False
-        if isinstance(node, sympy.Pow):
-            exponent = node.exp
-            if not exponent.is_Number or abs(exponent) > MAX_EXPONENT:
-                if not (exponent.is_Symbol or exponent == sympy.Rational(1, 2)):
-                    return False
-        elif isinstance(node, sympy.Function) and not isinstance(node, sympy.core.function.AppliedUndef):
-            if any(arg.is_Number and abs(arg) > MAX_FUNCTION_ARGUMENT for arg in node.args):
-                return False
+        if isinstance(node, sympy.Pow) and not _bounded_exponent(node.exp):
+            return False
+        if (
+            isinstance(node, sympy.Function)
+            and not isinstance(node, sympy.core.function.AppliedUndef)
+            and any(arg.is_Number and abs(arg) > MAX_FUNCTION_ARGUMENT for arg in node.args)
+        ):
+            return False
     return True
 
 
