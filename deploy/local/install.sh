@@ -15,6 +15,11 @@ if ! command -v "$PYTHON" >/dev/null; then
   echo "install: $PYTHON not found; Certa needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
   exit 1
 fi
+# The Triton Python-backend stub embeds the interpreter through libpython3.11.so.
+if [ "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("Py_ENABLE_SHARED"))')" != "1" ]; then
+  echo "install: $PYTHON was built without a shared libpython (--enable-shared); the local Triton server needs it" >&2
+  exit 1
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV with $("$PYTHON" --version)"
   "$PYTHON" -m venv "$VENV"
