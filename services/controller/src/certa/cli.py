@@ -140,7 +140,7 @@ def _bench(args: argparse.Namespace) -> int:
         "configs": {config.name: config.description for config in configs},
         "title": f"{args.data.name}: {len(questions)} questions, greedy",
     }
-    return dynasor_bench.run(args.address, questions, configs, args.budget, args.out, meta)
+    return dynasor_bench.run(args.address, questions, configs, args.budget, args.out, meta, args.reuse)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -189,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--budget", type=int, default=1024, help="path token budget per question")
     bench.add_argument("--configs", default="", help="comma-separated subset of configurations (default: all)")
     bench.add_argument("--out", type=Path, default=Path("bench-results"))
+    bench.add_argument("--reuse", type=Path, help="an earlier dynasor-bench.json whose rows are reused, not re-run "
+                       "(same model, budget and questions)")
 
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
     health.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))

@@ -108,7 +108,21 @@ async def _solve(stub: pb_grpc.ReasoningServiceStub, config: Config, question: Q
     )
 
 
-async def run_bench(address: str, questions: Sequence[Question], configs: Sequence[Config], budget: int) -> list[Row]:
+def load_rows(path: Path) -> dict[tuple[str, int], Row]:
+    """Rows of an earlier report, by (configuration, question), to reuse instead of solving again."""
+    report = json.loads(path.read_text())
+    return {(row["config"], row["question"]): Row(**row) for row in report["rows"]}
+
+
+async def run_bench(
+    address: str,
+    questions: Sequence[Question],
+    configs: Sequence[Config],
+    budget: int,
+    reuse: dict[tuple[str, int], Row] | None = None,
+) -> list[Row]:
+    """Solve every question with every configuration (greedy), reusing rows measured before when given."""
+    reuse = reuse or {}
     rows: list[Row] = []
     total = len(questions) * len(configs)
     async with grpc.aio.insecure_channel(address) as channel:
@@ -119,7 +133,8 @@ async def run_bench(address: str, questions: Sequence[Question], configs: Sequen
                 bar = "#" * (30 * done // total)
                 print(f"\r[{bar:<30s}] {done}/{total} question {question.index} {config.name:<12s}",
                       end="", file=sys.stderr, flush=True)
-                rows.append(await _solve(stub, config, question, budget))
+                earlier = reuse.get((config.name, question.index))
+                rows.append(earlier if earlier is not None else await _solve(stub, config, question, budget))
     print(f"\r[{'#' * 30}] {total}/{total} done{' ' * 30}", file=sys.stderr)
     return rows
 
@@ -200,8 +215,8 @@ def _plot(summaries: Sequence[Summary], path: Path, title: str) -> None:
 
 
 def run(address: str, questions: Sequence[Question], configs: Sequence[Config], budget: int, out: Path,
-        meta: dict[str, object]) -> int:
-    rows = asyncio.run(run_bench(address, questions, configs, budget))
+        meta: dict[str, object], reuse: Path | None = None) -> int:
+    rows = asyncio.run(run_bench(address, questions, configs, budget, load_rows(reuse) if reuse else None))
     summaries = summarise(rows, configs)
     print(format_table(summaries))
     for path in write_outputs(out, rows, summaries, meta):
