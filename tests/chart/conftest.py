@@ -145,6 +145,12 @@ SCENARIOS: dict[str, dict] = {
                  "triton.modelRepository.volume.nfs.path=/models"),
     },
     "existing-secret": {"sets": ("controller.existingSecret=certa-backends",)},
+    "observability": {
+        "sets": ("metrics.enabled=true", "otel.endpoint=http://otel-collector.monitoring.svc:4317",
+                 "otel.tracesSampler=parentbased_traceidratio", "otel.tracesSamplerArg=0.25",
+                 "otel.resourceAttributes.team=ml", "networkPolicy.enabled=true",
+                 "networkPolicy.ingress.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"),
+    },
     "dev": {"values": ("dev.yaml",)},
     "gpu": {"values": ("gpu.yaml",), "extra": ("--api-versions", MONITORING_API)},
 }

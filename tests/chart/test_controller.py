@@ -89,6 +89,37 @@ def test_container_runs_certa_serve_with_config_and_secret_as_env() -> None:
     assert render().controller_container["envFrom"] == [{"configMapRef": {"name": "rel-certa"}}]
 
 
+def test_metrics_are_served_when_enabled_or_scraped_by_a_service_monitor() -> None:
+    default = render()
+    assert default.config["CERTA_METRICS_PORT"] == "0"
+    assert [port["name"] for port in default.controller_container["ports"]] == ["grpc"]
+    assert [port["name"] for port in default.get("Service", "rel-certa")["spec"]["ports"]] == ["grpc"]
+    for sets in (("metrics.enabled=true", "metrics.port=9100"), ("serviceMonitor.enabled=true", "metrics.port=9100")):
+        rendered = render(*sets)
+        assert load_settings(rendered.config).metrics_port == 9100
+        assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in rendered.controller_container["ports"]
+        service_ports = rendered.get("Service", "rel-certa")["spec"]["ports"]
+        assert {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP",
+                "appProtocol": "http"} in service_ports
+
+
+def test_otel_variables_are_set_only_with_an_endpoint() -> None:
+    assert "env" not in render("otel.serviceName=other", "otel.tracesSamplerArg=0.5").controller_container
+    env = render_scenario("observability").controller_container["env"]
+    assert env[0] == {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    assert {item["name"]: item["value"] for item in env[1:]} == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring.svc:4317",
+        "OTEL_SERVICE_NAME": "certa",
+        "OTEL_RESOURCE_ATTRIBUTES": "k8s.namespace.name=ml,k8s.pod.name=$(POD_NAME),team=ml",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_METRICS_EXPORTER": "otlp",
+    }
+    env = render("otel.endpoint=http://c:4317", "otel.exportMetrics=false").controller_container["env"]
+    assert {"name": "OTEL_METRICS_EXPORTER", "value": "none"} in env
+    assert "OTEL_TRACES_SAMPLER_ARG" not in {item["name"] for item in env}
+
+
 def test_native_grpc_probes() -> None:
     container = render("controller.port=6000").controller_container
     assert container["ports"] == [{"name": "grpc", "containerPort": 6000, "protocol": "TCP"}]

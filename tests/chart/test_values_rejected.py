@@ -32,6 +32,9 @@ SCHEMA_CASES = [
     (("triton.modelRepository.type=s3",), "/triton/modelRepository/type"),
     (("triton.modelRepository.claimName=",), "/triton/modelRepository/claimName"),
     (("serviceMonitor.interval=often",), "/serviceMonitor/interval"),
+    (("metrics.enabled=maybe",), "/metrics/enabled"),
+    (("otel.endpoint=otel-collector:4317",), "/otel/endpoint"),
+    (("otel.tracesSampler=sometimes",), "/otel/tracesSampler"),
     (("tests.healthService=other",), "/tests/healthService"),
     (("controllr.replicaCount=2",), "'controllr' not allowed"),
 ]

@@ -178,3 +178,17 @@ Checks values.schema.json cannot express (and repeats the schema's combination c
 {{- fail "triton.autoscaling.maxReplicas must be >= triton.autoscaling.minReplicas" }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the controller serves Prometheus metrics (metrics.enabled, or a ServiceMonitor scrapes them). */}}
+{{- define "certa.metricsEnabled" -}}
+{{- or .Values.metrics.enabled .Values.serviceMonitor.enabled -}}
+{{- end }}
+
+{{/* OTEL_RESOURCE_ATTRIBUTES: namespace and pod (from the POD_NAME variable), then otel.resourceAttributes. */}}
+{{- define "certa.otelResourceAttributes" -}}
+{{- $pairs := list (printf "k8s.namespace.name=%s" .Release.Namespace) "k8s.pod.name=$(POD_NAME)" }}
+{{- range $key, $value := .Values.otel.resourceAttributes }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}

@@ -53,6 +53,9 @@ class Settings:
     max_concurrent_requests: int = 256
     log_level: str = "INFO"
     log_format: str = "json"
+    # Port of the Prometheus `/metrics` endpoint; 0 serves none. Traces and OTLP metrics follow the standard
+    # `OTEL_*` variables (see certa.telemetry).
+    metrics_port: int = 0
 
     @property
     def default_backend_name(self) -> str:
@@ -118,6 +121,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         log_level=env.get(PREFIX + "LOG_LEVEL", base.log_level).upper(),
         log_format=env.get(PREFIX + "LOG_FORMAT", base.log_format),
+        metrics_port=int(_number(env, "METRICS_PORT", base.metrics_port, int, 0)),
     )
     if settings.default_token_budget > settings.max_token_budget:
         raise InvalidArgument(
@@ -127,6 +131,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise InvalidArgument(
             f"{PREFIX}DEFAULT_DEADLINE_S", f"must be <= {PREFIX}MAX_DEADLINE_S ({settings.max_deadline_s})"
         )
+    if settings.metrics_port > 65535:
+        raise InvalidArgument(f"{PREFIX}METRICS_PORT", f"must be 0 (none) or a port, got {settings.metrics_port}")
     if settings.log_format not in ("json", "text"):
         raise InvalidArgument(f"{PREFIX}LOG_FORMAT", f"must be json or text, got {settings.log_format!r}")
     return settings

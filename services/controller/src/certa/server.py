@@ -1,4 +1,4 @@
-"""The composition root: settings → backends → service → gRPC server with health, reflection and drain.
+"""The composition root: settings → telemetry → backends → service → gRPC server with health, reflection and drain.
 
 Health: the empty service name reports the process (liveness); `certa.v1.ReasoningService` reports whether the
 default backend is ready (readiness), re-checked every `READINESS_INTERVAL_S`. On SIGTERM the server turns
@@ -24,6 +24,7 @@ from certa.backends.factory import build_backend
 from certa.config import Settings
 from certa.core.errors import BackendUnavailable, InvalidArgument
 from certa.service import SolveService
+from certa.telemetry import Telemetry
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -32,24 +33,33 @@ SERVICE_NAME = reasoning_pb2.DESCRIPTOR.services_by_name["ReasoningService"].ful
 READINESS_INTERVAL_S = 5.0
 
 
-def build_backends(settings: Settings) -> dict[str, Backend]:
+def build_backends(settings: Settings, telemetry: Telemetry | None = None) -> dict[str, Backend]:
+    """One adapter per configured backend; each call carries the current span's `traceparent` to the server."""
     if not settings.backends:
         raise InvalidArgument("CERTA_BACKENDS", "no backend configured, e.g. CERTA_BACKENDS=local=triton://127.0.0.1:8001")
+    metadata_provider = (telemetry or Telemetry.disabled()).trace_metadata
     return {
-        spec.name: build_backend(spec, connect_timeout_s=settings.backend_connect_timeout_s)
+        spec.name: build_backend(
+            spec, connect_timeout_s=settings.backend_connect_timeout_s, metadata_provider=metadata_provider
+        )
         for spec in settings.backends
     }
 
 
 class CertaServer:
-    """A running gRPC server around a `SolveService`."""
+    """A running gRPC server around a `SolveService`. The telemetry stays its creator's to shut down."""
 
-    def __init__(self, settings: Settings, backends: Mapping[str, Backend]) -> None:
+    def __init__(
+        self, settings: Settings, backends: Mapping[str, Backend], telemetry: Telemetry | None = None
+    ) -> None:
         self.settings = settings
-        self.service = SolveService(settings, backends)
+        telemetry = telemetry or Telemetry.disabled()
+        self.service = SolveService(settings, backends, telemetry)
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
-        reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(ReasoningServicer(self.service), self._server)
+        reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(
+            ReasoningServicer(self.service, telemetry), self._server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -100,7 +110,15 @@ class CertaServer:
 
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM or SIGINT, then drain."""
-    server = CertaServer(settings, build_backends(settings))
+    telemetry = Telemetry.from_environment(settings.metrics_port)
+    try:
+        await _serve(settings, telemetry)
+    finally:
+        await asyncio.to_thread(telemetry.shutdown)
+
+
+async def _serve(settings: Settings, telemetry: Telemetry) -> None:
+    server = CertaServer(settings, build_backends(settings, telemetry), telemetry)
     await server.start()
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from certa.core.types import StopReason
 from certa.prompts import question_prompt, resolve_template
 from certa.runtime.driver import Driver, RuntimeEvent
 from certa.runtime.report import SolveReport
+from certa.telemetry import Telemetry, TraceContext
 from certa.v1 import reasoning_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,12 @@ class Run:
 class SolveService:
     """Starts, finds and cancels runs."""
 
-    def __init__(self, settings: Settings, backends: Mapping[str, Backend]) -> None:
+    def __init__(
+        self, settings: Settings, backends: Mapping[str, Backend], telemetry: Telemetry | None = None
+    ) -> None:
         self._settings = settings
         self._backends = dict(backends)
+        self._telemetry = telemetry or Telemetry.disabled()
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._templates: dict[tuple[str, str], str | None] = {}
 
@@ -125,10 +129,11 @@ class SolveService:
     def in_flight(self) -> int:
         return sum(1 for run in self._runs.values() if not run.done)
 
-    async def submit(self, request: pb.SolveRequest) -> Run:
+    async def submit(self, request: pb.SolveRequest, trace_context: TraceContext | None = None) -> Run:
         """Start solving `request`, or return the run already registered under its request id.
 
-        A request id reused with different parameters is a `Conflict`.
+        A request id reused with different parameters is a `Conflict`. The run's span is a child of
+        `trace_context` (the caller's, from its `traceparent`) when given.
         """
         fingerprint = _fingerprint(request)
         if request.request_id and request.request_id in self._runs:
@@ -155,22 +160,36 @@ class SolveService:
             model=model,
         )
         self._remember(run)
-        driver = Driver(backend, model, token_budget=spec.token_budget, on_event=run.record)
+        driver = Driver(
+            backend, model, token_budget=spec.token_budget, on_event=run.record, telemetry=self._telemetry
+        )
         strategy = build_strategy(spec.strategy, (prompt,), spec.token_budget, spec.sampling)
-        run.task = asyncio.create_task(self._execute(run, driver, strategy))
+        run.task = asyncio.create_task(self._execute(run, driver, strategy, trace_context))
         return run
 
-    async def _execute(self, run: Run, driver: Driver, strategy) -> None:  # type: ignore[no-untyped-def]
-        try:
-            report = await driver.run(strategy, deadline_s=run.spec.deadline_s, cancel=run.cancel)
-        except CertaError as error:
-            log.warning("request %s failed: %s", run.request_id, error)
-            run.finish(RunStatus.FAILED, None, error)
-            return
-        except Exception:
-            log.exception("request %s failed unexpectedly", run.request_id)
-            run.finish(RunStatus.FAILED, None, CertaError("internal error"))
-            raise
+    async def _execute(  # type: ignore[no-untyped-def]
+        self, run: Run, driver: Driver, strategy, trace_context: TraceContext | None
+    ) -> None:
+        with self._telemetry.solve(
+            request_id=run.request_id,
+            strategy=run.strategy,
+            backend=run.backend,
+            model=run.model,
+            token_budget=run.spec.token_budget,
+            parent=trace_context,
+        ) as observed:
+            try:
+                report = await driver.run(strategy, deadline_s=run.spec.deadline_s, cancel=run.cancel)
+            except CertaError as error:
+                log.warning("request %s failed: %s", run.request_id, error)
+                observed.failed(error)
+                run.finish(RunStatus.FAILED, None, error)
+                return
+            except Exception:
+                log.exception("request %s failed unexpectedly", run.request_id)
+                run.finish(RunStatus.FAILED, None, CertaError("internal error"))
+                raise
+            observed.finished(report)
         status = RunStatus.CANCELLED if report.stop_reason is StopReason.CANCELLED else RunStatus.SUCCEEDED
         run.finish(status, report, None)
 

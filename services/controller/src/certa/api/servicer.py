@@ -2,6 +2,7 @@
 
 A request whose client chose its `request_id` keeps running when the client disconnects (it can be found again
 with `GetSolve`); a request with a server-assigned id is cancelled, since nobody could ever collect its result.
+A client's W3C `traceparent` metadata makes the request's span a child of the client's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from certa.api.errors import ErrorMappingInterceptor
 from certa.api.mapping import event_to_proto, report_to_proto
 from certa.service import Run, RunStatus, SolveService
+from certa.telemetry import Telemetry
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 
@@ -40,11 +42,13 @@ def run_to_response(run: Run) -> pb.SolveResponse:
 
 
 class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
-    def __init__(self, service: SolveService) -> None:
+    def __init__(self, service: SolveService, telemetry: Telemetry | None = None) -> None:
         self._service = service
+        self._telemetry = telemetry or Telemetry.disabled()
 
     async def _start(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext) -> Run:
-        run = await self._service.submit(request)
+        trace_context = self._telemetry.extract(context.invocation_metadata())
+        run = await self._service.submit(request, trace_context)
         if not request.request_id:
             context.add_done_callback(lambda _: run.cancel.set() if not run.done else None)
         return run

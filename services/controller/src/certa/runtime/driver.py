@@ -4,7 +4,8 @@ The driver executes the strategy's commands: each `Start` becomes an asyncio tas
 `Wait`/`WaitAny` await those tasks (or the request's cancellation), `Cancel` cancels a task and hands back what
 it had generated. It enforces each sample's path-token budget (a `Start` is clamped to what is left), the deadline,
 and cancellation, and it keeps the accounting: every token the backend reported, per purpose, including tokens of
-calls that were cancelled. When the strategy returns, calls still in flight are cancelled.
+calls that were cancelled. When the strategy returns, calls still in flight are cancelled. Each backend call runs
+in its own `certa.generate` span, and probes and decisions become events of the request's span (`certa.telemetry`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from certa.core.types import (
     StrategyResult,
 )
 from certa.runtime.report import SolveReport, TextDelta, Usage
+from certa.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,10 @@ class Driver:
         token_budget: int,
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._backend = backend
+        self._telemetry = telemetry or Telemetry.disabled()
         self._model = model
         self._token_budget = token_budget
         self._on_event = on_event or (lambda event: None)
@@ -148,9 +152,14 @@ class Driver:
         if isinstance(command, Cancel):
             return await self._cancel(command.handle)
         if isinstance(command, Emit):
-            if isinstance(command.event, ProbeRecord):
-                self._probes.append(command.event)
-            self._on_event(command.event)
+            event = command.event
+            if isinstance(event, ProbeRecord):
+                chunk_index = sum(1 for probe in self._probes if probe.sample_index == event.sample_index)
+                self._telemetry.probe(event, chunk_index)
+                self._probes.append(event)
+            else:
+                self._telemetry.decision(event)
+            self._on_event(event)
             return None
         raise TypeError(f"unknown strategy command {command!r}")
 
@@ -170,6 +179,16 @@ class Driver:
         return handle
 
     async def _stream(self, call: _Call) -> Outcome:
+        """`_consume` inside the call's `certa.generate` span, the span the backend's metadata provider sends."""
+        if call.request.max_tokens <= 0:  # nothing to generate: the backend is not called
+            return await self._consume(call)
+        with self._telemetry.backend_call(self._backend.name, call.request) as observed:
+            try:
+                return await self._consume(call)
+            finally:
+                observed.settle(call.tokens, call.prompt_tokens, call.finish)
+
+    async def _consume(self, call: _Call) -> Outcome:
         request = call.request
         try:
             if request.max_tokens <= 0:

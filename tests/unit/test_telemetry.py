@@ -1,0 +1,285 @@
+"""Traces and metrics of requests run through the real gRPC server with the in-process scripted backend.
+
+Tests that start a server on a free port are marked `integration` (as in tests/api); the others are `unit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from certa.config import load_settings
+from certa.core.errors import InvalidArgument
+from certa.server import CertaServer
+from certa.telemetry import Telemetry
+from certa.testing.scripted_backend import ScriptedBackend
+from certa.v1 import reasoning_pb2 as pb
+from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_triton_local.launcher import free_port
+from tests.api.conftest import settings_for
+from tests.chart.conftest import CHART, ROOT
+
+QUESTION = "[[confident-after:100]] How many eggs does Janet sell?"
+DYNASOR = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=32, certainty_threshold=2, probe_tokens=10))
+CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"
+
+
+@dataclass
+class Observed:
+    telemetry: Telemetry
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+
+
+@pytest.fixture
+def observed() -> Iterator[Observed]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    yield Observed(Telemetry(tracer_provider, MeterProvider(metric_readers=[reader])), spans, reader)
+    tracer_provider.shutdown()
+
+
+async def serving(telemetry: Telemetry) -> CertaServer:
+    server = CertaServer(settings_for({"scripted": "scripted://"}), {"scripted": ScriptedBackend()}, telemetry)
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def stub(observed: Observed) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+    server = await serving(observed.telemetry)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.ReasoningServiceStub(channel)
+    await server.stop()
+
+
+async def solve(stub: pb_grpc.ReasoningServiceStub, **fields: Any) -> pb.SolveResponse:
+    request = pb.SolveRequest(question=QUESTION, strategy=DYNASOR, token_budget=1000, **fields)
+    return await stub.Solve(request, metadata=(("traceparent", TRACEPARENT),))  # type: ignore[no-any-return]
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def every_string(spans: tuple[ReadableSpan, ...]) -> list[str]:
+    values: list[Any] = []
+    for span in spans:
+        values.extend((span.attributes or {}).values())
+        for event in span.events:
+            values.extend((event.attributes or {}).values())
+    return [value for value in values if isinstance(value, str)]
+
+
+@pytest.mark.integration
+async def test_a_dynasor_request_is_one_span_tree_under_the_callers_trace(
+    stub: pb_grpc.ReasoningServiceStub, observed: Observed
+) -> None:
+    response = await solve(stub)
+    result = response.result
+    spans = observed.spans.get_finished_spans()
+
+    [root] = by_name(spans, "certa.solve")
+    assert format(root.context.trace_id, "032x") == CLIENT_TRACE_ID
+    assert root.parent is not None and format(root.parent.span_id, "016x") == CLIENT_SPAN_ID
+    assert dict(root.attributes or {}) == {
+        "certa.request_id": response.request_id,
+        "certa.strategy": "dynasor-cot",
+        "certa.backend": "scripted",
+        "certa.model": "scripted",
+        "certa.token_budget": 1000,
+        "certa.stop_reason": "certain",
+        "certa.tokens.prompt": result.usage.prompt_tokens,
+        "certa.tokens.path": result.usage.path_tokens,
+        "certa.tokens.probe": result.usage.probe_tokens,
+        "certa.tokens.cached": result.usage.cached_prompt_tokens,
+        "certa.tokens.saved": result.tokens_saved_vs_budget,
+        "certa.probes": len(result.probes),
+        "certa.answer_classes": len(result.answer_classes),
+        "certa.early_exit": True,
+        "certa.early_exits": 1,
+    }
+
+    calls = by_name(spans, "certa.generate")
+    assert {span.parent.span_id for span in calls if span.parent} == {root.context.span_id}
+    assert len(calls) == len(spans) - 1
+    paths = [span for span in calls if span.attributes["certa.purpose"] == "path"]
+    probes = [span for span in calls if span.attributes["certa.purpose"] == "probe"]
+    assert len(probes) == len(result.probes)
+    assert sum(span.attributes["certa.tokens.generated"] for span in paths) == result.usage.path_tokens
+    assert sum(span.attributes["certa.tokens.generated"] for span in probes) == result.usage.probe_tokens
+    assert {span.attributes["certa.max_tokens"] for span in probes} == {10}
+    assert {span.attributes["certa.sample_index"] for span in calls} == {0}
+    # The chunk generating while the last probe decided is cancelled by the early exit: not an error.
+    cancelled = [span for span in paths if span.attributes["certa.cancelled"]]
+    assert [span.attributes["certa.finish_reason"] for span in cancelled] == ["cancelled"]
+    assert all(span.status.status_code is StatusCode.UNSET for span in calls)
+
+    probe_events = [event for event in root.events if event.name == "certa.probe"]
+    assert [event.attributes["certa.chunk_index"] for event in probe_events] == list(range(len(result.probes)))
+    assert [event.attributes["certa.probe.answer"] for event in probe_events] == [p.answer for p in result.probes]
+    assert [event.attributes["certa.probe.confident"] for event in probe_events] == [
+        p.confident for p in result.probes
+    ]
+    [decision] = [event for event in root.events if event.name == "certa.decision"]
+    assert decision.attributes["certa.certainty_met"] is True
+
+    strings = every_string(spans)
+    assert not [value for value in strings if "Janet" in value or "step by step" in value]
+    assert not [value for value in strings if result.text[:20] in value]
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    found: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
+def value(found: dict[str, list[Any]], name: str, **attributes: str) -> Any:
+    [point] = [p for p in found[name] if all(p.attributes.get(k) == v for k, v in attributes.items())]
+    return point
+
+
+@pytest.mark.integration
+async def test_metrics_count_requests_tokens_probes_and_latency(
+    stub: pb_grpc.ReasoningServiceStub, observed: Observed
+) -> None:
+    result = (await solve(stub)).result
+    found = points(observed.metrics)
+    assert value(found, "certa.requests", strategy="dynasor-cot", stop_reason="certain").value == 1
+    assert value(found, "certa.requests.in_flight").value == 0
+    assert value(found, "certa.tokens.generated", purpose="path").value == result.usage.path_tokens
+    assert value(found, "certa.tokens.generated", purpose="probe").value == result.usage.probe_tokens
+    assert value(found, "certa.tokens.saved", strategy="dynasor-cot").value == result.tokens_saved_vs_budget > 0
+    assert value(found, "certa.probes").value == len(result.probes)
+    assert value(found, "certa.early_exits").value == 1
+    probes_to_exit = value(found, "certa.request.probes", stop_reason="certain")
+    assert (probes_to_exit.count, probes_to_exit.sum) == (1, len(result.probes))
+    latencies = found["certa.backend.call.duration"]
+    calls = len(by_name(observed.spans.get_finished_spans(), "certa.generate"))
+    assert sum(point.count for point in latencies) == calls
+    assert {point.attributes["finish_reason"] for point in latencies} >= {"length", "cancelled"}
+
+
+@pytest.mark.integration
+async def test_a_failed_request_is_an_error_span_and_counted(
+    stub: pb_grpc.ReasoningServiceStub, observed: Observed
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Solve(pb.SolveRequest(question="[[fail-after:40]] Q", strategy=DYNASOR))
+    spans = observed.spans.get_finished_spans()
+    [root] = by_name(spans, "certa.solve")
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.attributes["error.type"] == "SolveInterrupted"
+    assert root.attributes["certa.tokens.path"] >= 40
+    assert [span.attributes["error.type"] for span in by_name(spans, "certa.generate") if not span.status.is_ok]
+    assert value(points(observed.metrics), "certa.requests", stop_reason="error").value == 1
+
+
+@pytest.mark.unit
+def test_backend_metadata_carries_the_current_span(observed: Observed) -> None:
+    telemetry = observed.telemetry
+    assert telemetry.trace_metadata() == []
+    with telemetry.tracer.start_as_current_span("outer") as span:
+        context = span.get_span_context()
+        [(key, traceparent)] = telemetry.trace_metadata()
+        assert key == "traceparent"
+        assert traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+
+
+@pytest.mark.unit
+def test_without_an_exporter_telemetry_is_a_no_op() -> None:
+    for env in ({}, {"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"},
+                {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                 "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}):
+        telemetry = Telemetry.from_environment(env=env)
+        with telemetry.tracer.start_as_current_span("x") as span:
+            assert not span.is_recording()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+         "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    ],
+)
+def test_unsupported_exporters_are_refused(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(InvalidArgument, match=variable):
+        Telemetry.from_environment(env=env)
+
+
+@pytest.mark.unit
+def test_metrics_port_is_read_and_checked() -> None:
+    assert load_settings({}).metrics_port == 0
+    assert load_settings({"CERTA_METRICS_PORT": "9464"}).metrics_port == 9464
+    for bad in ("-1", "70000", "x"):
+        with pytest.raises(InvalidArgument, match="CERTA_METRICS_PORT"):
+            load_settings({"CERTA_METRICS_PORT": bad})
+
+
+@pytest.mark.integration
+async def test_unreachable_collector_neither_slows_nor_fails_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+    metrics_port = free_port()
+    telemetry = Telemetry.from_environment(metrics_port=metrics_port)
+    server = await serving(telemetry)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.ReasoningServiceStub(channel)
+            started = time.monotonic()
+            for _ in range(3):
+                assert (await solve(stub)).result.stop_reason == pb.STOP_REASON_CERTAIN
+            assert time.monotonic() - started < 5
+        scrape = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        )
+    finally:
+        await server.stop()
+        await asyncio.to_thread(telemetry.shutdown)
+    # The Prometheus names the chart (HPA, KEDA), the dashboard and README.md use.
+    samples = [line for line in scrape.splitlines() if line and not line.startswith("#")]
+    names = {line.split("{")[0].split(" ")[0] for line in samples}
+    assert names >= {
+        "certa_requests_total",
+        "certa_requests_in_flight",
+        "certa_tokens_generated_total",
+        "certa_tokens_saved_total",
+        "certa_probes_total",
+        "certa_early_exits_total",
+        "certa_request_probes_bucket",
+        "certa_backend_call_duration_seconds_bucket",
+    }
+    dashboard = (ROOT / "deploy" / "grafana" / "certa-dashboard.json").read_text()
+    charted = re.findall(r"certa_[a-z_]+", dashboard + (CHART / "values.yaml").read_text())
+    assert set(charted) <= names
+    [requests] = [line for line in samples if line.startswith("certa_requests_total{")]
+    assert 'strategy="dynasor-cot"' in requests and 'stop_reason="certain"' in requests
+    assert requests.endswith(" 3.0")
