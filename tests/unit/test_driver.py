@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from certa.core.commands import Start, Wait
+from certa.core.commands import Cancel, Start, Wait
 from certa.core.errors import BackendError, DeadlineExceeded, SolveInterrupted
-from certa.core.strategies import DynasorConfig, PlainSpec, build_strategy
+from certa.core.strategies import DynasorConfig, MajorityVoteSpec, PlainSpec, build_strategy
 from certa.core.types import GenerationRequest, SamplingParams, StopReason, StrategyResult
 from certa.runtime.driver import Driver
 from certa.runtime.report import TextDelta
@@ -110,3 +110,50 @@ async def test_cancellation_returns_a_partial_report_marked_cancelled() -> None:
     assert report.answer == ""
     assert 0 < report.usage.path_tokens < len(SCRIPT)
     assert len(backend.cancelled) == 1
+
+
+async def test_a_call_cancelled_before_it_ran_releases_its_budget() -> None:
+    def strategy():  # type: ignore[no-untyped-def]
+        first = yield Start(GenerationRequest(("Q\n",), 60, GREEDY))
+        dropped = yield Cancel(first)
+        second = yield Start(GenerationRequest(("Q\n",), 100, GREEDY))
+        outcome = yield Wait(second)
+        return StrategyResult("", StopReason.BUDGET, dropped.text + outcome.text, samples=())
+
+    backend = ScriptedBackend()
+    report = await Driver(backend, "m", token_budget=100).run(strategy())
+    assert [request.max_tokens for request in backend.requests] == [100]
+    assert report.usage.path_tokens == 100
+
+
+class ProbeBug(ScriptedBackend):
+    """Fails every probe with an unexpected (non-Certa) exception."""
+
+    async def stream(self, request: GenerationRequest, model: str):  # type: ignore[no-untyped-def, override]
+        if request.purpose.value == "probe":
+            raise ValueError("bug in an adapter")
+        async for delta in super().stream(request, model):
+            yield delta
+
+
+async def test_an_unexpected_error_still_cancels_the_calls_in_flight() -> None:
+    backend = ProbeBug()
+    config = DynasorConfig(chunk_tokens=16, certainty_threshold=2, probe_tokens=5)
+    with pytest.raises(ValueError, match="bug in an adapter"):
+        await Driver(backend, "m", token_budget=1000).run(build_strategy(config, ("Q [[slow:0.01]]\n",), 1000, GREEDY))
+    assert len(backend.cancelled) == 1  # the chunk started beside the failing probe
+
+
+async def test_cancelling_the_task_running_a_vote_cancels_every_sample() -> None:
+    backend = ScriptedBackend()
+    vote = MajorityVoteSpec(n=3, inner=PlainSpec())
+    running = asyncio.create_task(
+        Driver(backend, "m", token_budget=1000).run(
+            build_strategy(vote, ("Q [[slow:0.01]]\n",), 1000, SamplingParams(temperature=0.5, seed=1))
+        )
+    )
+    await asyncio.sleep(0.1)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert len(backend.cancelled) == 3

@@ -22,7 +22,7 @@ from certa.api.servicer import ReasoningServicer
 from certa.backends.base import Backend
 from certa.backends.factory import build_backend
 from certa.config import Settings
-from certa.core.errors import BackendUnavailable, InvalidArgument
+from certa.core.errors import CertaError, InvalidArgument
 from certa.service import SolveService
 from certa.telemetry import Telemetry
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
@@ -65,11 +65,13 @@ class CertaServer:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server,
         )
-        self.port = self._server.add_insecure_port(settings.listen_address)
-        if self.port == 0:
-            raise InvalidArgument("CERTA_LISTEN_ADDRESS", f"cannot listen on {settings.listen_address!r}")
+        try:
+            self.port = self._server.add_insecure_port(settings.listen_address)
+        except RuntimeError as error:  # grpc's way of saying the address cannot be bound
+            raise InvalidArgument(
+                "CERTA_LISTEN_ADDRESS", f"cannot listen on {settings.listen_address!r} ({error})"
+            ) from error
         self._readiness: asyncio.Task[None] | None = None
-        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         await self._server.start()
@@ -79,11 +81,16 @@ class CertaServer:
         log.info("certa listening on port %d", self.port)
 
     async def _check_readiness(self) -> None:
+        """Ready when the default backend is; any failure of the check means not ready, and the watch goes on."""
         backend = self.service.backends[self.settings.default_backend_name]
         try:
             await backend.check_ready()
-        except BackendUnavailable as error:
+        except CertaError as error:
             log.warning("not ready: %s", error)
+            await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+            return
+        except Exception:
+            log.exception("not ready: the readiness check of backend %r failed unexpectedly", backend.name)
             await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
             return
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -102,10 +109,6 @@ class CertaServer:
         await self._server.stop(grace=5.0)
         for backend in self.service.backends.values():
             await backend.close()
-        self._stopped.set()
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
 
 
 async def serve(settings: Settings) -> None:

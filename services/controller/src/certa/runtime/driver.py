@@ -107,29 +107,39 @@ class Driver:
         """Run to completion. A cancelled run returns a partial report with stop reason `cancelled`.
 
         Raises `DeadlineExceeded` or `SolveInterrupted` (carrying the partial report) on a deadline or an error.
+        Whatever ends the run, including an unexpected exception or the cancellation of the task running it, every
+        backend call still in flight is cancelled first.
         """
         self._started_at = self._clock()
         cancel = cancel or asyncio.Event()
         cancel_waiter = asyncio.ensure_future(cancel.wait())
+        deadline = asyncio.timeout(deadline_s)
         try:
-            async with asyncio.timeout(deadline_s):
+            async with deadline:
                 result = await self._drive(strategy, cancel_waiter)
-        except TimeoutError:
-            await self._cancel_all()
-            raise DeadlineExceeded(
-                f"deadline of {deadline_s:g}s exceeded", partial=self._partial(None)
-            ) from None
         except _Cancelled:
             await self._cancel_all()
             return self._partial(StopReason.CANCELLED)
         except CertaError as error:
             await self._cancel_all()
             raise SolveInterrupted(str(error), partial=self._partial(None), cause=error) from error
+        except TimeoutError as error:
+            await self._cancel_all()
+            if not deadline.expired():
+                raise  # a TimeoutError from elsewhere is a bug to report, not the request's deadline
+            raise DeadlineExceeded(f"deadline of {deadline_s:g}s exceeded", partial=self._partial(None)) from error
+        except BaseException:
+            await asyncio.shield(self._cancel_all())
+            raise
         finally:
             cancel_waiter.cancel()
             strategy.close()
         await self._cancel_all()
         return self._complete(result)
+
+    def snapshot(self) -> SolveReport:
+        """The partial report of the run so far (for `GetSolve` on a running request)."""
+        return self._partial(None)
 
     async def _drive(
         self, strategy: Generator[Command, Any, StrategyResult], cancel_waiter: asyncio.Future[Any]
@@ -254,6 +264,7 @@ class Driver:
         call = self._calls.pop(handle)
         task.cancel()
         await asyncio.wait([task])
+        self._settle(call)  # a task cancelled before it ever ran has not settled its reservation
         if task.cancelled():
             return call.outcome(FinishReason.CANCELLED)
         error = task.exception()
@@ -277,6 +288,7 @@ class Driver:
         if tasks:
             await asyncio.wait(tasks)
         for call in self._calls.values():
+            self._settle(call)
             task = call.task
             if task is not None and not task.cancelled() and task.exception() is not None:
                 log.warning("backend call abandoned by the run had failed: %s", task.exception())
