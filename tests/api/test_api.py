@@ -225,3 +225,56 @@ async def test_drain_lets_running_requests_finish_and_refuses_readiness(
     response = await solving
     assert response.status == pb.SOLVE_STATUS_SUCCEEDED and response.result.answer == "18"
     await stopping
+
+
+async def test_sampled_votes_without_a_seed_get_distinct_seeds(
+    stub: pb_grpc.ReasoningServiceStub, backend: ScriptedBackend
+) -> None:
+    vote = pb.Strategy(majority_vote=pb.MajorityVote(n=4, plain=pb.PlainCot()))
+    await stub.Solve(request("[[vote:1,2,3,4]] Q", strategy=vote, sampling=pb.SamplingParams(temperature=0.7)))
+    seeds = [r.sampling.seed for r in backend.requests]
+    assert None not in seeds and len(set(seeds)) == 4
+
+
+async def test_get_solve_of_a_running_request_carries_its_partial_result(stub: pb_grpc.ReasoningServiceStub) -> None:
+    solving = asyncio.ensure_future(stub.Solve(request("[[slow:0.01]] Q", request_id="partial-while-running")))
+    await asyncio.sleep(0.5)
+    running = await stub.GetSolve(pb.GetSolveRequest(request_id="partial-while-running"))
+    assert running.status == pb.SOLVE_STATUS_RUNNING
+    assert running.result.usage.path_tokens > 0 and running.result.text
+    await stub.CancelSolve(pb.CancelSolveRequest(request_id="partial-while-running"))
+    await solving
+
+
+async def test_same_parameters_spelled_differently_attach_to_the_same_run(stub: pb_grpc.ReasoningServiceStub) -> None:
+    first = pb.SolveRequest(question="Q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot()), request_id="same")
+    second = pb.SolveRequest(question="Q", request_id="same", sampling=pb.SamplingParams(),
+                             strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(preset=pb.DynasorCot.PRESET_MID)))
+    assert (await stub.Solve(first)).result == (await stub.Solve(second)).result
+
+
+async def test_a_client_deadline_shorter_than_the_request_deadline_still_gets_the_partial_result(
+    stub: pb_grpc.ReasoningServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Solve(request("[[slow:0.02]] Q", strategy=pb.Strategy(plain=pb.PlainCot())), timeout=1.0)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert partial_result(raised.value).usage.path_tokens > 0
+
+
+async def test_shutdown_refuses_new_requests_and_interrupts_long_ones_with_their_partial_result(
+    stub: pb_grpc.ReasoningServiceStub, server: CertaServer
+) -> None:
+    long = asyncio.ensure_future(stub.Solve(request("[[slow:0.05]] Q", strategy=pb.Strategy(plain=pb.PlainCot()))))
+    await asyncio.sleep(0.3)
+    stopping = asyncio.ensure_future(server.service.drain(timeout_s=0.5))
+    await asyncio.sleep(0.05)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Solve(request("Q"))
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(grpc.aio.AioRpcError) as interrupted:
+        await long
+    assert interrupted.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shut down" in interrupted.value.details()
+    assert partial_result(interrupted.value).usage.path_tokens > 0
+    await stopping

@@ -25,6 +25,7 @@ from certa.core.errors import (
     InvalidArgument,
     NotFound,
     Overloaded,
+    ShuttingDown,
     SolveInterrupted,
 )
 
@@ -44,7 +45,7 @@ def status_code(error: CertaError) -> grpc.StatusCode:
         return grpc.StatusCode.ALREADY_EXISTS
     if isinstance(error, Overloaded):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, BackendUnavailable):
+    if isinstance(error, BackendUnavailable | ShuttingDown):
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(error, BackendError):
         return grpc.StatusCode.INVALID_ARGUMENT if error.rejected_input else grpc.StatusCode.UNAVAILABLE

@@ -41,6 +41,9 @@ def run_to_response(run: Run) -> pb.SolveResponse:
     )
 
 
+CLIENT_DEADLINE_MARGIN_S = 0.25
+
+
 class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
     def __init__(self, service: SolveService, telemetry: Telemetry | None = None) -> None:
         self._service = service
@@ -48,7 +51,10 @@ class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
 
     async def _start(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext) -> Run:
         trace_context = self._telemetry.extract(context.invocation_metadata())
-        run = await self._service.submit(request, trace_context)
+        remaining = context.time_remaining()
+        # Finish a little before the client gives up, so it still receives the partial result.
+        client_deadline_s = remaining - CLIENT_DEADLINE_MARGIN_S if remaining is not None else None
+        run = await self._service.submit(request, trace_context, client_deadline_s)
         if not request.request_id:
             context.add_done_callback(lambda _: run.cancel.set() if not run.done else None)
         return run

@@ -5,6 +5,7 @@
     ├── NotFound               → NOT_FOUND
     ├── Conflict               → ALREADY_EXISTS     (a request id reused with other parameters)
     ├── Overloaded             → RESOURCE_EXHAUSTED (too many requests in flight; retry later)
+    ├── ShuttingDown           → UNAVAILABLE        (the replica drains; retry on another one)
     ├── BackendError           → UNAVAILABLE / INVALID_ARGUMENT (the server rejected the input)
     │   └── BackendUnavailable → UNAVAILABLE        (cannot reach the server or its model)
     └── SolveInterrupted       → the status of its cause; carries the partial result
@@ -37,6 +38,10 @@ class Conflict(CertaError):
 
 
 class Overloaded(CertaError):
+    pass
+
+
+class ShuttingDown(CertaError):
     pass
 
 

@@ -69,7 +69,7 @@ def build_strategy(
                 spec.inner,
                 prompt,
                 token_budget,
-                sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + index),
+                sampling if sampling.seed is None else replace(sampling, seed=(sampling.seed + index) % 2**64),
                 index,
             )
             for index in range(spec.n)
