@@ -101,6 +101,7 @@ up() {
   CERTA_LISTEN_ADDRESS="127.0.0.1:$CERTA_PORT" \
   CERTA_BACKENDS="local=triton://127.0.0.1:$TRITON_GRPC_PORT" \
   CERTA_LOG_FORMAT=text \
+  CERTA_DRAIN_TIMEOUT_S=20 \
     start controller "$VENV/bin/certa" serve
   wait_for controller "$VENV/bin/certa" health --address "127.0.0.1:$CERTA_PORT" --service certa.v1.ReasoningService
   echo "stack: up — controller on 127.0.0.1:$CERTA_PORT, Triton gRPC on 127.0.0.1:$TRITON_GRPC_PORT"

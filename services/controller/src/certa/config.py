@@ -133,6 +133,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.metrics_port > 65535:
         raise InvalidArgument(f"{PREFIX}METRICS_PORT", f"must be 0 (none) or a port, got {settings.metrics_port}")
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise InvalidArgument(
+            f"{PREFIX}LOG_LEVEL", f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {settings.log_level!r}"
+        )
     if settings.log_format not in ("json", "text"):
         raise InvalidArgument(f"{PREFIX}LOG_FORMAT", f"must be json or text, got {settings.log_format!r}")
     return settings
