@@ -16,8 +16,9 @@ CERTA_PORT ?= 50051
 TRITON_GRPC_PORT ?= 8001
 TRITON_HTTP_PORT ?= 8000
 TRITON_METRICS_PORT ?= 8002
+REDIS_PORT ?= 6379
 BENCH_QUESTIONS ?= 20
-export MODEL CERTA_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT STATE_DIR VENV
+export MODEL CERTA_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT REDIS_PORT STATE_DIR VENV
 
 PROTO_OUT := services/controller/src
 PROTO_SRC := proto/certa/v1/reasoning.proto
@@ -33,7 +34,7 @@ $(VENV)/.installed: services/controller/pyproject.toml services/triton-local/pyp
 	PYTHON=$(PYTHON) VENV=$(VENV) bash deploy/local/install.sh
 	touch $@
 
-run: install ## Start the local stack (Triton + model, controller) and solve a sample GSM8K problem
+run: install ## Start the local stack (Redis, Triton + model, controller) and solve a sample GSM8K problem
 	bash deploy/local/stack.sh up
 	$(VENV)/bin/certa demo --address 127.0.0.1:$(CERTA_PORT)
 	@echo

