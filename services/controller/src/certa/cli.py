@@ -143,6 +143,14 @@ def _bench(args: argparse.Namespace) -> int:
     return dynasor_bench.run(args.address, questions, configs, args.budget, args.out, meta, args.reuse)
 
 
+GSM8K = Path(os.environ.get("CERTA_DATA_DIR", "../shared/data")) / "gsm8k_test.jsonl"
+
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"),
+                        help="the controller's gRPC address (default: $CERTA_ADDRESS or 127.0.0.1:50051)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="certa", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
 
     solve = commands.add_parser("solve", help="solve a question with a running controller")
     solve.add_argument("input", help="the question (or, with --raw, the prompt sent as is)")
-    solve.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
+    _add_address(solve)
     solve.add_argument("--strategy", choices=[s.value for s in StrategyName], default=StrategyName.DYNASOR_COT)
     solve.add_argument("--effort", choices=list(PRESETS), default="mid", help="Dynasor-CoT preset")
     solve.add_argument("--chunk-tokens", type=int)
@@ -174,16 +182,14 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     demo = commands.add_parser("demo", help="solve one GSM8K question with and without probing, and compare")
-    demo.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
-    demo.add_argument("--data", type=Path, default=Path(os.environ.get("CERTA_DATA_DIR", "../shared/data"))
-                      / "gsm8k_test.jsonl", help="GSM8K test set as JSON lines")
+    _add_address(demo)
+    demo.add_argument("--data", type=Path, default=GSM8K, help="GSM8K test set as JSON lines")
     demo.add_argument("--index", type=int, default=0, help="which question (0-based line)")
     demo.add_argument("--budget", type=int, default=1024, help="path token budget")
 
     bench = commands.add_parser("bench", help="plain CoT vs Dynasor-CoT configurations on a dataset")
-    bench.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
-    bench.add_argument("--data", type=Path, default=Path(os.environ.get("CERTA_DATA_DIR", "../shared/data"))
-                       / "gsm8k_test.jsonl")
+    _add_address(bench)
+    bench.add_argument("--data", type=Path, default=GSM8K, help="dataset as JSON lines")
     bench.add_argument("--questions", type=int, default=20)
     bench.add_argument("--offset", type=int, default=0, help="skip this many questions first")
     bench.add_argument("--budget", type=int, default=1024, help="path token budget per question")
@@ -193,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(same model, budget and questions)")
 
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
-    health.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"))
+    _add_address(health)
     health.add_argument("--service", default="", help="'' for liveness, certa.v1.ReasoningService for readiness")
     health.add_argument("--timeout", type=float, default=5.0)
     return parser

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 DecodeMany = Callable[[Sequence[Sequence[int]]], Awaitable[list[str]]]
 """Decodes several id sequences in one call, returning one text per sequence."""
 
-_INCOMPLETE_CHARACTER = "\ufffd"
+INCOMPLETE_CHARACTER = "\ufffd"  # what a detokeniser shows for a character whose bytes have not all arrived
 
 
 class IncrementalDetokenizer:
@@ -35,7 +35,7 @@ class IncrementalDetokenizer:
     async def _advance(self, final: bool) -> str:
         window = self._ids[self._prefix_offset :]
         known, extended = await self._decode_many([window[: self._read_offset - self._prefix_offset], window])
-        if not final and (len(extended) <= len(known) or extended.endswith(_INCOMPLETE_CHARACTER)):
+        if not final and (len(extended) <= len(known) or extended.endswith(INCOMPLETE_CHARACTER)):
             return ""
         self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
         return extended[len(known) :]

@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from certa.backends.base import Delta
+from certa.backends.incremental_detokenizer import INCOMPLETE_CHARACTER
 from certa.backends.triton_prompt_counts import PromptCounts, prompt_count_request
 from certa.backends.triton_rpc import TritonConnection
 from certa.backends.triton_sampling import text_contract_sampling
@@ -26,7 +27,6 @@ from certa.core.types import FinishReason, GenerationRequest, prompt_text
 
 _REQUIRED_INPUTS = ("text_input", "max_tokens", "return_num_output_tokens")
 _OUTPUTS = ("text_output", "num_output_tokens")
-_INCOMPLETE_CHARACTER = "\ufffd"  # what a detokeniser shows for a character whose bytes have not all arrived
 
 
 def text_inputs(
@@ -72,7 +72,7 @@ class _TextAccumulator:
         if not self._accumulated:
             return text
         self._latest = text or self._latest  # an empty final response carries no text
-        stable = self._latest if final else self._latest.rstrip(_INCOMPLETE_CHARACTER)
+        stable = self._latest if final else self._latest.rstrip(INCOMPLETE_CHARACTER)
         piece = stable[len(self._emitted) :]
         self._emitted += piece
         return piece

@@ -16,10 +16,6 @@ class Usage:
     probe_tokens: int = 0
     cached_prompt_tokens: int = 0
 
-    @property
-    def generated_tokens(self) -> int:
-        return self.path_tokens + self.probe_tokens
-
 
 @dataclass(frozen=True)
 class TextDelta:
