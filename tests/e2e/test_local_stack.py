@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import grpc
 import pytest
 
 from certa.backends.triton import TritonBackend
-from certa.config import BackendSpec, Settings
+from certa.config import BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 QUESTION = "Tom has 3 boxes with 4 apples in each box. How many apples does Tom have?"
 
 
-async def controller_for(triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
-    settings = Settings(listen_address="127.0.0.1:0", backends=(BackendSpec("local", f"triton://{triton.grpc_url}"),))
+async def controller_for(triton: TritonServer, redis: RedisServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+    settings = Settings(
+        listen_address="127.0.0.1:0",
+        backends=(BackendSpec("local", f"triton://{triton.grpc_url}"),),
+        store=StoreSettings(redis_url=redis.url, key_prefix=f"e2e-{uuid.uuid4().hex[:8]}"),
+    )
     backend = TritonBackend(settings.backends[0], connect_timeout_s=5.0)
     server = CertaServer(settings, {"local": backend})
     await server.start()
@@ -35,15 +41,17 @@ async def controller_for(triton: TritonServer) -> AsyncIterator[pb_grpc.Reasonin
 
 
 @pytest.fixture
-async def stub(triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
-    async for controller in controller_for(triton):
+async def stub(triton: TritonServer, redis_server: RedisServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+    async for controller in controller_for(triton, redis_server):
         yield controller
 
 
 @pytest.fixture
-async def fresh_stub(fresh_triton: TritonServer) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
+async def fresh_stub(
+    fresh_triton: TritonServer, redis_server: RedisServer
+) -> AsyncIterator[pb_grpc.ReasoningServiceStub]:
     """A controller in front of a model server with a fresh KV cache (see tests/conftest.py for why)."""
-    async for controller in controller_for(fresh_triton):
+    async for controller in controller_for(fresh_triton, redis_server):
         yield controller
 
 

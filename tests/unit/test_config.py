@@ -10,8 +10,11 @@ from certa.core.errors import InvalidArgument
 pytestmark = pytest.mark.unit
 
 
+REDIS = {"CERTA_REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
 def test_defaults_and_backends() -> None:
-    settings = load_settings({"CERTA_BACKENDS": "a=triton://h:8001, b=openai+http://h:8000/v1"})
+    settings = load_settings({"CERTA_BACKENDS": "a=triton://h:8001, b=openai+http://h:8000/v1", **REDIS})
     assert settings.backends == (BackendSpec("a", "triton://h:8001"), BackendSpec("b", "openai+http://h:8000/v1"))
     assert settings.default_backend_name == "a"
     assert settings.listen_address == Settings().listen_address
@@ -32,5 +35,42 @@ def test_defaults_and_backends() -> None:
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
-        load_settings(env)
+        load_settings({**REDIS, **env})
+    assert str(raised.value).startswith(variable)
+
+
+def test_redis_is_the_default_store_and_must_be_configured() -> None:
+    with pytest.raises(InvalidArgument, match="CERTA_REDIS_URL: is required with CERTA_STORE=redis"):
+        load_settings({})
+    assert load_settings({"CERTA_STORE": "memory"}).store.kind == "memory"
+    store = load_settings(REDIS).store
+    assert (store.kind, store.redis_url, store.lease_s) == ("redis", REDIS["CERTA_REDIS_URL"], 10.0)
+    assert store.replica_id  # hostname-pid when CERTA_REPLICA_ID is not set
+
+
+def test_redis_password_comes_from_a_file_without_its_newline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    store = load_settings({**REDIS, "CERTA_REDIS_PASSWORD_FILE": str(secret), "CERTA_REDIS_USERNAME": "certa"}).store
+    assert (store.redis_username, store.redis_password) == ("certa", "s3cret")
+    assert "s3cret" not in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"CERTA_STORE": "postgres"}, "CERTA_STORE"),
+        ({"CERTA_REDIS_URL": "http://h:6379"}, "CERTA_REDIS_URL"),
+        ({"CERTA_REDIS_PASSWORD_FILE": "/nonexistent/password"}, "CERTA_REDIS_PASSWORD_FILE"),
+        ({"CERTA_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"}, "CERTA_REDIS_TLS_CA_FILE"),
+        ({"CERTA_REDIS_CLUSTER": "maybe"}, "CERTA_REDIS_CLUSTER"),
+        ({"CERTA_STATE_TTL_S": "100", "CERTA_RESULT_TTL_S": "10"}, "CERTA_RESULT_TTL_S"),
+        ({"CERTA_LEASE_S": "30", "CERTA_STATE_TTL_S": "5", "CERTA_RESULT_TTL_S": "5"}, "CERTA_STATE_TTL_S"),
+        ({"CERTA_REDIS_KEY_PREFIX": "a{b}"}, "CERTA_REDIS_KEY_PREFIX"),
+        ({"CERTA_REDIS_POOL_SIZE": "0"}, "CERTA_REDIS_POOL_SIZE"),
+    ],
+)
+def test_bad_store_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        load_settings({**REDIS, **env})
     assert str(raised.value).startswith(variable)

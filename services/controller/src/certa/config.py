@@ -7,8 +7,10 @@ Per-request knobs arrive in the request and are clamped by the caps below.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from certa.core.errors import InvalidArgument
@@ -34,6 +36,28 @@ class BackendSpec:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where requests' state lives (`certa.store`): Redis, or (explicitly, one process only) memory."""
+
+    kind: str = "redis"  # CERTA_STORE: redis | memory
+    redis_url: str = ""
+    redis_username: str = ""
+    redis_password: str = field(default="", repr=False)  # from CERTA_REDIS_PASSWORD or CERTA_REDIS_PASSWORD_FILE
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+    redis_cluster: bool = False
+    redis_timeout_s: float = 2.0
+    redis_pool_size: int = 64
+    key_prefix: str = "certa"
+    state_ttl_s: float = 3600.0
+    result_ttl_s: float = 86400.0
+    lease_s: float = 10.0
+    sweep_interval_s: float = 5.0
+    replica_id: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     listen_address: str = "0.0.0.0:50051"
     backends: tuple[BackendSpec, ...] = ()
@@ -56,6 +80,7 @@ class Settings:
     # Port of the Prometheus `/metrics` endpoint; 0 serves none. Traces and OTLP metrics follow the standard
     # `OTEL_*` variables (see certa.telemetry).
     metrics_port: int = 0
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def default_backend_name(self) -> str:
@@ -97,9 +122,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     backends = _parse_backends(env.get(PREFIX + "BACKENDS", ""))
     default_backend = env.get(PREFIX + "DEFAULT_BACKEND", "")
     if default_backend and default_backend not in {spec.name for spec in backends}:
-        raise InvalidArgument(
-            f"{PREFIX}DEFAULT_BACKEND", f"{default_backend!r} is not one of {PREFIX}BACKENDS"
-        )
+        raise InvalidArgument(f"{PREFIX}DEFAULT_BACKEND", f"{default_backend!r} is not one of {PREFIX}BACKENDS")
     settings = Settings(
         listen_address=env.get(PREFIX + "LISTEN_ADDRESS", base.listen_address),
         backends=backends,
@@ -116,12 +139,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "BACKEND_CONNECT_TIMEOUT_S", base.backend_connect_timeout_s, float, 0.001
         ),
         drain_timeout_s=_number(env, "DRAIN_TIMEOUT_S", base.drain_timeout_s, float, 0.0),
-        max_concurrent_requests=int(
-            _number(env, "MAX_CONCURRENT_REQUESTS", base.max_concurrent_requests, int, 1)
-        ),
+        max_concurrent_requests=int(_number(env, "MAX_CONCURRENT_REQUESTS", base.max_concurrent_requests, int, 1)),
         log_level=env.get(PREFIX + "LOG_LEVEL", base.log_level).upper(),
         log_format=env.get(PREFIX + "LOG_FORMAT", base.log_format),
         metrics_port=int(_number(env, "METRICS_PORT", base.metrics_port, int, 0)),
+        store=_store_settings(env),
     )
     if settings.default_token_budget > settings.max_token_budget:
         raise InvalidArgument(
@@ -139,4 +161,69 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.log_format not in ("json", "text"):
         raise InvalidArgument(f"{PREFIX}LOG_FORMAT", f"must be json or text, got {settings.log_format!r}")
+    return settings
+
+
+def _flag(env: Mapping[str, str], key: str) -> bool:
+    raw = env.get(PREFIX + key, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise InvalidArgument(PREFIX + key, f"must be true or false, got {raw!r}")
+
+
+def _secret(env: Mapping[str, str], key: str) -> str:
+    """A secret from `CERTA_<KEY>_FILE` (a mounted Secret; trailing newline dropped) or `CERTA_<KEY>`."""
+    path = env.get(f"{PREFIX}{key}_FILE", "")
+    if path:
+        try:
+            return Path(path).read_text().rstrip("\r\n")
+        except OSError as error:
+            raise InvalidArgument(f"{PREFIX}{key}_FILE", f"cannot read {path!r}: {error.strerror}") from None
+    return env.get(PREFIX + key, "")
+
+
+def _store_settings(env: Mapping[str, str]) -> StoreSettings:
+    base = StoreSettings()
+    kind = env.get(PREFIX + "STORE", base.kind).strip().lower()
+    if kind not in ("redis", "memory"):
+        raise InvalidArgument(f"{PREFIX}STORE", f"must be redis or memory, got {kind!r}")
+    url = env.get(PREFIX + "REDIS_URL", "").strip()
+    if kind == "redis" and not url:
+        raise InvalidArgument(
+            f"{PREFIX}REDIS_URL",
+            "is required with CERTA_STORE=redis (e.g. redis://127.0.0.1:6379/0); CERTA_STORE=memory runs a single "
+            "process without shared state",
+        )
+    if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise InvalidArgument(f"{PREFIX}REDIS_URL", f"must start with redis://, rediss:// or unix://, got {url!r}")
+    settings = StoreSettings(
+        kind=kind,
+        redis_url=url,
+        redis_username=env.get(PREFIX + "REDIS_USERNAME", ""),
+        redis_password=_secret(env, "REDIS_PASSWORD"),
+        redis_tls_ca_file=env.get(PREFIX + "REDIS_TLS_CA_FILE", ""),
+        redis_tls_cert_file=env.get(PREFIX + "REDIS_TLS_CERT_FILE", ""),
+        redis_tls_key_file=env.get(PREFIX + "REDIS_TLS_KEY_FILE", ""),
+        redis_cluster=_flag(env, "REDIS_CLUSTER"),
+        redis_timeout_s=_number(env, "REDIS_TIMEOUT_S", base.redis_timeout_s, float, 0.001),
+        redis_pool_size=int(_number(env, "REDIS_POOL_SIZE", base.redis_pool_size, int, 1)),
+        key_prefix=env.get(PREFIX + "REDIS_KEY_PREFIX", base.key_prefix),
+        state_ttl_s=_number(env, "STATE_TTL_S", base.state_ttl_s, float, 1.0),
+        result_ttl_s=_number(env, "RESULT_TTL_S", base.result_ttl_s, float, 1.0),
+        lease_s=_number(env, "LEASE_S", base.lease_s, float, 0.1),
+        sweep_interval_s=_number(env, "SWEEP_INTERVAL_S", base.sweep_interval_s, float, 0.01),
+        replica_id=env.get(PREFIX + "REPLICA_ID", "") or f"{socket.gethostname()}-{os.getpid()}",
+    )
+    if settings.result_ttl_s < settings.state_ttl_s:
+        raise InvalidArgument(f"{PREFIX}RESULT_TTL_S", f"must be >= {PREFIX}STATE_TTL_S ({settings.state_ttl_s:g})")
+    if settings.state_ttl_s < settings.lease_s:
+        raise InvalidArgument(f"{PREFIX}STATE_TTL_S", f"must be >= {PREFIX}LEASE_S ({settings.lease_s:g})")
+    if not settings.key_prefix or any(c in settings.key_prefix for c in "{}"):
+        raise InvalidArgument(f"{PREFIX}REDIS_KEY_PREFIX", "must be non-empty and free of { and }")
+    for name in ("REDIS_TLS_CA_FILE", "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE"):
+        path = env.get(PREFIX + name, "")
+        if path and not Path(path).is_file():
+            raise InvalidArgument(PREFIX + name, f"{path!r} is not a readable file")
     return settings

@@ -1,9 +1,11 @@
-"""The composition root: settings → telemetry → backends → service → gRPC server with health, reflection and drain.
+"""The composition root: settings → telemetry → store → backends → service → gRPC server with health, reflection
+and drain.
 
 Health: the empty service name reports the process (liveness); `certa.v1.ReasoningService` reports whether the
-default backend is ready (readiness), re-checked every `READINESS_INTERVAL_S`. On SIGTERM the server turns
-NOT_SERVING, lets running requests finish for up to `CERTA_DRAIN_TIMEOUT_S`, cancels the rest (they keep their
-partial results), and stops.
+state store answers and the default backend is ready (readiness), re-checked every `READINESS_INTERVAL_S`; the
+log says which one is not. On SIGTERM the server turns NOT_SERVING, lets running requests finish for up to
+`CERTA_DRAIN_TIMEOUT_S`, hands the rest to other replicas (their clients get UNAVAILABLE with the partial result),
+and stops.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from certa.backends.factory import build_backend
 from certa.config import Settings
 from certa.core.errors import CertaError, InvalidArgument
 from certa.service import SolveService
+from certa.store import StateStore, build_store
 from certa.telemetry import Telemetry
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
 
@@ -36,7 +39,9 @@ READINESS_INTERVAL_S = 5.0
 def build_backends(settings: Settings, telemetry: Telemetry | None = None) -> dict[str, Backend]:
     """One adapter per configured backend; each call carries the current span's `traceparent` to the server."""
     if not settings.backends:
-        raise InvalidArgument("CERTA_BACKENDS", "no backend configured, e.g. CERTA_BACKENDS=local=triton://127.0.0.1:8001")
+        raise InvalidArgument(
+            "CERTA_BACKENDS", "no backend configured, e.g. CERTA_BACKENDS=local=triton://127.0.0.1:8001"
+        )
     metadata_provider = (telemetry or Telemetry.disabled()).trace_metadata
     return {
         spec.name: build_backend(
@@ -50,11 +55,16 @@ class CertaServer:
     """A running gRPC server around a `SolveService`. The telemetry stays its creator's to shut down."""
 
     def __init__(
-        self, settings: Settings, backends: Mapping[str, Backend], telemetry: Telemetry | None = None
+        self,
+        settings: Settings,
+        backends: Mapping[str, Backend],
+        telemetry: Telemetry | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.settings = settings
         telemetry = telemetry or Telemetry.disabled()
-        self.service = SolveService(settings, backends, telemetry)
+        store = store or build_store(settings.store, telemetry.store_operation)
+        self.service = SolveService(settings, backends, store, telemetry)
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
         reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(
@@ -78,12 +88,19 @@ class CertaServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._check_readiness()
         self._readiness = asyncio.create_task(self._watch_readiness())
-        log.info("certa listening on port %d", self.port)
+        self.service.start()
+        log.info(
+            "certa listening on port %d (replica %s, store %s)",
+            self.port,
+            self.service.replica_id,
+            self.service.store.name,
+        )
 
     async def _check_readiness(self) -> None:
-        """Ready when the default backend is; any failure of the check means not ready, and the watch goes on."""
+        """Ready when the store and the default backend are; a failed check means not ready, and the watch goes on."""
         backend = self.service.backends[self.settings.default_backend_name]
         try:
+            await self.service.store.ping()
             await backend.check_ready()
         except CertaError as error:
             log.warning("not ready: %s", error)
@@ -109,6 +126,7 @@ class CertaServer:
         await self._server.stop(grace=5.0)
         for backend in self.service.backends.values():
             await backend.close()
+        await self.service.close()
 
 
 async def serve(settings: Settings) -> None:

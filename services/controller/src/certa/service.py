@@ -1,173 +1,181 @@
-"""The application service: turns validated requests into runs, and keeps runs findable by id.
+"""The application service: turns validated requests into runs, and makes every request reachable from any replica.
 
-A run is one request being solved: an asyncio task driving a strategy, the events it produced (replayed to every
-`SolveStream` subscriber from the start), and its final report or error. Runs live in this process; finished runs
-are kept for `GetSolve` up to `RETAINED_RUNS`, oldest dropped first, without their events once nobody follows them.
+A request lives in the state store (`certa.store`): its record, its journal of checkpoints, its event stream and
+the lease of the replica running it. A replica runs the requests whose lease it holds (`LocalRun`); any replica
+can report on, follow, cancel or resume any request of the same tenant:
 
-Request ids are idempotency keys: a request whose id is known attaches to that run when its validated parameters
-are the same (a finished run answers with its result, a failed one with its error), and is a `Conflict` otherwise.
-A sampled request (temperature > 0) without a seed gets a random one, so samples differ even on servers whose own
-default seed is fixed (TensorRT-LLM's is 0).
+* `submit` creates the record and starts the run here. A request id that exists already is an idempotent retry:
+  with the same validated parameters it attaches to that request (running or finished), otherwise `Conflict`.
+* `follow` replays the request's event stream from the start, then its result (or raises its error).
+* `describe` (GetSolve) and `cancel` read and flag the record; the owner sees a cancellation at its next
+  checkpoint or heartbeat.
+* A running request whose lease expired (its replica died) is **resumed** here from its last checkpoint when a
+  client asks for it (`submit` retry, `follow`, `describe`, `cancel`) or when the background sweep finds it.
+
+A sampled request (temperature > 0) without a seed gets a random one, stored with it, so samples differ even on
+servers whose default seed is fixed (TensorRT-LLM's is 0) and a resumed request continues with the same seed.
+On drain, runs still going after the timeout give their lease back (their clients get UNAVAILABLE with the
+partial result) and another replica continues them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import os
 import random
+import socket
+import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from enum import StrEnum
 
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from certa.api.mapping import event_to_proto, report_to_proto
 from certa.api.validation import SolveSpec, validate
 from certa.backends.base import Backend
 from certa.config import Settings
-from certa.core.errors import CertaError, Conflict, NotFound, Overloaded, ShuttingDown, SolveInterrupted
+from certa.core.errors import (
+    CertaError,
+    Conflict,
+    CorruptState,
+    LeaseLost,
+    NotFound,
+    Overloaded,
+    ShuttingDown,
+    SolveInterrupted,
+    StoreUnavailable,
+)
 from certa.core.strategies import build_strategy, strategy_name
 from certa.core.types import StopReason
 from certa.prompts import question_prompt, resolve_template
-from certa.runtime.driver import Driver, RuntimeEvent
+from certa.runtime.driver import Driver
+from certa.runtime.journal import Recorder, decode_reply
 from certa.runtime.report import SolveReport
+from certa.store.base import Claim, Existing, NewRequest, RequestKey, StateStore, Status, StoredRequest
+from certa.store.codec import failure_of, restore_error
 from certa.telemetry import Telemetry, TraceContext
 from certa.v1 import reasoning_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-RETAINED_RUNS = 10_000
+REMOTE_POLL_S = 0.2
+"""How often a follower of a request running on another replica reads its event stream."""
+
+_STATUS = {
+    Status.RUNNING: pb.SOLVE_STATUS_RUNNING,
+    Status.SUCCEEDED: pb.SOLVE_STATUS_SUCCEEDED,
+    Status.FAILED: pb.SOLVE_STATUS_FAILED,
+    Status.CANCELLED: pb.SOLVE_STATUS_CANCELLED,
+}
 
 
-class RunStatus(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+def default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def parameters_fingerprint(key: SolveSpec) -> str:
+    """Identifies a request's validated parameters (without its id), to tell a retry from a conflicting reuse."""
+    return hashlib.sha256(repr(key).encode()).hexdigest()
 
 
 @dataclass
-class Run:
-    """One request being solved (or solved)."""
+class LocalRun:
+    """A request this replica runs (it holds the lease)."""
 
-    spec: SolveSpec
-    key: SolveSpec  # the validated parameters without the id, for idempotency checks
-    strategy: str
-    backend: str
-    model: str
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    status: RunStatus = RunStatus.RUNNING
+    key: RequestKey
+    stored: StoredRequest
+    recorder: Recorder = field(init=False)
+    spec: SolveSpec | None = None
+    driver: Driver | None = None
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    heartbeat: asyncio.Task[None] | None = None
+    status: Status = Status.RUNNING
     report: SolveReport | None = None
     error: CertaError | None = None
-    events: list[RuntimeEvent] = field(default_factory=list)
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: bool = False  # the lease went to another replica, which continues the request
+    unrecorded: bool = False  # the outcome could not be written to the store (store down, or drained)
     stopped_by_shutdown: bool = False
-    driver: Driver | None = None
-    task: asyncio.Task[None] | None = None
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    _followers: int = 0
-
-    @property
-    def request_id(self) -> str:
-        return self.spec.request_id
 
     @property
     def done(self) -> bool:
-        return self.status is not RunStatus.RUNNING
+        return self.status is not Status.RUNNING or self.lost or self.unrecorded
 
-    @property
-    def partial(self) -> SolveReport | None:
-        """The report so far: final when done, the interrupted run's partial report when it failed."""
-        if self.report is not None:
-            return self.report
-        if isinstance(self.error, SolveInterrupted):
-            return self.error.partial  # type: ignore[no-any-return]
-        if not self.done and self.driver is not None:
-            return self.driver.snapshot()
-        return None
-
-    def record(self, event: RuntimeEvent) -> None:
-        self.events.append(event)
-        self._notify()
-
-    def _notify(self) -> None:
+    def notify(self) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _changed(self) -> None:
+    async def changed(self, timeout_s: float) -> None:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        await waiter
-
-    def finish(self, status: RunStatus, report: SolveReport | None, error: CertaError | None) -> None:
-        self.status, self.report, self.error = status, report, error
-        self.driver = None
-        self._notify()
-        self._forget_events()
-
-    def _forget_events(self) -> None:
-        """A finished run keeps its result, not its per-token events, once no subscriber is replaying them."""
-        if self.done and self._followers == 0:
-            self.events = []
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout_s)
 
     async def wait(self) -> None:
         while not self.done:
-            await self._changed()
-
-    async def follow(self) -> AsyncIterator[RuntimeEvent]:
-        """Every event of the run from the first, then new ones as they come, until the run is done.
-
-        A subscriber that arrives after the run finished gets no events, only the result.
-        """
-        cursor = 0
-        self._followers += 1
-        try:
-            while True:
-                while cursor < len(self.events):
-                    cursor += 1
-                    yield self.events[cursor - 1]
-                if self.done:
-                    return
-                await self._changed()
-        finally:
-            self._followers -= 1
-            self._forget_events()
+            await self.changed(REMOTE_POLL_S)
 
 
 class SolveService:
-    """Starts, finds and cancels runs."""
+    """Starts, follows, describes, cancels and resumes requests."""
 
     def __init__(
         self,
         settings: Settings,
         backends: Mapping[str, Backend],
+        store: StateStore,
         telemetry: Telemetry | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
         self._backends = dict(backends)
+        self._store = store
         self._rng = rng or random.Random()
-        self._draining = False
         self._telemetry = telemetry or Telemetry.disabled()
-        self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._owner = settings.store.replica_id or default_replica_id()
+        self._lease_s = settings.store.lease_s
+        self._draining = False
+        self._local: dict[RequestKey, LocalRun] = {}
         self._templates: dict[tuple[str, str], str | None] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def backends(self) -> Mapping[str, Backend]:
         return self._backends
 
+    @property
+    def store(self) -> StateStore:
+        return self._store
+
+    @property
+    def replica_id(self) -> str:
+        return self._owner
+
     def in_flight(self) -> int:
-        return sum(1 for run in self._runs.values() if not run.done)
+        return sum(1 for run in self._local.values() if not run.done)
+
+    def start(self) -> None:
+        """Start the sweep that resumes requests whose replica died."""
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    # -- submit -------------------------------------------------------------------------------------------------
 
     async def submit(
         self,
         request: pb.SolveRequest,
+        tenant: str,
         trace_context: TraceContext | None = None,
         client_deadline_s: float | None = None,
-    ) -> Run:
-        """Start solving `request`, or return the run already registered under its request id.
+    ) -> StoredRequest:
+        """Start solving `request`, or attach to the request already stored under its id.
 
         The run's span is a child of `trace_context` (the caller's, from its `traceparent`) when given. A client
         whose own gRPC deadline is shorter than the request's gets that one, so it still receives partial results.
@@ -175,15 +183,12 @@ class SolveService:
         if self._draining:
             raise ShuttingDown("this replica is shutting down; retry on another one")
         spec = validate(request, self._settings, request.request_id or uuid.uuid4().hex)
-        key = replace(spec, request_id="")
-        existing = self._runs.get(spec.request_id) if request.request_id else None
-        if existing is not None:
-            if existing.key != key:
-                raise Conflict(
-                    f"request id {request.request_id!r} is already used by a request with different parameters; "
-                    "use a new id or resend the original request"
-                )
-            return existing
+        key = RequestKey(tenant, spec.request_id)
+        fingerprint = parameters_fingerprint(replace(spec, request_id=""))
+        if request.request_id:
+            existing = await self._store.read(key)
+            if existing is not None:
+                return await self._attach(existing, fingerprint)
         if self.in_flight() >= self._settings.max_concurrent_requests:
             raise Overloaded(
                 f"{self._settings.max_concurrent_requests} requests are already in flight on this replica; retry later"
@@ -194,49 +199,40 @@ class SolveService:
             spec = replace(spec, sampling=replace(spec.sampling, seed=self._rng.randrange(2**63)))
         backend = self._backends[spec.backend]
         model = spec.model or backend.default_model
-        run = Run(spec=spec, key=key, strategy=str(strategy_name(spec.strategy)), backend=spec.backend, model=model)
-        self._remember(run)  # before the first await, so a concurrent retry attaches and counts as in flight
-        try:
-            prompt = spec.text if spec.raw_prompt else await self._question_prompt(backend, model, spec.text)
-        except CertaError as error:
-            run.finish(RunStatus.FAILED, None, error)
-            raise
-        run.driver = Driver(
-            backend, model, token_budget=spec.token_budget, on_event=run.record, telemetry=self._telemetry
+        prompt = spec.text if spec.raw_prompt else await self._question_prompt(backend, model, spec.text)
+        stored_request = pb.SolveRequest()
+        stored_request.CopyFrom(request)
+        stored_request.request_id, stored_request.backend, stored_request.model = spec.request_id, spec.backend, model
+        if spec.sampling.seed is not None:
+            stored_request.sampling.seed = spec.sampling.seed
+        now = time.time()
+        created = await self._store.create(
+            NewRequest(
+                key=key,
+                fingerprint=fingerprint,
+                request=stored_request.SerializeToString(),
+                prompt=prompt,
+                strategy=str(strategy_name(spec.strategy)),
+                backend=spec.backend,
+                model=model,
+                created_at=now,
+                deadline_at=now + spec.deadline_s,
+            ),
+            self._owner,
         )
-        strategy = build_strategy(spec.strategy, (prompt,), spec.token_budget, spec.sampling)
-        run.task = asyncio.create_task(self._execute(run, run.driver, strategy, trace_context))
-        return run
+        if isinstance(created, Existing):  # a concurrent retry created it first
+            return await self._attach(created.request, fingerprint)
+        self._launch(created.request, Claim(created.request, journal=(), writes=0), trace_context)
+        return created.request
 
-    async def _execute(  # type: ignore[no-untyped-def]
-        self, run: Run, driver: Driver, strategy, trace_context: TraceContext | None
-    ) -> None:
-        with self._telemetry.solve(
-            request_id=run.request_id,
-            strategy=run.strategy,
-            backend=run.backend,
-            model=run.model,
-            token_budget=run.spec.token_budget,
-            parent=trace_context,
-        ) as observed:
-            try:
-                report = await driver.run(strategy, deadline_s=run.spec.deadline_s, cancel=run.cancel)
-            except CertaError as error:
-                log.warning("request %s failed: %s", run.request_id, error)
-                observed.failed(error)
-                run.finish(RunStatus.FAILED, None, error)
-                return
-            except Exception:  # a bug: recorded on the run (INTERNAL for its client) and logged with its trace
-                log.exception("request %s failed unexpectedly", run.request_id)
-                run.finish(RunStatus.FAILED, None, CertaError("internal error; the server log has the details"))
-                return
-            observed.finished(report)
-        if report.stop_reason is StopReason.CANCELLED and run.stopped_by_shutdown:
-            cause = ShuttingDown("the replica shut down before the request finished; retry it")
-            run.finish(RunStatus.FAILED, None, SolveInterrupted(str(cause), partial=report, cause=cause))
-            return
-        status = RunStatus.CANCELLED if report.stop_reason is StopReason.CANCELLED else RunStatus.SUCCEEDED
-        run.finish(status, report, None)
+    async def _attach(self, existing: StoredRequest, fingerprint: str) -> StoredRequest:
+        if existing.spec.fingerprint != fingerprint:
+            raise Conflict(
+                f"request id {existing.spec.key.request_id!r} is already used by a request with different "
+                "parameters; use a new id or resend the original request"
+            )
+        await self._adopt_if_orphaned(existing)
+        return existing
 
     async def _question_prompt(self, backend: Backend, model: str, question: str) -> str:
         key = (backend.name, model)
@@ -245,39 +241,292 @@ class SolveService:
             self._templates[key] = resolve_template(self._settings.prompt_template, published)
         return question_prompt(question, self._settings.instruction, self._templates[key])
 
-    def _remember(self, run: Run) -> None:
-        self._runs[run.request_id] = run
-        while len(self._runs) > RETAINED_RUNS:
-            oldest_id, oldest = next(iter(self._runs.items()))
-            if not oldest.done:
-                break
-            del self._runs[oldest_id]
+    # -- running here -------------------------------------------------------------------------------------------
 
-    def get(self, request_id: str) -> Run:
-        run = self._runs.get(request_id)
-        if run is None:
-            raise NotFound(f"no request with id {request_id!r} (unknown, or expired)")
-        return run
+    def _launch(self, stored: StoredRequest, claim: Claim, trace_context: TraceContext | None = None) -> None:
+        """Run (or resume, from `claim`'s journal) a request whose lease this replica holds."""
+        key = stored.spec.key
+        run = LocalRun(key=key, stored=stored)
+        run.recorder = Recorder(
+            self._store,
+            key,
+            self._owner,
+            writes=claim.writes,
+            summarize=lambda: self._summary(run),
+            on_written=run.notify,
+        )
+        self._local[key] = run
+        run.task = asyncio.create_task(self._execute(run, claim, trace_context))
+        run.heartbeat = asyncio.create_task(self._heartbeat(run))
 
-    def cancel(self, request_id: str) -> bool:
-        """Ask a running request to stop; False when it had already finished."""
-        run = self.get(request_id)
-        if run.done:
-            return False
-        run.cancel.set()
-        return True
+    async def _execute(self, run: LocalRun, claim: Claim, trace_context: TraceContext | None) -> None:
+        stored = run.stored
+        try:
+            run.spec = validate(pb.SolveRequest.FromString(stored.spec.request), self._settings, run.key.request_id)
+            label = f"{run.key}:journal"
+            replay = [decode_reply(label, index, raw) for index, raw in enumerate(claim.journal)]
+        except (CertaError, DecodeError) as error:
+            failure = error if isinstance(error, CertaError) else CorruptState(f"{run.key}:meta", f"request: {error}")
+            log.warning("request %s cannot be resumed: %s", run.key, failure)
+            await self._conclude(run, None, failure)
+            return
+        spec = run.spec
+        assert spec is not None
+        resumed = stored.attempt > 1
+        run.driver = Driver(
+            self._backends[spec.backend],
+            stored.spec.model,
+            token_budget=spec.token_budget,
+            on_event=lambda event: run.recorder.event(event_to_proto(run.key.request_id, event).SerializeToString()),
+            telemetry=self._telemetry,
+            replay=replay,
+            checkpoint=run.recorder.checkpoint,
+            resumed_attempt=stored.attempt if resumed else 0,
+            elapsed_before_s=max(time.time() - stored.spec.created_at, 0.0) if resumed else 0.0,
+        )
+        if stored.cancel_requested:
+            run.cancel.set()
+        strategy = build_strategy(spec.strategy, (stored.spec.prompt,), spec.token_budget, spec.sampling)
+        with self._telemetry.solve(
+            request_id=run.key.request_id,
+            strategy=stored.spec.strategy,
+            backend=spec.backend,
+            model=stored.spec.model,
+            token_budget=spec.token_budget,
+            parent=trace_context,
+        ) as observed:
+            try:
+                report = await run.driver.run(
+                    strategy, deadline_s=max(stored.spec.deadline_at - time.time(), 0.001), cancel=run.cancel
+                )
+            except CertaError as error:
+                log.warning("request %s failed: %s", run.key, error)
+                observed.failed(error)
+                await self._conclude(run, None, error)
+                return
+            except Exception:  # a bug: recorded on the request (INTERNAL for its client) and logged with its trace
+                log.exception("request %s failed unexpectedly", run.key)
+                await self._conclude(run, None, CertaError("internal error; the server log has the details"))
+                return
+            observed.finished(report)
+        await self._conclude(run, report, None)
+
+    def _summary(self, run: LocalRun) -> bytes:
+        return report_to_proto(run.driver.snapshot()).SerializeToString() if run.driver is not None else b""
+
+    async def _conclude(self, run: LocalRun, report: SolveReport | None, error: CertaError | None) -> None:
+        """Record the outcome in the store (unless the lease was lost or the replica drains), then locally."""
+        try:
+            cause = error.cause if isinstance(error, SolveInterrupted) else error
+            if run.lost or isinstance(cause, LeaseLost):
+                run.lost = True
+                log.info("request %s continues on another replica", run.key)
+                return
+            if report is not None and report.stop_reason is StopReason.CANCELLED and run.stopped_by_shutdown:
+                shutdown = ShuttingDown("the replica shut down before the request finished; retry it")
+                error, report = SolveInterrupted(str(shutdown), partial=report, cause=shutdown), None
+                run.unrecorded = True
+                await run.recorder.release()
+                return
+            if isinstance(cause, StoreUnavailable):
+                run.unrecorded = True
+                return
+            partial = report if report is not None else getattr(error, "partial", None)
+            summary = report_to_proto(partial).SerializeToString() if partial is not None else b""
+            status = Status.FAILED
+            if report is not None:
+                status = Status.CANCELLED if report.stop_reason is StopReason.CANCELLED else Status.SUCCEEDED
+            await run.recorder.finish(status, summary, failure_of(error) if error is not None else None)
+            run.status = status
+        except LeaseLost:
+            run.lost = True
+        except StoreUnavailable as store_error:
+            run.unrecorded = True
+            if error is None:
+                error = SolveInterrupted(str(store_error), partial=report, cause=store_error)
+                report = None
+        finally:
+            run.report, run.error = report, error
+            if run.heartbeat is not None:
+                run.heartbeat.cancel()
+            await run.recorder.close()
+            if self._local.get(run.key) is run:
+                del self._local[run.key]
+            run.notify()
+
+    async def _heartbeat(self, run: LocalRun) -> None:
+        """Keep the lease while the run goes on; notice a cancellation asked on another replica."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                if await run.recorder.renew():
+                    run.cancel.set()
+            except LeaseLost:
+                log.warning("request %s: lease lost; another replica continues it", run.key)
+                run.lost = True
+                run.cancel.set()
+                return
+            except StoreUnavailable as error:
+                log.warning("request %s: cannot renew its lease: %s", run.key, error)
+
+    # -- any replica ----------------------------------------------------------------------------------------------
+
+    async def _read(self, key: RequestKey) -> StoredRequest:
+        stored = await self._store.read(key)
+        if stored is None:
+            raise NotFound(f"no request with id {key.request_id!r} (unknown, or expired)")
+        return stored
+
+    async def _adopt_if_orphaned(self, stored: StoredRequest) -> None:
+        """Resume a running request nobody holds the lease of."""
+        key = stored.spec.key
+        if stored.status is not Status.RUNNING or stored.owner or key in self._local or self._draining:
+            return
+        claim = await self._store.claim(key, self._owner)
+        if claim is None:
+            return
+        log.info("resuming request %s (attempt %d) from its checkpoint", key, claim.request.attempt)
+        self._launch(claim.request, claim)
+
+    async def follow(self, key: RequestKey) -> AsyncIterator[pb.SolveEvent]:
+        """Every event of the request from the first, then its result; raises the request's error if it failed."""
+        cursor = ""
+        while True:
+            run = self._local.get(key)
+            try:
+                entries = await self._store.events(key, cursor)
+            except StoreUnavailable:
+                if run is not None:
+                    await run.wait()
+                    if run.error is not None:
+                        raise run.error from None
+                raise
+            for entry in entries:
+                cursor = entry.cursor
+                if entry.is_end:
+                    yield await self._final_event(key)
+                    return
+                try:
+                    yield pb.SolveEvent.FromString(entry.event)
+                except DecodeError:
+                    raise CorruptState(f"{key}:events", f"entry {entry.cursor} is not a SolveEvent") from None
+            if entries:
+                continue
+            if run is not None:
+                if run.unrecorded and run.error is not None:
+                    raise run.error
+                await run.changed(REMOTE_POLL_S)
+            else:
+                await asyncio.sleep(REMOTE_POLL_S)
+                await self._adopt_if_orphaned(await self._read(key))
+
+    async def _final_event(self, key: RequestKey) -> pb.SolveEvent:
+        stored = await self._read(key)
+        result = self._stored_result(stored)
+        if stored.failure is not None:
+            raise restore_error(stored.failure, result)
+        return pb.SolveEvent(request_id=key.request_id, result=result)
+
+    @staticmethod
+    def _stored_result(stored: StoredRequest) -> pb.SolveResult | None:
+        if not stored.summary:
+            return None
+        try:
+            return pb.SolveResult.FromString(stored.summary)
+        except DecodeError:
+            raise CorruptState(f"{stored.spec.key}:meta", "field 'summary' is not a SolveResult") from None
+
+    async def wait(self, key: RequestKey) -> pb.SolveResponse:
+        """The request's final response once it is done; raises its error if it failed."""
+        run = self._local.get(key)
+        if run is not None:
+            await run.wait()
+            if not run.lost:
+                if run.error is not None:
+                    raise run.error
+                return await self.describe(key)
+        async for _ in self.follow(key):
+            pass
+        return await self.describe(key)
+
+    async def describe(self, key: RequestKey) -> pb.SolveResponse:
+        stored = await self._read(key)
+        await self._adopt_if_orphaned(stored)
+        run = self._local.get(key)
+        result = self._stored_result(stored)
+        if run is not None and run.driver is not None and not run.done:
+            result = report_to_proto(run.driver.snapshot())
+        created = Timestamp()
+        created.FromNanoseconds(int(stored.spec.created_at * 1e9))
+        return pb.SolveResponse(
+            request_id=key.request_id,
+            status=_STATUS[stored.status],
+            result=result,
+            error=stored.failure.message if stored.failure is not None else "",
+            created_at=created,
+            strategy=stored.spec.strategy,
+            attempt=stored.attempt,
+        )
+
+    async def cancel(self, key: RequestKey) -> bool:
+        """Ask a running request to stop (its owner notices within one round); False when it had finished."""
+        status = await self._store.request_cancel(key)
+        if status is None:
+            raise NotFound(f"no request with id {key.request_id!r} (unknown, or expired)")
+        run = self._local.get(key)
+        if run is not None and not run.done:
+            run.cancel.set()
+        elif status is Status.RUNNING:
+            await self._adopt_if_orphaned(await self._read(key))  # an orphan resumes, sees the flag and stops
+        return status is Status.RUNNING
+
+    def abandon(self, key: RequestKey) -> None:
+        """Stop a request of this replica nobody can collect any more (its client left, and it had no id)."""
+        run = self._local.get(key)
+        if run is not None and not run.done:
+            run.cancel.set()
+
+    # -- sweep and drain ------------------------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Resume the orphaned requests this replica has room for; returns how many it resumed."""
+        room = self._settings.max_concurrent_requests - self.in_flight()
+        if room <= 0 or self._draining:
+            return 0
+        resumed = 0
+        for key in await self._store.orphans(room):
+            if key in self._local:
+                continue
+            stored = await self._store.read(key)
+            if stored is None or stored.status is not Status.RUNNING:
+                await self._store.forget_orphan(key)
+                continue
+            await self._adopt_if_orphaned(stored)
+            resumed += key in self._local
+        return resumed
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.store.sweep_interval_s)
+            try:
+                await self.sweep()
+            except CertaError as error:
+                log.warning("sweep for orphaned requests failed: %s", error)
 
     async def drain(self, timeout_s: float) -> None:
-        """Refuse new requests, wait for running ones to finish, then stop what is left (UNAVAILABLE + partial)."""
+        """Refuse new requests, wait for running ones to finish, then hand the rest to other replicas."""
         self._draining = True
-        tasks = [run.task for run in self._runs.values() if run.task is not None and not run.done]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for run in self._runs.values():
-            if not run.done:
-                run.stopped_by_shutdown = True
-                run.cancel.set()
-        if pending:
-            await asyncio.wait(pending)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        tasks = [run.task for run in self._local.values() if run.task is not None and not run.done]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for run in list(self._local.values()):
+                if not run.done:
+                    run.stopped_by_shutdown = True
+                    run.cancel.set()
+            if pending:
+                await asyncio.wait(pending)
 
+    async def close(self) -> None:
+        await self._store.close()

@@ -38,6 +38,7 @@ from certa.runtime.report import SolveReport
 DEFAULT_SERVICE_NAME = "certa"
 PROBE_ANSWER_MAX_CHARS = 32  # a probe's extracted answer (e.g. "18") is kept; anything longer is cut
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+STORE_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 PROBE_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 
 TraceContext = otel_context.Context
@@ -68,6 +69,12 @@ class _Instruments:
             unit="s",
             description="Backend call latency, from start to last token (or cancellation)",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
+        self.store_duration = meter.create_histogram(
+            "certa.store.operation.duration",
+            unit="s",
+            description="State store (Redis) operation latency, by operation",
+            explicit_bucket_boundaries_advisory=STORE_LATENCY_BUCKETS_S,
         )
 
 
@@ -268,6 +275,10 @@ class Telemetry:
                 "certa.certainty_met": decision.stop_reason is StopReason.CERTAIN,
             },
         )
+
+    def store_operation(self, operation: str, seconds: float) -> None:
+        """Latency of one state store operation (checkpoint writes are `append`)."""
+        self._metrics.store_duration.record(seconds, {"operation": operation})
 
     # -- backend calls -------------------------------------------------------------------------------------------
 

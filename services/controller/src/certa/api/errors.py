@@ -21,13 +21,17 @@ from certa.core.errors import (
     BackendUnavailable,
     CertaError,
     Conflict,
+    CorruptState,
     DeadlineExceeded,
     InvalidArgument,
+    LeaseLost,
     NotFound,
     Overloaded,
     ShuttingDown,
     SolveInterrupted,
+    StoreUnavailable,
 )
+from certa.runtime.report import SolveReport
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +49,10 @@ def status_code(error: CertaError) -> grpc.StatusCode:
         return grpc.StatusCode.ALREADY_EXISTS
     if isinstance(error, Overloaded):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, BackendUnavailable | ShuttingDown):
+    if isinstance(error, BackendUnavailable | ShuttingDown | StoreUnavailable | LeaseLost):
         return grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, CorruptState):
+        return grpc.StatusCode.DATA_LOSS
     if isinstance(error, BackendError):
         return grpc.StatusCode.INVALID_ARGUMENT if error.rejected_input else grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
@@ -56,8 +62,9 @@ def rich_status(error: CertaError) -> grpc.Status:
     code = status_code(error)
     status = status_pb2.Status(code=code.value[0], message=str(error))
     if isinstance(error, SolveInterrupted) and error.partial is not None:
+        partial = error.partial  # a report of this replica's run, or a result read from the store
         detail = any_pb2.Any()
-        detail.Pack(report_to_proto(error.partial))
+        detail.Pack(report_to_proto(partial) if isinstance(partial, SolveReport) else partial)
         status.details.append(detail)
     return rpc_status.to_status(status)
 

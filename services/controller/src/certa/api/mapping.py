@@ -7,7 +7,7 @@ from google.protobuf.duration_pb2 import Duration
 from certa.core.commands import Decision
 from certa.core.types import ProbeRecord, StopReason
 from certa.runtime.driver import RuntimeEvent
-from certa.runtime.report import SolveReport, TextDelta
+from certa.runtime.report import Resumed, SolveReport, TextDelta
 from certa.v1 import reasoning_pb2 as pb
 
 _STOP_REASONS = {
@@ -85,6 +85,17 @@ def event_to_proto(request_id: str, event: RuntimeEvent) -> pb.SolveEvent:
                 stop_reason=stop_reason_to_proto(event.stop_reason),
                 answer=event.answer,
                 detail=event.detail,
+            ),
+        )
+    if isinstance(event, Resumed):
+        return pb.SolveEvent(
+            request_id=request_id,
+            resumed=pb.Resumed(
+                attempt=event.attempt,
+                paths=[
+                    pb.PathProgress(sample_index=p.sample_index, text_chars=p.text_chars, path_tokens=p.path_tokens)
+                    for p in event.paths
+                ],
             ),
         )
     raise TypeError(f"unknown runtime event {event!r}")

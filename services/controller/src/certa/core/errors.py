@@ -8,6 +8,9 @@
     ├── ShuttingDown           → UNAVAILABLE        (the replica drains; retry on another one)
     ├── BackendError           → UNAVAILABLE / INVALID_ARGUMENT (the server rejected the input)
     │   └── BackendUnavailable → UNAVAILABLE        (cannot reach the server or its model)
+    ├── StoreUnavailable       → UNAVAILABLE        (the state store cannot be reached)
+    ├── LeaseLost              → UNAVAILABLE        (another replica took the request over)
+    ├── CorruptState           → DATA_LOSS          (a stored value cannot be read; names the key)
     └── SolveInterrupted       → the status of its cause; carries the partial result
         └── DeadlineExceeded   → DEADLINE_EXCEEDED
 
@@ -56,6 +59,22 @@ class BackendError(CertaError):
 
 class BackendUnavailable(BackendError):
     pass
+
+
+class StoreUnavailable(CertaError):
+    pass
+
+
+class LeaseLost(CertaError):
+    """This replica no longer owns the request: its lease expired and another replica may have resumed it."""
+
+
+class CorruptState(CertaError):
+    """A value in the state store is not what Certa wrote there (foreign data, or another schema version)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"state store key {key!r}: {problem}")
+        self.key = key
 
 
 class SolveInterrupted(CertaError):

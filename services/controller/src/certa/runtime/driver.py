@@ -6,6 +6,11 @@ it had generated. It enforces each sample's path-token budget (a `Start` is clam
 and cancellation, and it keeps the accounting: every token the backend reported, per purpose, including tokens of
 calls that were cancelled. When the strategy returns, calls still in flight are cancelled. Each backend call runs
 in its own `certa.generate` span, and probes and decisions become events of the request's span (`certa.telemetry`).
+
+Checkpoints (`certa.runtime.journal`): every outcome the strategy consumes is handed to `checkpoint` before the
+strategy sees it. A driver built with the journal of an earlier run first replays it: the strategy receives the
+recorded outcomes, calls it starts meanwhile are held back, and the ones that were still running when the journal
+ends are then started for real. Replayed outcomes count in the usage as they did before; nothing is re-generated.
 """
 
 from __future__ import annotations
@@ -13,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Generator
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from certa.backends.base import Backend
 from certa.core.commands import Cancel, Command, Decision, Emit, Handle, Start, Wait, WaitAny
-from certa.core.errors import BackendError, CertaError, DeadlineExceeded, SolveInterrupted
+from certa.core.errors import BackendError, CertaError, CorruptState, DeadlineExceeded, SolveInterrupted
 from certa.core.types import (
     FinishReason,
     GenerationRequest,
@@ -31,13 +36,16 @@ from certa.core.types import (
     StopReason,
     StrategyResult,
 )
-from certa.runtime.report import SolveReport, TextDelta, Usage
+from certa.runtime.journal import Reply, ReplyKind
+from certa.runtime.report import PathProgress, Resumed, SolveReport, TextDelta, Usage
 from certa.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-RuntimeEvent = TextDelta | ProbeRecord | Decision
+RuntimeEvent = TextDelta | ProbeRecord | Decision | Resumed
 EventSink = Callable[[RuntimeEvent], None]
+Checkpoint = Callable[[Reply], Awaitable[bool]]
+"""Stores one journal entry; returns True when the request's cancellation was asked for (from any replica)."""
 
 
 class _Cancelled(Exception):
@@ -56,7 +64,7 @@ class _Call:
     cached_prompt_tokens: int = 0
     finish: FinishReason | None = None
     settled: bool = False
-    task: asyncio.Task[Outcome] | None = None
+    task: asyncio.Task[Outcome] | None = None  # None while held back by a replay
 
     def outcome(self, finish: FinishReason) -> Outcome:
         ids = tuple(self.token_ids) if self.token_ids is not None else None
@@ -81,6 +89,10 @@ class Driver:
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         telemetry: Telemetry | None = None,
+        replay: Sequence[Reply] = (),
+        checkpoint: Checkpoint | None = None,
+        resumed_attempt: int = 0,
+        elapsed_before_s: float = 0.0,
     ) -> None:
         self._backend = backend
         self._telemetry = telemetry or Telemetry.disabled()
@@ -95,6 +107,10 @@ class Driver:
         self._path_committed: defaultdict[int, int] = defaultdict(int)  # spent + in flight, per sample
         self._path_streamed: defaultdict[int, int] = defaultdict(int)  # path tokens streamed, per sample
         self._path_text: defaultdict[int, list[str]] = defaultdict(list)  # path calls consumed, per sample
+        self._replay = deque(replay)
+        self._checkpoint = checkpoint
+        self._resumed_attempt = resumed_attempt  # announced by a `Resumed` event once the replay is done
+        self._elapsed_before_s = elapsed_before_s  # wall time of the earlier runs of a resumed request
         self._started_at = clock()
 
     async def run(
@@ -111,6 +127,7 @@ class Driver:
         backend call still in flight is cancelled first.
         """
         self._started_at = self._clock()
+        self._start_held_calls()
         cancel = cancel or asyncio.Event()
         cancel_waiter = asyncio.ensure_future(cancel.wait())
         deadline = asyncio.timeout(deadline_s)
@@ -155,14 +172,26 @@ class Driver:
     async def _execute(self, command: Command, cancel_waiter: asyncio.Future[Any]) -> Any:
         if isinstance(command, Start):
             return self._start(command.request)
+        if isinstance(command, Wait | WaitAny | Cancel) and self._replay:
+            return self._replayed(command)
         if isinstance(command, Wait):
-            return (await self._wait_any((command.handle,), cancel_waiter))[1]
+            handle, outcome = await self._wait_any((command.handle,), cancel_waiter)
+            await self._record(Reply(ReplyKind.WAIT, handle.id, outcome))
+            return outcome
         if isinstance(command, WaitAny):
-            return await self._wait_any(command.handles, cancel_waiter)
+            handle, outcome = await self._wait_any(command.handles, cancel_waiter)
+            await self._record(Reply(ReplyKind.WAIT, handle.id, outcome))
+            return handle, outcome
         if isinstance(command, Cancel):
-            return await self._cancel(command.handle)
+            outcome = await self._cancel(command.handle)
+            await self._record(Reply(ReplyKind.CANCEL, command.handle.id, outcome))
+            return outcome
         if isinstance(command, Emit):
             event = command.event
+            if self._replaying:
+                if isinstance(event, ProbeRecord):
+                    self._probes.append(event)  # the probe history as it was; its events were already sent
+                return None
             if isinstance(event, ProbeRecord):
                 chunk_index = sum(1 for probe in self._probes if probe.sample_index == event.sample_index)
                 self._telemetry.probe(event, chunk_index)
@@ -172,6 +201,54 @@ class Driver:
             self._on_event(event)
             return None
         raise TypeError(f"unknown strategy command {command!r}")
+
+    @property
+    def _replaying(self) -> bool:
+        return bool(self._replay)
+
+    def _replayed(self, command: Wait | WaitAny | Cancel) -> Any:
+        """The recorded reply to `command`, accounted as the original call was."""
+        reply = self._replay.popleft()
+        handle = Handle(reply.handle)
+        expected = ReplyKind.CANCEL if isinstance(command, Cancel) else ReplyKind.WAIT
+        awaited = command.handles if isinstance(command, WaitAny) else (command.handle,)
+        if reply.kind is not expected or handle not in awaited or handle not in self._calls:
+            raise CorruptState(
+                "journal",
+                f"does not match the strategy: recorded {reply.kind} of call {reply.handle}, "
+                f"the strategy asks {type(command).__name__} of {[h.id for h in awaited]}",
+            )
+        call = self._calls.pop(handle)
+        outcome = reply.outcome
+        call.texts, call.tokens, call.finish = [outcome.text], outcome.tokens, outcome.finish
+        call.prompt_tokens, call.cached_prompt_tokens = outcome.prompt_tokens, outcome.cached_prompt_tokens
+        self._settle(call)
+        if call.request.purpose is Purpose.PATH:
+            self._path_streamed[call.request.sample_index] += outcome.tokens
+            if reply.kind is ReplyKind.WAIT:
+                self._path_text[call.request.sample_index].append(outcome.text)
+        if not self._replay:
+            self._start_held_calls()
+        return (handle, outcome) if isinstance(command, WaitAny) else outcome
+
+    def _start_held_calls(self) -> None:
+        """Once the journal is replayed, run the calls that were in flight when it was written."""
+        if self._replaying:
+            return
+        if self._resumed_attempt:
+            paths = tuple(
+                PathProgress(sample, sum(len(text) for text in self._path_text[sample]), self._path_streamed[sample])
+                for sample in sorted(set(self._path_text) | set(self._path_streamed))
+            )
+            self._on_event(Resumed(self._resumed_attempt, paths))
+            self._resumed_attempt = 0
+        for call in self._calls.values():
+            if call.task is None:
+                call.task = asyncio.create_task(self._stream(call))
+
+    async def _record(self, reply: Reply) -> None:
+        if self._checkpoint is not None and await self._checkpoint(reply):
+            raise _Cancelled
 
     def _start(self, request: GenerationRequest) -> Handle:
         handle = Handle(self._next_handle)
@@ -185,7 +262,8 @@ class Driver:
             self._path_committed[request.sample_index] += max(request.max_tokens, 0)
         call = _Call(request)
         self._calls[handle] = call
-        call.task = asyncio.create_task(self._stream(call))
+        if not self._replaying:
+            call.task = asyncio.create_task(self._stream(call))
         return handle
 
     async def _stream(self, call: _Call) -> Outcome:
@@ -294,7 +372,7 @@ class Driver:
                 log.warning("backend call abandoned by the run had failed: %s", task.exception())
 
     def _elapsed(self) -> float:
-        return self._clock() - self._started_at
+        return self._elapsed_before_s + self._clock() - self._started_at
 
     def _complete(self, result: StrategyResult) -> SolveReport:
         return SolveReport(
@@ -329,4 +407,3 @@ class Driver:
             token_budget=self._token_budget,
             complete=False,
         )
-

@@ -27,6 +27,23 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class PathProgress:
+    """How much of a sample's path a checkpoint holds: characters of text and path tokens."""
+
+    sample_index: int
+    text_chars: int
+    path_tokens: int
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The request continues on this replica from its last checkpoint; streamed text after `paths` is redone."""
+
+    attempt: int
+    paths: tuple[PathProgress, ...]
+
+
+@dataclass(frozen=True)
 class SolveReport:
     """A run's outcome.
 

@@ -228,36 +228,58 @@ class SolveResult(_message.Message):
     def __init__(self, answer: _Optional[str] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., text: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., answer_classes: _Optional[_Iterable[_Union[AnswerClass, _Mapping]]] = ..., tokens_saved_vs_budget: _Optional[int] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("request_id", "status", "result", "error", "created_at", "strategy")
+    __slots__ = ("request_id", "status", "result", "error", "created_at", "strategy", "attempt")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     status: SolveStatus
     result: SolveResult
     error: str
     created_at: _timestamp_pb2.Timestamp
     strategy: str
-    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[SolveStatus, str]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., strategy: _Optional[str] = ...) -> None: ...
+    attempt: int
+    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[SolveStatus, str]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., strategy: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class SolveEvent(_message.Message):
-    __slots__ = ("request_id", "started", "text", "probe", "decision", "result")
+    __slots__ = ("request_id", "started", "text", "probe", "decision", "result", "resumed")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     started: Started
     text: TextDelta
     probe: Probe
     decision: Decision
     result: SolveResult
-    def __init__(self, request_id: _Optional[str] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ...) -> None: ...
+    resumed: Resumed
+    def __init__(self, request_id: _Optional[str] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., resumed: _Optional[_Union[Resumed, _Mapping]] = ...) -> None: ...
+
+class Resumed(_message.Message):
+    __slots__ = ("attempt", "paths")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    paths: _containers.RepeatedCompositeFieldContainer[PathProgress]
+    def __init__(self, attempt: _Optional[int] = ..., paths: _Optional[_Iterable[_Union[PathProgress, _Mapping]]] = ...) -> None: ...
+
+class PathProgress(_message.Message):
+    __slots__ = ("sample_index", "text_chars", "path_tokens")
+    SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    PATH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    sample_index: int
+    text_chars: int
+    path_tokens: int
+    def __init__(self, sample_index: _Optional[int] = ..., text_chars: _Optional[int] = ..., path_tokens: _Optional[int] = ...) -> None: ...
 
 class Started(_message.Message):
     __slots__ = ("strategy", "backend", "model")

@@ -1,0 +1,154 @@
+"""How records are laid out in the store: one flat field map per request, versioned, read back strictly.
+
+Both adapters use these functions, so a record means the same in Redis and in memory. Anything unreadable raises
+`CorruptState` naming the key, never a crash further down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from certa.core.errors import (
+    BackendError,
+    BackendUnavailable,
+    CertaError,
+    Conflict,
+    CorruptState,
+    DeadlineExceeded,
+    InvalidArgument,
+    LeaseLost,
+    NotFound,
+    Overloaded,
+    ShuttingDown,
+    SolveInterrupted,
+    StoreUnavailable,
+)
+from certa.store.base import Failure, NewRequest, RequestKey, Status, StoredRequest
+
+SCHEMA_VERSION = "1"
+
+
+def request_fields(request: NewRequest) -> dict[bytes, bytes]:
+    """The fields written at creation: status `running`, first attempt, no write yet."""
+    fields = {
+        "v": SCHEMA_VERSION.encode(),
+        "fingerprint": request.fingerprint.encode(),
+        "request": request.request,
+        "prompt": request.prompt.encode(),
+        "strategy": request.strategy.encode(),
+        "backend": request.backend.encode(),
+        "model": request.model.encode(),
+        "created_at": repr(request.created_at).encode(),
+        "deadline_at": repr(request.deadline_at).encode(),
+        "status": Status.RUNNING.value.encode(),
+        "attempt": b"1",
+        "writes": b"0",
+        "summary": b"",
+    }
+    return {name.encode(): value for name, value in fields.items()}
+
+
+def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], owner: str) -> StoredRequest:
+    """A stored request from its field map; `label` is the store key named in errors."""
+
+    def text(name: str) -> str:
+        try:
+            return fields[name.encode()].decode()
+        except KeyError:
+            raise CorruptState(
+                label, f"field {name!r} is missing; not a Certa record of schema {SCHEMA_VERSION}"
+            ) from None
+        except UnicodeDecodeError:
+            raise CorruptState(label, f"field {name!r} is not UTF-8 text") from None
+
+    def number(name: str, kind: type) -> float:
+        raw = text(name)
+        try:
+            return kind(raw)  # type: ignore[no-any-return]
+        except ValueError:
+            raise CorruptState(label, f"field {name!r} is not a number: {raw[:40]!r}") from None
+
+    version = fields.get(b"v")
+    if version != SCHEMA_VERSION.encode():
+        raise CorruptState(label, f"schema version {version!r}, expected {SCHEMA_VERSION!r} (foreign or newer data)")
+    try:
+        status = Status(text("status"))
+    except ValueError:
+        raise CorruptState(label, f"unknown status {text('status')!r}") from None
+    failure = None
+    if b"failure_kind" in fields:
+        failure = Failure(text("failure_kind"), text("failure_message"))
+    return StoredRequest(
+        spec=NewRequest(
+            key=key,
+            fingerprint=text("fingerprint"),
+            request=fields.get(b"request", b""),
+            prompt=text("prompt"),
+            strategy=text("strategy"),
+            backend=text("backend"),
+            model=text("model"),
+            created_at=number("created_at", float),
+            deadline_at=number("deadline_at", float),
+        ),
+        status=status,
+        owner=owner,
+        attempt=int(number("attempt", int)),
+        cancel_requested=fields.get(b"cancel") == b"1",
+        summary=fields.get(b"summary", b""),
+        failure=failure,
+    )
+
+
+def writes_of(label: str, fields: Mapping[bytes, bytes]) -> int:
+    try:
+        return int(fields.get(b"writes", b"0"))
+    except ValueError:
+        raise CorruptState(label, "field 'writes' is not a number") from None
+
+
+_ERROR_KINDS: dict[str, type[CertaError]] = {
+    cls.__name__: cls
+    for cls in (
+        CertaError,
+        InvalidArgument,
+        NotFound,
+        Conflict,
+        Overloaded,
+        ShuttingDown,
+        BackendError,
+        BackendUnavailable,
+        StoreUnavailable,
+        LeaseLost,
+        CorruptState,
+        DeadlineExceeded,
+    )
+}
+_REJECTED = "BackendRejectedInput"
+
+
+def failure_of(error: CertaError) -> Failure:
+    """How an error is stored: the kind of its cause (which decides its status code) and its message."""
+    cause = error.cause if isinstance(error, SolveInterrupted) and not isinstance(error, DeadlineExceeded) else error
+    cause = cause or error
+    kind = type(cause).__name__ if type(cause).__name__ in _ERROR_KINDS else CertaError.__name__
+    if isinstance(cause, BackendError) and cause.rejected_input:
+        kind = _REJECTED
+    return Failure(kind, str(error))
+
+
+def restore_error(failure: Failure, partial: object | None) -> CertaError:
+    """The error a stored failure stands for, carrying `partial` (a `certa.v1.SolveResult`) when there is one."""
+    cls = BackendError if failure.kind == _REJECTED else _ERROR_KINDS.get(failure.kind, CertaError)
+    if cls is DeadlineExceeded:
+        return DeadlineExceeded(failure.message, partial=partial)
+    cause = cls.__new__(cls)
+    Exception.__init__(cause, failure.message)
+    if isinstance(cause, BackendError):
+        cause.backend, cause.rejected_input = "", failure.kind == _REJECTED
+    if isinstance(cause, InvalidArgument):
+        cause.field = ""
+    if isinstance(cause, CorruptState):
+        cause.key = ""
+    if partial is None:
+        return cause
+    return SolveInterrupted(failure.message, partial=partial, cause=cause)

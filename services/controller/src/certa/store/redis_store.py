@@ -1,0 +1,352 @@
+"""The Redis adapter of the state store (`redis.asyncio`), for standalone Redis, Sentinel-managed or Cluster.
+
+Keys of one request share a hash tag, `PREFIX:{TENANT/ID}:…`, so its Lua scripts touch a single slot in a
+cluster: `:meta` (hash: the record, see `certa.store.codec`), `:lease` (string: owner, with an expiry), `:journal`
+(list) and `:events` (stream). `PREFIX:inflight` (sorted set: request → lease expiry in ms) lets a sweep find
+requests whose owner died; it is only a hint, written outside the scripts, since the claim itself re-checks the
+lease atomically. While a request runs its keys expire `state_ttl_s` after the last write; once it finished, the
+record (with the result) lives `result_ttl_s`, the journal and the events `state_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from certa.core.errors import CorruptState, LeaseLost, StoreUnavailable
+from certa.store.base import (
+    Append,
+    Claim,
+    Created,
+    Existing,
+    Finish,
+    NewRequest,
+    RequestKey,
+    Status,
+    StoredRequest,
+    StreamEntry,
+)
+from certa.store.codec import read_request, request_fields, writes_of
+
+T = TypeVar("T")
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# Fencing shared by append, renew and finish: the caller must hold the lease of a running request.
+_FENCE = """
+local function fence()
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'lease of another replica, or expired' end
+  local status = redis.call('HGET', KEYS[1], 'status')
+  if status ~= 'running' then return 'request is ' .. tostring(status) end
+  return nil
+end
+local function touch(ttl)
+  for i = 1, 4 do if i ~= 2 then redis.call('PEXPIRE', KEYS[i], ttl) end end
+end
+"""
+
+# ARGV: owner, lease_ms, state_ttl_ms, write, n_journal, n_events, n_checkpointed, has_summary, summary,
+#       journal entries..., events...
+_APPEND = (
+    _FENCE
+    + """
+local write = tonumber(ARGV[4])
+local done = tonumber(redis.call('HGET', KEYS[1], 'writes') or '0')
+if write <= done then return redis.call('HGET', KEYS[1], 'cancel') == '1' and 1 or 0 end
+local problem = fence()
+if problem then return redis.error_reply('LEASE_LOST ' .. problem) end
+if write ~= done + 1 then return redis.error_reply('WRITE_GAP expected write ' .. (done + 1) .. ', got ' .. write) end
+local n_journal, n_events, n_checkpointed = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local checkpoint = nil
+if n_journal > 0 and n_checkpointed == 0 then
+  local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
+  checkpoint = last[1] and last[1][1] or '0-0'
+end
+local at = 10
+for i = 1, n_journal do redis.call('RPUSH', KEYS[3], ARGV[at]); at = at + 1 end
+for i = 1, n_events do
+  local id = redis.call('XADD', KEYS[4], '*', 'e', ARGV[at]); at = at + 1
+  if n_journal > 0 and i == n_checkpointed then checkpoint = id end
+end
+if checkpoint then redis.call('HSET', KEYS[1], 'checkpoint_event', checkpoint) end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'summary', ARGV[9]) end
+redis.call('HSET', KEYS[1], 'writes', write)
+touch(ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return redis.call('HGET', KEYS[1], 'cancel') == '1' and 1 or 0
+"""
+)
+
+# ARGV: owner, lease_ms, state_ttl_ms
+_RENEW = (
+    _FENCE
+    + """
+local problem = fence()
+if problem then return redis.error_reply('LEASE_LOST ' .. problem) end
+touch(ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return redis.call('HGET', KEYS[1], 'cancel') == '1' and 1 or 0
+"""
+)
+
+# ARGV: owner, state_ttl_ms, result_ttl_ms, write, status, summary, failure_kind, failure_message
+_FINISH = (
+    _FENCE
+    + """
+local write = tonumber(ARGV[4])
+if write <= tonumber(redis.call('HGET', KEYS[1], 'writes') or '0') then return 1 end
+local problem = fence()
+if problem then return redis.error_reply('LEASE_LOST ' .. problem) end
+redis.call('XADD', KEYS[4], '*', 'e', '')
+redis.call('HSET', KEYS[1], 'status', ARGV[5], 'summary', ARGV[6], 'writes', write)
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'failure_kind', ARGV[7], 'failure_message', ARGV[8]) end
+redis.call('DEL', KEYS[2])
+touch(ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+)
+
+# ARGV: owner, lease_ms, state_ttl_ms. Returns 1 when claimed, 0 otherwise.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') == false then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+local checkpoint = redis.call('HGET', KEYS[1], 'checkpoint_event') or '0-0'
+for _, entry in ipairs(redis.call('XRANGE', KEYS[4], '(' .. checkpoint, '+')) do
+  redis.call('XDEL', KEYS[4], entry[1])
+end
+for i = 1, 4 do if i ~= 2 then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end end
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) return 1 end
+return 0
+"""
+
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'running' then redis.call('HSET', KEYS[1], 'cancel', '1') end
+return status
+"""
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "certa",
+        lease_s: float = 10.0,
+        state_ttl_s: float = 3600.0,
+        result_ttl_s: float = 86400.0,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._lease_ms = int(lease_s * 1000)
+        self._state_ttl_ms = int(state_ttl_s * 1000)
+        self._result_ttl_ms = int(result_ttl_s * 1000)
+        self._observe = observe or (lambda operation, seconds: None)
+        self._scripts = {
+            name: client.register_script(source)
+            for name, source in {
+                "create": _CREATE,
+                "append": _APPEND,
+                "renew": _RENEW,
+                "finish": _FINISH,
+                "claim": _CLAIM,
+                "release": _RELEASE,
+                "cancel": _CANCEL,
+            }.items()
+        }
+
+    def keys(self, key: RequestKey) -> list[str]:
+        base = f"{self._prefix}:{{{key}}}"
+        return [f"{base}:meta", f"{base}:lease", f"{base}:journal", f"{base}:events"]
+
+    @property
+    def _index(self) -> str:
+        return f"{self._prefix}:inflight"
+
+    async def _call(self, operation: str, key: RequestKey | None, action: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            return await action()
+        except redis_errors.ResponseError as error:
+            message = str(error)
+            if "LEASE_LOST" in message:
+                raise LeaseLost(f"request {key}: {message.split('LEASE_LOST', 1)[1].strip()}") from None
+            if "WRONGTYPE" in message or "WRITE_GAP" in message:
+                label = self.keys(key)[0] if key is not None else self._index
+                raise CorruptState(label, message) from None
+            raise StoreUnavailable(f"redis refused {operation}: {message}") from error
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
+            raise StoreUnavailable(f"redis unreachable during {operation}: {error}") from error
+        except redis_errors.RedisError as error:
+            raise StoreUnavailable(f"redis error during {operation}: {error}") from error
+        finally:
+            self._observe(operation, time.perf_counter() - started)
+
+    async def ping(self) -> None:
+        await self._call("ping", None, self._redis.ping)
+
+    async def create(self, request: NewRequest, owner: str) -> Created | Existing:
+        keys = self.keys(request.key)
+        fields = [item for pair in request_fields(request).items() for item in pair]
+
+        async def run() -> Any:
+            created = await self._scripts["create"](
+                keys=keys[:2], args=[owner, self._lease_ms, self._state_ttl_ms, *fields]
+            )
+            if created:
+                await self._redis.zadd(self._index, {str(request.key): self._now_ms() + self._lease_ms})
+            return created
+
+        created = await self._call("create", request.key, run)
+        stored = await self.read(request.key)
+        if stored is None:
+            raise StoreUnavailable(f"request {request.key} vanished right after it was written (evicted?)")
+        return Created(stored) if created else Existing(stored)
+
+    async def read(self, key: RequestKey) -> StoredRequest | None:
+        meta, lease = self.keys(key)[:2]
+
+        async def run() -> tuple[Any, Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(meta)
+                pipe.get(lease)
+                fields, owner = await pipe.execute()
+            return fields, owner
+
+        fields, owner = await self._call("read", key, run)
+        if not fields:
+            return None
+        return read_request(meta, key, fields, owner.decode() if owner else "")
+
+    async def claim(self, key: RequestKey, owner: str) -> Claim | None:
+        keys = self.keys(key)
+        claimed = await self._call(
+            "claim",
+            key,
+            lambda: self._scripts["claim"](keys=keys, args=[owner, self._lease_ms, self._state_ttl_ms]),
+        )
+        if not claimed:
+            return None
+
+        async def load() -> tuple[Any, Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(keys[0])
+                pipe.lrange(keys[2], 0, -1)
+                pipe.zadd(self._index, {str(key): self._now_ms() + self._lease_ms})
+                fields, journal, _ = await pipe.execute()
+            return fields, journal
+
+        fields, journal = await self._call("claim", key, load)
+        request = read_request(keys[0], key, fields, owner)
+        return Claim(request=request, journal=journal, writes=writes_of(keys[0], fields))
+
+    async def append(self, key: RequestKey, owner: str, append: Append) -> bool:
+        summary = append.summary
+        args = [
+            owner,
+            self._lease_ms,
+            self._state_ttl_ms,
+            append.write,
+            len(append.journal),
+            len(append.events),
+            append.checkpointed_events,
+            1 if summary is not None else 0,
+            summary or b"",
+            *append.journal,
+            *append.events,
+        ]
+        cancel = await self._call("append", key, lambda: self._scripts["append"](keys=self.keys(key), args=args))
+        return bool(cancel)
+
+    async def renew(self, key: RequestKey, owner: str) -> bool:
+        async def run() -> Any:
+            cancel = await self._scripts["renew"](keys=self.keys(key), args=[owner, self._lease_ms, self._state_ttl_ms])
+            await self._redis.zadd(self._index, {str(key): self._now_ms() + self._lease_ms})
+            return cancel
+
+        return bool(await self._call("renew", key, run))
+
+    async def finish(self, key: RequestKey, owner: str, finish: Finish) -> None:
+        failure = finish.failure
+        args = [
+            owner,
+            self._state_ttl_ms,
+            self._result_ttl_ms,
+            finish.write,
+            finish.status.value,
+            finish.summary,
+            failure.kind if failure else "",
+            failure.message if failure else "",
+        ]
+
+        async def run() -> None:
+            await self._scripts["finish"](keys=self.keys(key), args=args)
+            await self._redis.zrem(self._index, str(key))
+
+        await self._call("finish", key, run)
+
+    async def release(self, key: RequestKey, owner: str) -> None:
+        async def run() -> None:
+            if await self._scripts["release"](keys=self.keys(key), args=[owner]):
+                await self._redis.zadd(self._index, {str(key): 0})
+
+        await self._call("release", key, run)
+
+    async def request_cancel(self, key: RequestKey) -> Status | None:
+        meta = self.keys(key)[0]
+        status = await self._call("cancel", key, lambda: self._scripts["cancel"](keys=[meta]))
+        if status is None:
+            return None
+        try:
+            return Status(status.decode())
+        except ValueError:
+            raise CorruptState(meta, f"unknown status {status!r}") from None
+
+    async def events(self, key: RequestKey, after: str) -> list[StreamEntry]:
+        stream = self.keys(key)[3]
+        start = f"({after}" if after else "-"
+        entries = await self._call("events", key, lambda: self._redis.xrange(stream, start, "+", count=1000))
+        result = []
+        for cursor, fields in entries:
+            if b"e" not in fields:
+                raise CorruptState(stream, f"stream entry {cursor!r} has no event field")
+            result.append(StreamEntry(cursor.decode(), fields[b"e"]))
+        return result
+
+    async def orphans(self, limit: int) -> list[RequestKey]:
+        members = await self._call(
+            "orphans",
+            None,
+            lambda: self._redis.zrangebyscore(self._index, "-inf", self._now_ms(), start=0, num=limit),
+        )
+        return [RequestKey.parse(member.decode()) for member in members]
+
+    async def forget_orphan(self, key: RequestKey) -> None:
+        """Drop a finished or vanished request from the sweep's index."""
+        await self._call("orphans", key, lambda: self._redis.zrem(self._index, str(key)))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    @staticmethod
+    def _now_ms() -> int:
+        return int(time.time() * 1000)
