@@ -4,7 +4,7 @@ Keys of one request share a hash tag, `PREFIX:{TENANT/ID}:…`, so its Lua scrip
 cluster: `:meta` (hash: the record, see `certa.store.codec`), `:lease` (string: owner, with an expiry), `:journal`
 (list) and `:events` (stream). `PREFIX:inflight` (sorted set: request → lease expiry in ms) lets a sweep find
 requests whose owner died; it is only a hint, written outside the scripts, since the claim itself re-checks the
-lease atomically. While a request runs its keys expire `state_ttl_s` after the last write; once it finished, the
+lease atomically, and it expires `state_ttl_s` after the last request was added or renewed. While a request runs its keys expire `state_ttl_s` after the last write; once it finished, the
 record (with the result) lives `result_ttl_s`, the journal and the events `state_ttl_s`.
 """
 
@@ -201,6 +201,12 @@ class RedisStore:
         finally:
             self._observe(operation, time.perf_counter() - started)
 
+    async def _index_lease(self, key: RequestKey, expires_ms: int) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._index, {str(key): expires_ms})
+            pipe.pexpire(self._index, self._state_ttl_ms)
+            await pipe.execute()
+
     async def ping(self) -> None:
         await self._call("ping", None, self._redis.ping)
 
@@ -213,7 +219,7 @@ class RedisStore:
                 keys=keys[:2], args=[owner, self._lease_ms, self._state_ttl_ms, *fields]
             )
             if created:
-                await self._redis.zadd(self._index, {str(request.key): self._now_ms() + self._lease_ms})
+                await self._index_lease(request.key, self._now_ms() + self._lease_ms)
             return created
 
         created = await self._call("create", request.key, run)
@@ -251,8 +257,8 @@ class RedisStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(keys[0])
                 pipe.lrange(keys[2], 0, -1)
-                pipe.zadd(self._index, {str(key): self._now_ms() + self._lease_ms})
-                fields, journal, _ = await pipe.execute()
+                fields, journal = await pipe.execute()
+            await self._index_lease(key, self._now_ms() + self._lease_ms)
             return fields, journal
 
         fields, journal = await self._call("claim", key, load)
@@ -280,7 +286,7 @@ class RedisStore:
     async def renew(self, key: RequestKey, owner: str) -> bool:
         async def run() -> Any:
             cancel = await self._scripts["renew"](keys=self.keys(key), args=[owner, self._lease_ms, self._state_ttl_ms])
-            await self._redis.zadd(self._index, {str(key): self._now_ms() + self._lease_ms})
+            await self._index_lease(key, self._now_ms() + self._lease_ms)
             return cancel
 
         return bool(await self._call("renew", key, run))
@@ -307,7 +313,7 @@ class RedisStore:
     async def release(self, key: RequestKey, owner: str) -> None:
         async def run() -> None:
             if await self._scripts["release"](keys=self.keys(key), args=[owner]):
-                await self._redis.zadd(self._index, {str(key): 0})
+                await self._index_lease(key, 0)
 
         await self._call("release", key, run)
 

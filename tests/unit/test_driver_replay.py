@@ -1,0 +1,104 @@
+"""Checkpoints by journal: a driver rebuilt from the journal of an interrupted run finishes it exactly as an
+uninterrupted run would, without generating any recorded outcome again."""
+
+from __future__ import annotations
+
+import pytest
+
+from certa.core.errors import CorruptState, SolveInterrupted
+from certa.core.strategies import DynasorConfig, MajorityVoteSpec, build_strategy
+from certa.core.types import ProbeRecord, SamplingParams
+from certa.runtime.driver import Driver, RuntimeEvent
+from certa.runtime.journal import Reply, ReplyKind, decode_reply, encode_reply
+from certa.runtime.report import Resumed, SolveReport
+from certa.testing.scripted_backend import ScriptedBackend
+
+pytestmark = pytest.mark.unit
+
+PROMPT = ("Janet's ducks? [[confident-after:150]]\n",)
+CONFIG = DynasorConfig(chunk_tokens=16, certainty_threshold=3, probe_tokens=8)
+# Without early exits no call is cancelled, so how many tokens each run spends does not depend on timing.
+NO_EXIT = DynasorConfig(chunk_tokens=16, certainty_threshold=3, probe_tokens=8, early_exit=False)
+SAMPLED = SamplingParams(temperature=0.7, seed=5)
+
+
+def by_sample(probe: ProbeRecord) -> tuple[int, int]:
+    return probe.sample_index, probe.position_tokens
+
+
+async def run(
+    spec: object, replay: tuple[Reply, ...] = (), attempt: int = 0
+) -> tuple[SolveReport, list[Reply], list[RuntimeEvent], ScriptedBackend]:
+    backend = ScriptedBackend()
+    journal: list[Reply] = []
+    events: list[RuntimeEvent] = []
+
+    async def checkpoint(reply: Reply) -> bool:
+        journal.append(decode_reply("test", len(journal), encode_reply(reply)))  # through the stored form
+        return False
+
+    driver = Driver(
+        backend,
+        "m",
+        token_budget=400,
+        on_event=events.append,
+        replay=replay,
+        checkpoint=checkpoint,
+        resumed_attempt=attempt,
+    )
+    report = await driver.run(build_strategy(spec, PROMPT, 400, SAMPLED))  # type: ignore[arg-type]
+    return report, journal, events, backend
+
+
+@pytest.mark.parametrize("spec", [NO_EXIT, MajorityVoteSpec(n=3, inner=NO_EXIT)], ids=["dynasor", "vote-of-3"])
+@pytest.mark.parametrize("cut", [1, 5, 12])
+async def test_a_run_resumed_from_any_checkpoint_ends_as_the_uninterrupted_run(spec: object, cut: int) -> None:
+    whole, journal, _, first_backend = await run(spec)
+    assert len(journal) > cut
+    resumed, _, events, backend = await run(spec, replay=tuple(journal[:cut]), attempt=2)
+    assert (resumed.answer, resumed.text, resumed.stop_reason) == (whole.answer, whole.text, whole.stop_reason)
+    assert resumed.usage == whole.usage  # replayed outcomes count once, as they did
+    # Samples run side by side, so how their probes interleave depends on timing; each sample's history does not.
+    assert sorted(resumed.probes, key=by_sample) == sorted(whole.probes, key=by_sample)
+    # Nothing recorded is generated again: only the calls after the checkpoint (and those in flight at it) ran.
+    assert len(backend.requests) < len(first_backend.requests)
+    assert set(map(id, backend.requests)).isdisjoint(map(id, first_backend.requests))
+    [resumed_event] = [event for event in events if isinstance(event, Resumed)]
+    assert resumed_event.attempt == 2 and events.index(resumed_event) == 0
+
+
+@pytest.mark.parametrize("spec", [CONFIG, MajorityVoteSpec(n=3, inner=CONFIG)], ids=["dynasor", "vote-of-3"])
+async def test_a_whole_journal_with_cancelled_chunks_replays_without_any_call(spec: object) -> None:
+    whole, journal, _, _ = await run(spec)
+    assert ReplyKind.CANCEL in {reply.kind for reply in journal}  # early exits cancelled in-flight chunks
+    replayed, later, _, backend = await run(spec, replay=tuple(journal), attempt=2)
+    assert backend.requests == [] and later == []
+    assert (replayed.answer, replayed.text, replayed.usage, replayed.probes) == (
+        whole.answer,
+        whole.text,
+        whole.usage,
+        whole.probes,
+    )
+
+
+async def test_the_resumed_event_says_how_much_of_each_path_the_checkpoint_holds() -> None:
+    _, journal, _, _ = await run(CONFIG)
+    first_path_chunk = next(reply for reply in journal if reply.outcome.tokens == 16)
+    _, _, events, _ = await run(CONFIG, replay=(first_path_chunk,), attempt=2)
+    resumed = events[0]
+    assert isinstance(resumed, Resumed)
+    [path] = resumed.paths
+    assert (path.sample_index, path.text_chars, path.path_tokens) == (0, len(first_path_chunk.outcome.text), 16)
+
+
+async def test_a_journal_that_does_not_fit_the_strategy_is_corrupt_state() -> None:
+    _, journal, _, _ = await run(CONFIG)
+    wrong = Reply(ReplyKind.CANCEL, journal[0].handle, journal[0].outcome)
+    with pytest.raises(SolveInterrupted) as raised:
+        await run(CONFIG, replay=(wrong,))
+    assert isinstance(raised.value.cause, CorruptState) and "does not match the strategy" in str(raised.value)
+
+
+def test_journal_entries_that_are_not_ours_name_the_key() -> None:
+    with pytest.raises(CorruptState, match=r"'req:journal'.*entry 3"):
+        decode_reply("req:journal", 3, b'{"kind": "wait"}')
