@@ -56,6 +56,11 @@ async def stream_solve(
             decision = event.decision
             print(f"\n{_YELLOW}[sample {decision.sample_index}: {STOP_NAMES[decision.stop_reason]} "
                   f"-> {decision.answer or '(no answer)'}]{_RESET}", file=out)
+        elif kind == "resumed":
+            # A terminal cannot take back printed text: say where the path restarts instead.
+            restarts = ", ".join(f"sample {p.sample_index} from token {p.path_tokens}" for p in event.resumed.paths)
+            print(f"\n{_YELLOW}[resumed on another replica (attempt {event.resumed.attempt}); "
+                  f"{restarts or 'from the start'}]{_RESET}", file=out)
         elif kind == "result":
             result = event.result
     return result
