@@ -68,6 +68,7 @@ def test_redis_password_comes_from_a_file_without_its_newline(tmp_path) -> None:
         ({"CERTA_LEASE_S": "30", "CERTA_STATE_TTL_S": "5", "CERTA_RESULT_TTL_S": "5"}, "CERTA_STATE_TTL_S"),
         ({"CERTA_REDIS_KEY_PREFIX": "a{b}"}, "CERTA_REDIS_KEY_PREFIX"),
         ({"CERTA_REDIS_POOL_SIZE": "0"}, "CERTA_REDIS_POOL_SIZE"),
+        ({"CERTA_REDIS_URL": "redis+sentinel://h:26379"}, "CERTA_REDIS_URL"),
     ],
 )
 def test_bad_store_values_name_the_variable(env: dict[str, str], variable: str) -> None:

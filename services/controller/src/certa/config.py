@@ -196,8 +196,14 @@ def _store_settings(env: Mapping[str, str]) -> StoreSettings:
             "is required with CERTA_STORE=redis (e.g. redis://127.0.0.1:6379/0); CERTA_STORE=memory runs a single "
             "process without shared state",
         )
-    if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise InvalidArgument(f"{PREFIX}REDIS_URL", f"must start with redis://, rediss:// or unix://, got {url!r}")
+    scheme = urlsplit(url).scheme
+    if url and scheme not in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"):
+        raise InvalidArgument(
+            f"{PREFIX}REDIS_URL",
+            f"must start with redis://, rediss://, unix:// or redis+sentinel://, got {url!r}",
+        )
+    if scheme.endswith("+sentinel") and not urlsplit(url).path.strip("/"):
+        raise InvalidArgument(f"{PREFIX}REDIS_URL", "a Sentinel URL names the master: redis+sentinel://HOSTS/SERVICE")
     settings = StoreSettings(
         kind=kind,
         redis_url=url,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,7 +23,13 @@ RETRY_ATTEMPTS = 8
 to ride out a Redis restart or failover without failing the requests it serves."""
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
 def redis_client(settings: StoreSettings) -> Redis | RedisCluster:
+    """A client for the URL's topology: one server (`redis://`, `rediss://`, `unix://`), a Cluster reached through
+    one of its nodes (`CERTA_REDIS_CLUSTER=true`), or the master that Sentinels name
+    (`redis+sentinel://host:26379,host2:26379/SERVICE/DB`; `rediss+sentinel://` for TLS to the master)."""
     options: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout_s,
         "socket_connect_timeout": settings.redis_timeout_s,
@@ -32,13 +40,30 @@ def redis_client(settings: StoreSettings) -> Redis | RedisCluster:
         options["username"] = settings.redis_username
     if settings.redis_password:
         options["password"] = settings.redis_password
-    if settings.redis_url.startswith("rediss://"):
+    if settings.redis_url.startswith(("rediss://", "rediss+sentinel://")):
         options["ssl_ca_certs"] = settings.redis_tls_ca_file or None
         options["ssl_certfile"] = settings.redis_tls_cert_file or None
         options["ssl_keyfile"] = settings.redis_tls_key_file or None
+    if settings.redis_url.startswith(tuple(f"{scheme}://" for scheme in SENTINEL_SCHEMES)):
+        return _sentinel_master(settings.redis_url, settings.redis_pool_size, options)
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, max_connections=settings.redis_pool_size, **options)
     return Redis.from_url(settings.redis_url, max_connections=settings.redis_pool_size, **options)
+
+
+def _sentinel_master(url: str, pool_size: int, options: dict[str, Any]) -> Redis:
+    parts = urlsplit(url)
+    hosts = []
+    for host_port in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = host_port.rpartition(":")
+        hosts.append((host, int(port or 26379)))
+    service, _, db = parts.path.strip("/").partition("/")
+    sentinel_auth = {}
+    if parts.password:
+        sentinel_auth = {"password": unquote(parts.password), "username": unquote(parts.username or "") or None}
+    sentinel_options = {key: options[key] for key in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = Sentinel(hosts, sentinel_kwargs={**sentinel_options, **sentinel_auth}, **options)
+    return sentinel.master_for(service, db=int(db or 0), max_connections=pool_size)
 
 
 def build_store(settings: StoreSettings, observe: Callable[[str, float], None] | None = None) -> StateStore:

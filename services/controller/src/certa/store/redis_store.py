@@ -4,8 +4,9 @@ Keys of one request share a hash tag, `PREFIX:{TENANT/ID}:…`, so its Lua scrip
 cluster: `:meta` (hash: the record, see `certa.store.codec`), `:lease` (string: owner, with an expiry), `:journal`
 (list) and `:events` (stream). `PREFIX:inflight` (sorted set: request → lease expiry in ms) lets a sweep find
 requests whose owner died; it is only a hint, written outside the scripts, since the claim itself re-checks the
-lease atomically, and it expires `state_ttl_s` after the last request was added or renewed. While a request runs its keys expire `state_ttl_s` after the last write; once it finished, the
-record (with the result) lives `result_ttl_s`, the journal and the events `state_ttl_s`.
+lease atomically, and it expires `state_ttl_s` after the last request was added or renewed. While a request runs
+its keys expire `state_ttl_s` after the last write; once it finished, the record (with the result) lives
+`result_ttl_s`, the journal and the events `state_ttl_s`.
 """
 
 from __future__ import annotations
