@@ -39,8 +39,12 @@ def helm_binary() -> str:
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
     home = Path.home() / ".cache" / "certa" / "helm"
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-           "HELM_DATA_HOME": str(home / "data")}
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
     return subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -91,6 +95,10 @@ class Rendered:
     def triton(self) -> dict | None:
         return self.find("Deployment", f"{RELEASE}-certa-triton")
 
+    @property
+    def redis(self) -> dict | None:
+        return self.find("StatefulSet", f"{RELEASE}-certa-redis")
+
 
 @functools.cache
 def _render(values: tuple[str, ...], sets: tuple[str, ...], extra: tuple[str, ...]) -> Rendered:
@@ -125,31 +133,84 @@ SCENARIOS: dict[str, dict] = {
     "pdb-off": {"sets": ("pdb.enabled=false",)},
     "pdb-min-available": {"sets": ("pdb.minAvailable=50%",)},
     "network-policy": {
-        "sets": ("networkPolicy.enabled=true",
-                 "networkPolicy.ingress.from[0].namespaceSelector.matchLabels.team=apps"),
+        "sets": ("networkPolicy.enabled=true", "networkPolicy.ingress.from[0].namespaceSelector.matchLabels.team=apps"),
     },
     "service-monitor": {
-        "sets": ("serviceMonitor.enabled=true", "networkPolicy.enabled=true",
-                 "networkPolicy.ingress.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"),
+        "sets": (
+            "serviceMonitor.enabled=true",
+            "networkPolicy.enabled=true",
+            "networkPolicy.ingress.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+        ),
         "extra": ("--api-versions", MONITORING_API),
     },
     "triton-off": {
-        "sets": ("triton.enabled=false", "triton.externalUrl=triton+tls://triton.inference.svc:443",
-                 "networkPolicy.enabled=true"),
+        "sets": (
+            "triton.enabled=false",
+            "triton.externalUrl=triton+tls://triton.inference.svc:443",
+            "networkPolicy.enabled=true",
+        ),
     },
     "triton-hostpath": {
         "sets": ("triton.modelRepository.type=hostPath", "triton.modelRepository.hostPath=/data/models"),
     },
     "triton-volume": {
-        "sets": ("triton.modelRepository.type=volume", "triton.modelRepository.volume.nfs.server=nfs.example",
-                 "triton.modelRepository.volume.nfs.path=/models"),
+        "sets": (
+            "triton.modelRepository.type=volume",
+            "triton.modelRepository.volume.nfs.server=nfs.example",
+            "triton.modelRepository.volume.nfs.path=/models",
+        ),
     },
     "existing-secret": {"sets": ("controller.existingSecret=certa-backends",)},
     "observability": {
-        "sets": ("metrics.enabled=true", "otel.endpoint=http://otel-collector.monitoring.svc:4317",
-                 "otel.tracesSampler=parentbased_traceidratio", "otel.tracesSamplerArg=0.25",
-                 "otel.resourceAttributes.team=ml", "networkPolicy.enabled=true",
-                 "networkPolicy.ingress.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"),
+        "sets": (
+            "metrics.enabled=true",
+            "otel.endpoint=http://otel-collector.monitoring.svc:4317",
+            "otel.tracesSampler=parentbased_traceidratio",
+            "otel.tracesSamplerArg=0.25",
+            "otel.resourceAttributes.team=ml",
+            "networkPolicy.enabled=true",
+            "networkPolicy.ingress.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+        ),
+    },
+    "redis-existing-secret": {
+        "sets": (
+            "redis.bundled.auth.existingSecret=certa-redis",
+            "redis.bundled.auth.passwordKey=password",
+            "redis.bundled.persistence.storageClass=fast-ssd",
+            "networkPolicy.enabled=true",
+        ),
+    },
+    "redis-external": {
+        "sets": (
+            "redis.bundled.enabled=false",
+            "redis.external.url=redis://redis.data.svc:6379/0",
+            "redis.external.existingSecret=certa-redis",
+            "redis.external.passwordKey=password",
+            "networkPolicy.enabled=true",
+            "networkPolicy.egress.redis.to[0].ipBlock.cidr=10.20.0.0/16",
+        ),
+    },
+    "redis-external-tls": {
+        "sets": (
+            "redis.bundled.enabled=false",
+            "redis.external.url=rediss://redis.example.internal:6380/1",
+            "redis.external.existingSecret=certa-redis",
+            "redis.external.username=certa",
+            "redis.external.tls.enabled=true",
+            "redis.external.tls.existingSecret=certa-redis-tls",
+            "redis.external.tls.certKey=tls.crt",
+            "redis.external.tls.keyKey=tls.key",
+            "networkPolicy.enabled=true",
+        ),
+    },
+    "redis-cluster": {
+        "sets": (
+            "redis.bundled.enabled=false",
+            "redis.external.url=redis://redis-cluster.data.svc:7000/0",
+            "redis.external.cluster=true",
+            "networkPolicy.enabled=true",
+            "networkPolicy.egress.redis.ports={7000,7001,7002}",
+        ),
     },
     "dev": {"values": ("dev.yaml",)},
     "gpu": {"values": ("gpu.yaml",), "extra": ("--api-versions", MONITORING_API)},
@@ -158,5 +219,6 @@ SCENARIOS: dict[str, dict] = {
 
 def render_scenario(name: str, *extra: str) -> Rendered:
     scenario = SCENARIOS[name]
-    return render(*scenario.get("sets", ()), values=scenario.get("values", ()),
-                  extra=(*scenario.get("extra", ()), *extra))
+    return render(
+        *scenario.get("sets", ()), values=scenario.get("values", ()), extra=(*scenario.get("extra", ()), *extra)
+    )

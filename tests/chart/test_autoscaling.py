@@ -22,20 +22,30 @@ def test_controller_hpa_scales_on_cpu_and_requests_in_flight() -> None:
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rel-certa"}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
     cpu, in_flight = hpa["spec"]["metrics"]
-    assert cpu == {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization",
-                                                                             "averageUtilization": 70}}}
-    assert in_flight == {"type": "Pods", "pods": {"metric": {"name": "certa_requests_in_flight"},
-                                                  "target": {"type": "AverageValue", "averageValue": "32"}}}
+    assert cpu == {
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+    }
+    assert in_flight == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "certa_requests_in_flight"},
+            "target": {"type": "AverageValue", "averageValue": "32"},
+        },
+    }
     assert "replicas" not in rendered.controller["spec"]
 
 
 def test_controller_hpa_metrics_are_optional() -> None:
     hpa = render("autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0").get(
-        "HorizontalPodAutoscaler", "rel-certa")
+        "HorizontalPodAutoscaler", "rel-certa"
+    )
     assert [metric["type"] for metric in hpa["spec"]["metrics"]] == ["Pods"]
-    hpa = render("autoscaling.enabled=true", "autoscaling.requestsInFlight.enabled=false",
-                 "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600").get(
-        "HorizontalPodAutoscaler", "rel-certa")
+    hpa = render(
+        "autoscaling.enabled=true",
+        "autoscaling.requestsInFlight.enabled=false",
+        "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600",
+    ).get("HorizontalPodAutoscaler", "rel-certa")
     assert [metric["type"] for metric in hpa["spec"]["metrics"]] == ["Resource"]
     assert hpa["spec"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 600}}
 
@@ -53,9 +63,15 @@ def test_triton_hpa_scales_on_queue_time() -> None:
     hpa = render_scenario("autoscaling").get("HorizontalPodAutoscaler", "rel-certa-triton")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "rel-certa-triton"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
-    assert hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {
-        "metric": {"name": "nv_inference_queue_duration_us"},
-        "target": {"type": "AverageValue", "averageValue": "50000"}}}]
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "nv_inference_queue_duration_us"},
+                "target": {"type": "AverageValue", "averageValue": "50000"},
+            },
+        }
+    ]
     assert "replicas" not in render_scenario("autoscaling").triton["spec"]
 
 

@@ -3,28 +3,94 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
-from certa.config import PREFIX, Settings, load_settings
+from certa.config import PREFIX, Settings, StoreSettings, load_settings
 from certa.server import SERVICE_NAME
-from tests.chart.conftest import render, render_scenario
+from tests.chart.conftest import Rendered, render, render_scenario
 
 pytestmark = pytest.mark.chart
 
-# The variables certa.config.load_settings reads: one per Settings field.
-SETTINGS_VARIABLES = {PREFIX + field.name.upper() for field in dataclasses.fields(Settings)}
+# The variables certa.config.load_settings reads: one per Settings field, then those of the state store
+# (Settings.store, a StoreSettings, whose fields do not follow the variable names).
+SETTINGS_VARIABLES = {PREFIX + field.name.upper() for field in dataclasses.fields(Settings) if field.name != "store"}
+STORE_VARIABLES = {
+    "CERTA_STORE",
+    "CERTA_REDIS_URL",
+    "CERTA_REDIS_USERNAME",
+    "CERTA_REDIS_PASSWORD",
+    "CERTA_REDIS_PASSWORD_FILE",
+    "CERTA_REDIS_TLS_CA_FILE",
+    "CERTA_REDIS_TLS_CERT_FILE",
+    "CERTA_REDIS_TLS_KEY_FILE",
+    "CERTA_REDIS_CLUSTER",
+    "CERTA_REDIS_TIMEOUT_S",
+    "CERTA_REDIS_POOL_SIZE",
+    "CERTA_REDIS_KEY_PREFIX",
+    "CERTA_STATE_TTL_S",
+    "CERTA_RESULT_TTL_S",
+    "CERTA_LEASE_S",
+    "CERTA_SWEEP_INTERVAL_S",
+    "CERTA_REPLICA_ID",
+}
+CONTROLLER_VARIABLES = SETTINGS_VARIABLES | STORE_VARIABLES
+# The password reaches the controller as a mounted file (CERTA_REDIS_PASSWORD_FILE), never as a variable.
+NOT_SET_BY_THE_CHART = {"CERTA_REDIS_PASSWORD"}
 SERVER_STOP_GRACE_S = 5  # CertaServer.stop(): server.stop(grace=5.0) after the drain
 
 
-def test_configmap_sets_exactly_the_variables_the_controller_reads() -> None:
-    assert set(render().config) == SETTINGS_VARIABLES
+def certa_variables(rendered: Rendered) -> set[str]:
+    """CERTA_* variables of the controller container: the ConfigMap's and the container's own `env`."""
+    env = {item["name"] for item in rendered.controller_container["env"]}
+    return set(rendered.config) | {name for name in env if name.startswith(PREFIX)}
+
+
+def test_the_chart_sets_exactly_the_variables_the_controller_reads() -> None:
+    # The default rendering and one with every optional variable (username, TLS files).
+    chart = certa_variables(render()) | certa_variables(render_scenario("redis-external-tls"))
+    assert chart == CONTROLLER_VARIABLES - NOT_SET_BY_THE_CHART
+
+
+# A value for each store variable that differs from the controller's default.
+STORE_VALUES = {
+    "CERTA_STORE": "memory",
+    "CERTA_REDIS_URL": "redis://elsewhere:6380/1",
+    "CERTA_REDIS_USERNAME": "certa",
+    "CERTA_REDIS_PASSWORD": "secret",
+    "CERTA_REDIS_CLUSTER": "true",
+    "CERTA_REDIS_TIMEOUT_S": "7",
+    "CERTA_REDIS_POOL_SIZE": "7",
+    "CERTA_REDIS_KEY_PREFIX": "other",
+    "CERTA_STATE_TTL_S": "7200",
+    "CERTA_RESULT_TTL_S": "90000",
+    "CERTA_LEASE_S": "7",
+    "CERTA_SWEEP_INTERVAL_S": "7",
+    "CERTA_REPLICA_ID": "pod-1",
+}
+
+
+@pytest.mark.parametrize("variable", sorted(STORE_VARIABLES))
+def test_the_controller_reads_every_store_variable(variable: str, tmp_path: Path) -> None:
+    """STORE_VARIABLES is the controller's contract: setting any one of them changes its StoreSettings."""
+    base = {"CERTA_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    if variable.endswith("_FILE"):
+        (tmp_path / "file").write_text("contents\n")
+        value = str(tmp_path / "file")
+    else:
+        value = STORE_VALUES[variable]
+    assert load_settings({**base, variable: value}).store != load_settings(base).store
 
 
 def test_configmap_defaults_equal_the_controller_defaults() -> None:
     config = render().config
     settings = load_settings(config)
-    expected = dataclasses.replace(Settings(), backends=settings.backends)
+    # The Redis address is the release's; the replica id comes from the pod name (CERTA_REPLICA_ID in `env`).
+    store = dataclasses.replace(
+        StoreSettings(), redis_url="redis://rel-certa-redis:6379/0", replica_id=settings.store.replica_id
+    )
+    expected = dataclasses.replace(Settings(), backends=settings.backends, store=store)
     assert settings == expected
     assert config["CERTA_INSTRUCTION"] == Settings().instruction
 
@@ -50,6 +116,17 @@ def test_every_controller_value_maps_to_its_variable() -> None:
         "controller.config.maxConcurrentRequests=17",
         "controller.config.logLevel=debug",
         "controller.config.logFormat=text",
+        "controller.config.redisTimeoutSeconds=0.5",
+        "controller.config.redisPoolSize=16",
+        "controller.config.redisKeyPrefix=certa-blue",
+        "controller.config.stateTtlSeconds=600",
+        "controller.config.resultTtlSeconds=7200",
+        "controller.config.leaseSeconds=6",
+        "controller.config.sweepIntervalSeconds=2.5",
+        "redis.bundled.enabled=false",
+        "redis.external.url=redis://redis-cluster.data.svc:7000/0",
+        "redis.external.username=certa",
+        "redis.external.cluster=true",
     ).config
     settings = load_settings(config)
     assert settings.listen_address == "0.0.0.0:6000"
@@ -65,13 +142,26 @@ def test_every_controller_value_maps_to_its_variable() -> None:
     assert (settings.backend_connect_timeout_s, settings.drain_timeout_s) == (3.0, 30.0)
     assert settings.max_concurrent_requests == 17
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+    store = settings.store
+    assert (store.kind, store.redis_url, store.redis_username) == (
+        "redis",
+        "redis://redis-cluster.data.svc:7000/0",
+        "certa",
+    )
+    assert store.redis_cluster is True
+    assert (store.redis_timeout_s, store.redis_pool_size, store.key_prefix) == (0.5, 16, "certa-blue")
+    assert (store.state_ttl_s, store.result_ttl_s) == (600, 7200)
+    assert (store.lease_s, store.sweep_interval_s) == (6, 2.5)
 
 
 def test_backends_follow_the_active_triton() -> None:
     assert render().config["CERTA_BACKENDS"] == "trtllm=triton://rel-certa-triton:8001"
     assert render("triton.ports.grpc=9001").config["CERTA_BACKENDS"] == "trtllm=triton://rel-certa-triton:9001"
-    external = render("triton.enabled=false", "triton.externalUrl=triton+tls://t.example:443?ca_file=/ca/ca.pem",
-                      "controller.config.backendOptions.mode=text")
+    external = render(
+        "triton.enabled=false",
+        "triton.externalUrl=triton+tls://t.example:443?ca_file=/ca/ca.pem",
+        "controller.config.backendOptions.mode=text",
+    )
     assert external.config["CERTA_BACKENDS"] == "trtllm=triton+tls://t.example:443?ca_file=/ca/ca.pem&mode=text"
     assert external.triton is None
     assert not [obj for obj in external.objects if obj["metadata"]["name"].endswith("-triton")]
@@ -80,7 +170,8 @@ def test_backends_follow_the_active_triton() -> None:
 def test_container_runs_certa_serve_with_config_and_secret_as_env() -> None:
     container = render_scenario("existing-secret").controller_container
     assert container["command"] == ["certa"] and container["args"] == ["serve"]
-    assert "env" not in container
+    # Besides the envFrom sources, `env` holds only what a ConfigMap cannot: the pod name and mounted file paths.
+    assert [item["name"] for item in container["env"]] == ["CERTA_REPLICA_ID", "CERTA_REDIS_PASSWORD_FILE"]
     # The Secret comes after the ConfigMap, so its CERTA_* keys override the ConfigMap's.
     assert container["envFrom"] == [
         {"configMapRef": {"name": "rel-certa"}},
@@ -99,15 +190,21 @@ def test_metrics_are_served_when_enabled_or_scraped_by_a_service_monitor() -> No
         assert load_settings(rendered.config).metrics_port == 9100
         assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in rendered.controller_container["ports"]
         service_ports = rendered.get("Service", "rel-certa")["spec"]["ports"]
-        assert {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP",
-                "appProtocol": "http"} in service_ports
+        assert {
+            "name": "metrics",
+            "port": 9100,
+            "targetPort": "metrics",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        } in service_ports
 
 
 def test_otel_variables_are_set_only_with_an_endpoint() -> None:
-    assert "env" not in render("otel.serviceName=other", "otel.tracesSamplerArg=0.5").controller_container
+    env = render("otel.serviceName=other", "otel.tracesSamplerArg=0.5").controller_container["env"]
+    assert not [item for item in env if item["name"] == "POD_NAME" or item["name"].startswith("OTEL_")]
     env = render_scenario("observability").controller_container["env"]
-    assert env[0] == {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
-    assert {item["name"]: item["value"] for item in env[1:]} == {
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+    assert {item["name"]: item["value"] for item in env if item["name"].startswith("OTEL_")} == {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring.svc:4317",
         "OTEL_SERVICE_NAME": "certa",
         "OTEL_RESOURCE_ATTRIBUTES": "k8s.namespace.name=ml,k8s.pod.name=$(POD_NAME),team=ml",
@@ -144,8 +241,11 @@ def test_hardened_security_context() -> None:
     assert context["privileged"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-    # The only writable path is an emptyDir on /tmp.
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    # The only writable path is an emptyDir on /tmp; the Redis password is a read-only Secret file.
+    assert pod["containers"][0]["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "redis-password", "mountPath": "/etc/certa/redis", "readOnly": True},
+    ]
     assert pod["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
 
 
@@ -192,7 +292,7 @@ def test_standard_labels_everywhere() -> None:
         assert labels["app.kubernetes.io/instance"] == "rel"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/part-of"] == "certa"
-        assert labels["app.kubernetes.io/component"] in {"controller", "triton", "test"}
+        assert labels["app.kubernetes.io/component"] in {"controller", "triton", "redis", "test"}
         assert labels["helm.sh/chart"] == "certa-0.1.0"
         assert obj["metadata"].get("namespace", "ml") == "ml"
 
@@ -212,8 +312,7 @@ def test_helm_test_pod_runs_certa_health_against_the_service() -> None:
     (container,) = pod["spec"]["containers"]
     assert container["image"] == render().controller_container["image"]
     assert container["command"] == ["certa"]
-    assert container["args"] == ["health", "--address", "rel-certa:50051", "--service", SERVICE_NAME,
-                                 "--timeout", "10"]
+    assert container["args"] == ["health", "--address", "rel-certa:50051", "--service", SERVICE_NAME, "--timeout", "10"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["restartPolicy"] == "Never"
     liveness = render("tests.healthService=").of_kind("Pod")[0]["spec"]["containers"][0]["args"]

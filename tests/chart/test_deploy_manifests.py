@@ -41,8 +41,12 @@ def parse(path: Path) -> model_config_pb2.ModelConfig:
 
 def fake_release(root: Path) -> Path:
     """A stand-in for the release's inflight_batcher_llm directory (only the files fill.py copies)."""
-    for relative in ("preprocessing/1/model.py", "postprocessing/1/model.py", "tensorrt_llm_bls/1/model.py",
-                     "tensorrt_llm_bls/1/lib/decode.py"):
+    for relative in (
+        "preprocessing/1/model.py",
+        "postprocessing/1/model.py",
+        "tensorrt_llm_bls/1/model.py",
+        "tensorrt_llm_bls/1/lib/decode.py",
+    ):
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(f"# release file {relative}\n")
     return root
@@ -54,8 +58,16 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, model_config_p
     tokenizer_config = base / "tokenizer_config.json"
     tokenizer_config.write_text(json.dumps({"chat_template": '{% for m in messages %}"{{ m.content }}"\n{% endfor %}'}))
     out = base / "models"
-    result = run_fill("--out", str(out), "--models-from", str(fake_release(base / "release")),
-                      "--chat-template-from", str(tokenizer_config), *REQUIRED, "triton_max_batch_size=32")
+    result = run_fill(
+        "--out",
+        str(out),
+        "--models-from",
+        str(fake_release(base / "release")),
+        "--chat-template-from",
+        str(tokenizer_config),
+        *REQUIRED,
+        "triton_max_batch_size=32",
+    )
     assert result.returncode == 0, result.stderr
     assert (out / "tensorrt_llm_bls" / "1" / "lib" / "decode.py").is_file()
     for model in MODELS:
@@ -71,8 +83,9 @@ def parameters(config: model_config_pb2.ModelConfig) -> dict[str, str]:
 def test_skeleton_has_the_tensorrt_llm_model_names_and_no_code() -> None:
     repository = TRTLLM / "model_repository"
     assert sorted(path.name for path in repository.iterdir()) == sorted(MODELS)
-    assert sorted(path.relative_to(repository).as_posix() for path in repository.rglob("*") if path.is_file()) == \
-        sorted(f"{model}/config.pbtxt" for model in MODELS)
+    assert sorted(
+        path.relative_to(repository).as_posix() for path in repository.rglob("*") if path.is_file()
+    ) == sorted(f"{model}/config.pbtxt" for model in MODELS)
 
 
 def test_filled_configs_parse_and_keep_certa_choices(filled: dict[str, model_config_pb2.ModelConfig]) -> None:
@@ -120,9 +133,21 @@ def test_ensemble_wiring_is_consistent(filled: dict[str, model_config_pb2.ModelC
 def test_text_contract_matches_what_certa_sends(filled: dict[str, model_config_pb2.ModelConfig]) -> None:
     for model in ("ensemble", "tensorrt_llm_bls"):
         inputs = {tensor.name for tensor in filled[model].input}
-        assert {"text_input", "max_tokens", "stream", "end_id", "pad_id", "stop_words", "temperature", "top_p",
-                "top_k", "seed", "exclude_input_in_output", "return_num_input_tokens",
-                "return_num_output_tokens"} <= inputs
+        assert {
+            "text_input",
+            "max_tokens",
+            "stream",
+            "end_id",
+            "pad_id",
+            "stop_words",
+            "temperature",
+            "top_p",
+            "top_k",
+            "seed",
+            "exclude_input_in_output",
+            "return_num_input_tokens",
+            "return_num_output_tokens",
+        } <= inputs
         assert {"text_output", "num_input_tokens", "num_output_tokens"} <= {t.name for t in filled[model].output}
     engine_inputs = {tensor.name for tensor in filled["tensorrt_llm"].input}
     assert {"input_ids", "input_lengths", "request_output_len", "streaming", "stop_words_list"} <= engine_inputs
@@ -147,8 +172,15 @@ def test_fill_defaults_cover_every_optional_placeholder() -> None:
 
 def test_readme_documents_build_and_fill() -> None:
     readme = (TRTLLM / "README.md").read_text()
-    for needle in ("trtllm-build", "--use_paged_context_fmha enable", "fill.py", "--models-from", "sed -i",
-                   "25.12-trtllm-python-py3", "not vendored"):
+    for needle in (
+        "trtllm-build",
+        "--use_paged_context_fmha enable",
+        "fill.py",
+        "--models-from",
+        "sed -i",
+        "25.12-trtllm-python-py3",
+        "not vendored",
+    ):
         assert needle in readme, needle
     fill = load_fill()
     for key in fill.placeholders():
@@ -177,8 +209,9 @@ def test_kserve_runtime_and_inference_service() -> None:
 
 def test_get_helm_is_idempotent_and_cached() -> None:
     first = helm_binary()
-    result = subprocess.run(["bash", str(ROOT / "deploy" / "tools" / "get-helm.sh")],
-                            capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "tools" / "get-helm.sh")], capture_output=True, text=True, timeout=10
+    )
     assert result.returncode == 0 and result.stdout.strip() == first
     assert Path(first).is_file()
     version = subprocess.run([first, "version", "--short"], capture_output=True, text=True, timeout=10)

@@ -8,16 +8,40 @@ import pytest
 import yaml
 
 from tests.chart.conftest import CHART, VALUES_DIR, helm
-from tests.chart.test_controller import SETTINGS_VARIABLES
+from tests.chart.test_controller import CONTROLLER_VARIABLES
 
 pytestmark = pytest.mark.chart
 
 LINT_CASES = {
     "defaults": [],
-    "all-toggles": ["--set", "autoscaling.enabled=true", "--set", "triton.autoscaling.enabled=true",
-                    "--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true"],
+    "all-toggles": [
+        "--set",
+        "autoscaling.enabled=true",
+        "--set",
+        "triton.autoscaling.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "serviceMonitor.enabled=true",
+    ],
     "keda": ["--set", "keda.enabled=true"],
     "triton-off": ["--set", "triton.enabled=false", "--set", "triton.externalUrl=triton://triton.inference.svc:8001"],
+    "redis-external-tls-cluster": [
+        "--set",
+        "redis.bundled.enabled=false",
+        "--set",
+        "redis.external.url=rediss://redis.example.internal:6380/0",
+        "--set",
+        "redis.external.existingSecret=certa-redis",
+        "--set",
+        "redis.external.cluster=true",
+        "--set",
+        "redis.external.tls.enabled=true",
+        "--set",
+        "redis.external.tls.existingSecret=certa-redis-tls",
+        "--set",
+        "networkPolicy.enabled=true",
+    ],
     "dev": ["-f", str(VALUES_DIR / "dev.yaml")],
     "gpu": ["-f", str(VALUES_DIR / "gpu.yaml")],
 }
@@ -35,6 +59,9 @@ def test_lint_fails_on_bad_values() -> None:
     result = helm("lint", "--strict", str(CHART), "--set", "controller.replicaCount=0")
     assert result.returncode != 0
     assert "/controller/replicaCount" in result.stdout + result.stderr
+    result = helm("lint", "--strict", str(CHART), "--set", "redis.bundled.enabled=false")
+    assert result.returncode != 0
+    assert "/redis/external/url" in result.stdout + result.stderr
 
 
 def test_every_value_is_documented() -> None:
@@ -69,20 +96,35 @@ def test_readme_values_table_covers_every_value() -> None:
             return [leaf for key, child in value.items() for leaf in leaves((*prefix, key), child)]
         return [prefix]
 
-    missing = [".".join(path) for path in leaves((), values)
-               if not any(".".join(path[:depth]) in rows for depth in range(1, len(path) + 1))]
+    missing = [
+        ".".join(path)
+        for path in leaves((), values)
+        if not any(".".join(path[:depth]) in rows for depth in range(1, len(path) + 1))
+    ]
     assert not missing, missing
-    for variable in SETTINGS_VARIABLES:
+    for variable in CONTROLLER_VARIABLES:
         assert f"`{variable}`" in readme, variable
 
 
 def test_notes_tell_how_to_call_the_service() -> None:
-    result = helm("install", "certa", str(CHART), "--namespace", "ml", "--dry-run=client",
-                  "--set", "autoscaling.enabled=true", "--set", "triton.autoscaling.enabled=true")
+    result = helm(
+        "install",
+        "certa",
+        str(CHART),
+        "--namespace",
+        "ml",
+        "--dry-run=client",
+        "--set",
+        "autoscaling.enabled=true",
+        "--set",
+        "triton.autoscaling.enabled=true",
+    )
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     assert "kubectl -n ml port-forward svc/certa 50051:50051" in notes
     assert "localhost:50051 certa.v1.ReasoningService/Solve" in notes
     assert "grpc.health.v1.Health/Check" in notes
     assert "helm test certa -n ml" in notes
+    assert "State store (CERTA_REDIS_URL): redis://certa-redis:6379/0" in notes
+    assert "PersistentVolumeClaim\n  data-certa-redis-0" in notes
     assert "certa_requests_in_flight and nv_inference_queue_duration_us" in notes

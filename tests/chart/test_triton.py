@@ -19,17 +19,27 @@ def test_tensorrt_llm_server_by_default() -> None:
     (container,) = spec["containers"]
     assert container["image"] == "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
     assert container["command"] == ["tritonserver"]
-    assert container["args"][:4] == ["--model-repository=/models", "--grpc-port=8001", "--http-port=8000",
-                                     "--metrics-port=8002"]
+    assert container["args"][:4] == [
+        "--model-repository=/models",
+        "--grpc-port=8001",
+        "--http-port=8000",
+        "--metrics-port=8002",
+    ]
     assert "--allow-metrics=true" in container["args"]
     # tritonserver stops waiting for in-flight requests before the kubelet's SIGKILL.
     assert "--exit-timeout-secs=50" in container["args"]
     assert pod_spec(rendered)["terminationGracePeriodSeconds"] == 60
     assert {port["name"]: port["containerPort"] for port in container["ports"]} == {
-        "grpc": 8001, "http": 8000, "metrics": 8002}
+        "grpc": 8001,
+        "http": 8000,
+        "metrics": 8002,
+    }
     service = rendered.get("Service", "rel-certa-triton")
     assert {(p["name"], p["port"], p.get("appProtocol")) for p in service["spec"]["ports"]} == {
-        ("grpc", 8001, "grpc"), ("http", 8000, "http"), ("metrics", 8002, "http")}
+        ("grpc", 8001, "grpc"),
+        ("http", 8000, "http"),
+        ("metrics", 8002, "http"),
+    }
 
 
 def test_gpu_resources() -> None:
@@ -50,11 +60,14 @@ def test_shared_memory_and_tmp() -> None:
     assert mounts["dshm"] == "/dev/shm" and mounts["tmp"] == "/tmp"
 
 
-@pytest.mark.parametrize(("scenario", "source"), [
-    ("defaults", {"persistentVolumeClaim": {"claimName": "certa-model-repository", "readOnly": True}}),
-    ("triton-hostpath", {"hostPath": {"path": "/data/models", "type": "Directory"}}),
-    ("triton-volume", {"nfs": {"server": "nfs.example", "path": "/models"}}),
-])
+@pytest.mark.parametrize(
+    ("scenario", "source"),
+    [
+        ("defaults", {"persistentVolumeClaim": {"claimName": "certa-model-repository", "readOnly": True}}),
+        ("triton-hostpath", {"hostPath": {"path": "/data/models", "type": "Directory"}}),
+        ("triton-volume", {"nfs": {"server": "nfs.example", "path": "/models"}}),
+    ],
+)
 def test_model_repository_sources(scenario: str, source: dict) -> None:
     spec = pod_spec(render_scenario(scenario))
     volume = next(volume for volume in spec["volumes"] if volume["name"] == "model-repository")
@@ -93,7 +106,10 @@ def test_dev_values_run_the_cpu_stand_in() -> None:
     assert args[args.index("--host") + 1] == "0.0.0.0"
     # Ports come from the chart's values (tpl), so the Service and the server agree.
     assert [args[args.index(flag) + 1] for flag in ("--grpc-port", "--http-port", "--metrics-port")] == [
-        "8001", "8000", "8002"]
+        "8001",
+        "8000",
+        "8002",
+    ]
     assert not any("nvidia.com/gpu" in key for key in container["resources"].get("limits", {}))
     assert not any("nvidia.com/gpu" in key for key in container["resources"].get("requests", {}))
     assert "model-repository" not in {volume["name"] for volume in spec["volumes"]}

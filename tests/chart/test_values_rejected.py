@@ -23,8 +23,10 @@ SCHEMA_CASES = [
     (("controller.config.logFormat=xml",), "/controller/config/logFormat"),
     (("controller.config.logLevel=LOUD",), "/controller/config/logLevel"),
     (("controller.config.backendName=a=b",), "/controller/config/backendName"),
-    (("controller.config.extraBackends[0].name=x", "controller.config.extraBackends[0].url=ftp://x"),
-     "/controller/config/extraBackends/0/url"),
+    (
+        ("controller.config.extraBackends[0].name=x", "controller.config.extraBackends[0].url=ftp://x"),
+        "/controller/config/extraBackends/0/url",
+    ),
     (("autoscaling.enabled=yes-please",), "/autoscaling/enabled"),
     (("autoscaling.minReplicas=0",), "/autoscaling/minReplicas"),
     (("keda.minReplicaCount=0",), "/keda/minReplicaCount"),
@@ -37,6 +39,54 @@ SCHEMA_CASES = [
     (("otel.tracesSampler=sometimes",), "/otel/tracesSampler"),
     (("tests.healthService=other",), "/tests/healthService"),
     (("controllr.replicaCount=2",), "'controllr' not allowed"),
+    # The state store: exactly one Redis, a URL without credentials, TLS and cluster settings that can work.
+    (("redis.bundled.enabled=false",), "/redis/external/url"),
+    (("redis.external.url=redis://redis.data.svc:6379/0",), "/redis/external/url"),
+    (("redis.external.existingSecret=certa-redis",), "/redis/external/existingSecret"),
+    (("redis.external.cluster=true",), "/redis/external/cluster"),
+    (("redis.bundled.enabled=false", "redis.external.url=redis://certa:hunter2@redis:6379/0"), "/redis/external/url"),
+    (("redis.bundled.enabled=false", "redis.external.url=http://redis:6379"), "/redis/external/url"),
+    (
+        (
+            "redis.bundled.enabled=false",
+            "redis.external.url=redis://redis:6379/0",
+            "redis.external.tls.enabled=true",
+            "redis.external.tls.existingSecret=ca",
+        ),
+        "/redis/external/url",
+    ),
+    (
+        ("redis.bundled.enabled=false", "redis.external.url=rediss://redis:6380/0", "redis.external.tls.enabled=true"),
+        "/redis/external/tls/existingSecret",
+    ),
+    (
+        (
+            "redis.bundled.enabled=false",
+            "redis.external.url=rediss://redis:6380/0",
+            "redis.external.tls.certKey=tls.crt",
+        ),
+        "/redis/external/tls/keyKey",
+    ),
+    (
+        ("redis.bundled.enabled=false", "redis.external.url=unix:///run/redis.sock", "redis.external.cluster=true"),
+        "/redis/external/url",
+    ),
+    (("redis.bundled.enabled=yes",), "/redis/bundled/enabled"),
+    (("redis.bundled.port=0",), "/redis/bundled/port"),
+    (("redis.bundled.image.tag=",), "/redis/bundled/image/tag"),
+    (("redis.bundled.appendfsync=sometimes",), "/redis/bundled/appendfsync"),
+    (("redis.bundled.maxMemory=lots",), "/redis/bundled/maxMemory"),
+    (("redis.bundled.persistence.size=big",), "/redis/bundled/persistence/size"),
+    (("redis.bundled.persistence.accessModes={ReadWriteSometimes}",), "/redis/bundled/persistence/accessModes/0"),
+    (("redis.external.clustr=true",), "'clustr' not allowed"),
+    (("controller.config.stateTtlSeconds=1.5",), "/controller/config/stateTtlSeconds"),
+    (("controller.config.resultTtlSeconds=0",), "/controller/config/resultTtlSeconds"),
+    (("controller.config.leaseSeconds=soon",), "/controller/config/leaseSeconds"),
+    (("controller.config.sweepIntervalSeconds=0",), "/controller/config/sweepIntervalSeconds"),
+    (("controller.config.redisTimeoutSeconds=-1",), "/controller/config/redisTimeoutSeconds"),
+    (("controller.config.redisPoolSize=0",), "/controller/config/redisPoolSize"),
+    (("controller.config.redisKeyPrefix=certa{1}",), "/controller/config/redisKeyPrefix"),
+    (("networkPolicy.egress.redis.ports[0]=redis",), "/networkPolicy/egress/redis/ports/0"),
 ]
 
 
@@ -51,6 +101,36 @@ TEMPLATE_CASES = [
     (("autoscaling.enabled=true", "keda.enabled=true"), "autoscaling.enabled and keda.enabled are mutually exclusive"),
     (("controller.replicaCount=0",), "controller.replicaCount must be at least 1"),
     (("triton.enabled=false",), "triton.externalUrl is required when triton.enabled is false"),
+    (("redis.bundled.enabled=false",), "no Redis configured"),
+    (
+        ("redis.external.url=redis://redis.data.svc:6379/0",),
+        "redis.bundled.enabled and redis.external.url are mutually exclusive",
+    ),
+    (
+        ("redis.external.tls.enabled=true",),
+        "redis.external.existingSecret, .username, .cluster and .tls.enabled apply only to an external Redis",
+    ),
+    (
+        (
+            "redis.bundled.enabled=false",
+            "redis.external.url=redis://redis:6379/0",
+            "redis.external.tls.enabled=true",
+            "redis.external.tls.existingSecret=ca",
+        ),
+        'redis.external.tls.enabled needs a rediss:// redis.external.url, got "redis://redis:6379/0"',
+    ),
+    (
+        ("redis.bundled.enabled=false", "redis.external.url=rediss://redis:6380/0", "redis.external.tls.enabled=true"),
+        "redis.external.tls.enabled needs redis.external.tls.existingSecret",
+    ),
+    (
+        ("redis.bundled.enabled=false", "redis.external.url=rediss://redis:6380/0", "redis.external.tls.keyKey=k"),
+        "redis.external.tls.certKey and redis.external.tls.keyKey go together",
+    ),
+    (
+        ("redis.bundled.enabled=false", "redis.external.url=unix:///run/redis.sock", "redis.external.cluster=true"),
+        "redis.external.cluster needs a TCP redis:// or rediss:// redis.external.url",
+    ),
 ]
 
 
@@ -60,22 +140,54 @@ def test_templates_reject_without_the_schema(sets: tuple[str, ...], message: str
 
 
 CROSS_FIELD_CASES = [
-    (("controller.terminationGracePeriodSeconds=65",),
-     "controller.terminationGracePeriodSeconds (65) must exceed controller.config.drainTimeoutSeconds (60) + 5"),
+    (
+        ("controller.terminationGracePeriodSeconds=65",),
+        "controller.terminationGracePeriodSeconds (65) must exceed controller.config.drainTimeoutSeconds (60) + 5",
+    ),
     (("controller.config.drainTimeoutSeconds=120",), "must exceed controller.config.drainTimeoutSeconds (120)"),
-    (("controller.config.defaultTokenBudget=5000", "controller.config.maxTokenBudget=4000"),
-     "controller.config.defaultTokenBudget (5000) must be <= controller.config.maxTokenBudget (4000)"),
-    (("controller.config.defaultDeadlineSeconds=100", "controller.config.maxDeadlineSeconds=50"),
-     "controller.config.defaultDeadlineSeconds (100) must be <= controller.config.maxDeadlineSeconds (50)"),
+    (
+        ("controller.config.defaultTokenBudget=5000", "controller.config.maxTokenBudget=4000"),
+        "controller.config.defaultTokenBudget (5000) must be <= controller.config.maxTokenBudget (4000)",
+    ),
+    (
+        ("controller.config.defaultDeadlineSeconds=100", "controller.config.maxDeadlineSeconds=50"),
+        "controller.config.defaultDeadlineSeconds (100) must be <= controller.config.maxDeadlineSeconds (50)",
+    ),
     (("controller.config.defaultBackend=nope",), 'controller.config.defaultBackend "nope" is not one of'),
-    (("controller.config.extraBackends[0].name=trtllm", "controller.config.extraBackends[0].url=triton://x:1"),
-     "controller.config.extraBackends: backend names must be unique"),
-    (("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"),
-     "autoscaling.maxReplicas must be >= autoscaling.minReplicas"),
-    (("keda.enabled=true", "keda.minReplicaCount=5", "keda.maxReplicaCount=3"),
-     "keda.maxReplicaCount must be >= keda.minReplicaCount"),
-    (("triton.autoscaling.enabled=true", "triton.autoscaling.minReplicas=3", "triton.autoscaling.maxReplicas=2"),
-     "triton.autoscaling.maxReplicas must be >= triton.autoscaling.minReplicas"),
+    (
+        ("controller.config.extraBackends[0].name=trtllm", "controller.config.extraBackends[0].url=triton://x:1"),
+        "controller.config.extraBackends: backend names must be unique",
+    ),
+    (
+        ("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"),
+        "autoscaling.maxReplicas must be >= autoscaling.minReplicas",
+    ),
+    (
+        ("keda.enabled=true", "keda.minReplicaCount=5", "keda.maxReplicaCount=3"),
+        "keda.maxReplicaCount must be >= keda.minReplicaCount",
+    ),
+    (
+        ("triton.autoscaling.enabled=true", "triton.autoscaling.minReplicas=3", "triton.autoscaling.maxReplicas=2"),
+        "triton.autoscaling.maxReplicas must be >= triton.autoscaling.minReplicas",
+    ),
+    (
+        ("controller.config.stateTtlSeconds=7200", "controller.config.resultTtlSeconds=3600"),
+        "controller.config.resultTtlSeconds (3600) must be >= controller.config.stateTtlSeconds (7200)",
+    ),
+    (
+        ("controller.config.stateTtlSeconds=5",),
+        "controller.config.stateTtlSeconds (5) must be >= controller.config.leaseSeconds (10)",
+    ),
+    (
+        (
+            "redis.bundled.enabled=false",
+            "redis.external.url=rediss://redis:6380/0",
+            "redis.external.tls.enabled=true",
+            "redis.external.tls.existingSecret=ca",
+            "redis.external.tls.caKey=",
+        ),
+        "redis.external.tls.enabled needs redis.external.tls.caKey or redis.external.tls.certKey",
+    ),
 ]
 
 

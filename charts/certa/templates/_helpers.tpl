@@ -22,6 +22,11 @@
 {{- printf "%s-triton" (include "certa.fullname" . | trunc 56 | trimSuffix "-") }}
 {{- end }}
 
+{{/* Name of the bundled Redis objects. */}}
+{{- define "certa.redis.fullname" -}}
+{{- printf "%s-redis" (include "certa.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "certa.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -68,6 +73,14 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "certa.componentLabels" (dict "context" . "component" "triton") }}
 {{- end }}
 
+{{- define "certa.redis.selectorLabels" -}}
+{{ include "certa.selectorLabels" (dict "context" . "component" "redis") }}
+{{- end }}
+
+{{- define "certa.redis.labels" -}}
+{{ include "certa.componentLabels" (dict "context" . "component" "redis") }}
+{{- end }}
+
 {{- define "certa.serviceAccountName" -}}
 {{- if .Values.controller.serviceAccount.create }}
 {{- default (include "certa.fullname" .) .Values.controller.serviceAccount.name }}
@@ -79,6 +92,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "certa.controller.image" -}}
 {{- $image := .Values.controller.image }}
 {{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
+
+{{- define "certa.redis.image" -}}
+{{- printf "%s:%s" .Values.redis.bundled.image.repository .Values.redis.bundled.image.tag }}
 {{- end }}
 
 {{- define "certa.triton.image" -}}
@@ -106,6 +123,42 @@ app.kubernetes.io/component: {{ .component }}
 {{- 8001 }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* CERTA_REDIS_URL: the bundled Redis's Service (database 0), or redis.external.url. */}}
+{{- define "certa.redis.url" -}}
+{{- if .Values.redis.bundled.enabled }}
+{{- printf "redis://%s:%d/0" (include "certa.redis.fullname" .) (int .Values.redis.bundled.port) }}
+{{- else }}
+{{- .Values.redis.external.url }}
+{{- end }}
+{{- end }}
+
+{{/* Secret holding the Redis password: the bundled Redis's (existing or generated), else
+redis.external.existingSecret; empty when the external Redis needs no password. */}}
+{{- define "certa.redis.passwordSecret" -}}
+{{- $redis := .Values.redis }}
+{{- if $redis.bundled.enabled }}
+{{- default (include "certa.redis.fullname" .) $redis.bundled.auth.existingSecret }}
+{{- else }}
+{{- $redis.external.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Key of the password in certa.redis.passwordSecret. */}}
+{{- define "certa.redis.passwordKey" -}}
+{{- ternary .Values.redis.bundled.auth.passwordKey .Values.redis.external.passwordKey .Values.redis.bundled.enabled }}
+{{- end }}
+
+{{/* TCP ports of the external Redis (JSON list): networkPolicy.egress.redis.ports, else the URL's port (6379
+when it names none). */}}
+{{- define "certa.redis.externalPorts" -}}
+{{- $ports := .Values.networkPolicy.egress.redis.ports }}
+{{- if not $ports }}
+{{- $host := (urlParse .Values.redis.external.url).host }}
+{{- $ports = list (ternary (regexFind "[0-9]+$" $host) "6379" (regexMatch ":[0-9]+$" $host) | int) }}
+{{- end }}
+{{- toJson $ports }}
 {{- end }}
 
 {{/* CERTA_BACKENDS: backendName=TRITON_URL[?backendOptions], then controller.config.extraBackends. */}}
@@ -176,6 +229,48 @@ Checks values.schema.json cannot express (and repeats the schema's combination c
 {{- end }}
 {{- if and $v.triton.enabled $v.triton.autoscaling.enabled (lt (int $v.triton.autoscaling.maxReplicas) (int $v.triton.autoscaling.minReplicas)) }}
 {{- fail "triton.autoscaling.maxReplicas must be >= triton.autoscaling.minReplicas" }}
+{{- end }}
+{{- include "certa.validateRedis" . }}
+{{- end }}
+
+{{/* The state store: exactly one Redis, and TLS / cluster settings that can work. Part of certa.validate. */}}
+{{- define "certa.validateRedis" -}}
+{{- $external := .Values.redis.external }}
+{{- if .Values.redis.bundled.enabled }}
+{{- if $external.url }}
+{{- fail "redis.bundled.enabled and redis.external.url are mutually exclusive: set redis.bundled.enabled=false to use the external Redis, or leave redis.external.url empty" }}
+{{- end }}
+{{- if or $external.existingSecret $external.username $external.cluster $external.tls.enabled }}
+{{- fail "redis.external.existingSecret, .username, .cluster and .tls.enabled apply only to an external Redis (redis.bundled.enabled=false and redis.external.url set); the bundled Redis takes redis.bundled.auth" }}
+{{- end }}
+{{- else if not $external.url }}
+{{- fail "no Redis configured: the controller keeps its state in Redis; set redis.bundled.enabled=true (a Redis in this release) or redis.external.url (e.g. redis://redis.data.svc:6379/0)" }}
+{{- else }}
+{{- if and $external.cluster (hasPrefix "unix://" $external.url) }}
+{{- fail "redis.external.cluster needs a TCP redis:// or rediss:// redis.external.url, not a unix:// socket" }}
+{{- end }}
+{{- $tls := $external.tls }}
+{{- if $tls.enabled }}
+{{- if not (hasPrefix "rediss://" $external.url) }}
+{{- fail (printf "redis.external.tls.enabled needs a rediss:// redis.external.url, got %q" $external.url) }}
+{{- end }}
+{{- if not $tls.existingSecret }}
+{{- fail "redis.external.tls.enabled needs redis.external.tls.existingSecret (the Secret holding the CA and/or client certificate)" }}
+{{- end }}
+{{- if not (or $tls.caKey $tls.certKey) }}
+{{- fail "redis.external.tls.enabled needs redis.external.tls.caKey or redis.external.tls.certKey: nothing to mount from the Secret otherwise" }}
+{{- end }}
+{{- end }}
+{{- if ne (empty $tls.certKey) (empty $tls.keyKey) }}
+{{- fail "redis.external.tls.certKey and redis.external.tls.keyKey go together: a client certificate needs its key" }}
+{{- end }}
+{{- end }}
+{{- $config := .Values.controller.config }}
+{{- if lt (int64 $config.resultTtlSeconds) (int64 $config.stateTtlSeconds) }}
+{{- fail (printf "controller.config.resultTtlSeconds (%v) must be >= controller.config.stateTtlSeconds (%v): a final result outlives the request's state" $config.resultTtlSeconds $config.stateTtlSeconds) }}
+{{- end }}
+{{- if lt (float64 $config.stateTtlSeconds) (float64 $config.leaseSeconds) }}
+{{- fail (printf "controller.config.stateTtlSeconds (%v) must be >= controller.config.leaseSeconds (%v): a running request's state outlives its lease" $config.stateTtlSeconds $config.leaseSeconds) }}
 {{- end }}
 {{- end }}
 
