@@ -116,6 +116,7 @@ up() {
   CERTA_LISTEN_ADDRESS="127.0.0.1:$CERTA_PORT" \
   CERTA_BACKENDS="local=triton://127.0.0.1:$TRITON_GRPC_PORT" \
   CERTA_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
+  CERTA_AUTH_DISABLED="${CERTA_AUTH_DISABLED:-true}" \
   CERTA_LOG_FORMAT=text \
   CERTA_DRAIN_TIMEOUT_S=20 \
     start controller "$VENV/bin/certa" serve

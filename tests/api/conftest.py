@@ -11,7 +11,7 @@ import pytest
 
 from certa.backends.base import Backend
 from certa.backends.triton import TritonBackend
-from certa.config import BackendSpec, Settings, StoreSettings
+from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
@@ -19,9 +19,11 @@ from certa_triton_local.launcher import TritonServer
 from tests.redis_server import RedisServer
 
 
-def settings_for(backends: Mapping[str, str], redis_url: str = "", **store: object) -> Settings:
+def settings_for(
+    backends: Mapping[str, str], redis_url: str = "", auth: AuthSettings | None = None, **store: object
+) -> Settings:
     """Server settings for tests: a real Redis when `redis_url` is given (keys under a fresh prefix), else the
-    in-process store."""
+    in-process store; authentication off (the tenant from `x-certa-tenant`) unless `auth` is given."""
     store_settings = (
         StoreSettings(kind="redis", redis_url=redis_url, key_prefix=f"test-{uuid.uuid4().hex[:12]}", **store)
         if redis_url
@@ -35,6 +37,7 @@ def settings_for(backends: Mapping[str, str], redis_url: str = "", **store: obje
         max_deadline_s=120,
         drain_timeout_s=2,
         store=store_settings,
+        auth=auth or AuthSettings(disabled=True),
     )
 
 

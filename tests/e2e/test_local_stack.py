@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from certa.backends.triton import TritonBackend
-from certa.config import BackendSpec, Settings, StoreSettings
+from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
@@ -31,6 +31,7 @@ async def controller_for(triton: TritonServer, redis: RedisServer) -> AsyncItera
         listen_address="127.0.0.1:0",
         backends=(BackendSpec("local", f"triton://{triton.grpc_url}"),),
         store=StoreSettings(redis_url=redis.url, key_prefix=f"e2e-{uuid.uuid4().hex[:8]}"),
+        auth=AuthSettings(disabled=True),
     )
     backend = TritonBackend(settings.backends[0], connect_timeout_s=5.0)
     server = CertaServer(settings, {"local": backend})

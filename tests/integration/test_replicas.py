@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
-from certa.api.servicer import TENANT_METADATA
+from certa.api.auth import TENANT_METADATA
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
@@ -57,6 +57,7 @@ class Replica:
             "CERTA_SWEEP_INTERVAL_S": "0.3",
             "CERTA_LOG_FORMAT": "text",
             "CERTA_DRAIN_TIMEOUT_S": str(drain_s),
+            "CERTA_AUTH_DISABLED": "true",  # these tests name tenants in metadata; tests/api/test_auth.py checks auth
         }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

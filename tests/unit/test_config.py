@@ -10,7 +10,7 @@ from certa.core.errors import InvalidArgument
 pytestmark = pytest.mark.unit
 
 
-REDIS = {"CERTA_REDIS_URL": "redis://127.0.0.1:6379/0"}
+REDIS = {"CERTA_REDIS_URL": "redis://127.0.0.1:6379/0", "CERTA_AUTH_DISABLED": "true"}
 
 
 def test_defaults_and_backends() -> None:
@@ -42,7 +42,7 @@ def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> Non
 def test_redis_is_the_default_store_and_must_be_configured() -> None:
     with pytest.raises(InvalidArgument, match="CERTA_REDIS_URL: is required with CERTA_STORE=redis"):
         load_settings({})
-    assert load_settings({"CERTA_STORE": "memory"}).store.kind == "memory"
+    assert load_settings({"CERTA_STORE": "memory", "CERTA_AUTH_DISABLED": "true"}).store.kind == "memory"
     store = load_settings(REDIS).store
     assert (store.kind, store.redis_url, store.lease_s) == ("redis", REDIS["CERTA_REDIS_URL"], 10.0)
     assert store.replica_id  # hostname-pid when CERTA_REPLICA_ID is not set
@@ -72,6 +72,31 @@ def test_redis_password_comes_from_a_file_without_its_newline(tmp_path) -> None:
     ],
 )
 def test_bad_store_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        load_settings({**REDIS, **env})
+    assert str(raised.value).startswith(variable)
+
+
+def test_authentication_must_be_configured_or_explicitly_disabled(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidArgument, match="no authentication configured"):
+        load_settings({**REDIS, "CERTA_AUTH_DISABLED": "false"})
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"keys": []}')
+    auth = load_settings({**REDIS, "CERTA_AUTH_DISABLED": "", "CERTA_AUTH_API_KEYS_FILE": str(keys)}).auth
+    assert auth.api_keys_file == str(keys) and not auth.disabled
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"CERTA_AUTH_API_KEYS_FILE": "/nonexistent/keys.json"}, "CERTA_AUTH_API_KEYS_FILE"),
+        ({"CERTA_AUTH_CLIENT_CERT": "true"}, "CERTA_AUTH_CLIENT_CERT"),
+        ({"CERTA_TLS_CERT_FILE": __file__}, "CERTA_TLS_KEY_FILE"),
+        ({"CERTA_TLS_CLIENT_CA_FILE": __file__}, "CERTA_TLS_CLIENT_CA_FILE"),
+        ({"CERTA_AUTH_JWKS_FILE": __file__}, "CERTA_AUTH_JWT_ISSUER"),
+    ],
+)
+def test_bad_security_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
         load_settings({**REDIS, **env})
     assert str(raised.value).startswith(variable)

@@ -58,8 +58,40 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """How callers prove their tenant (`certa.api.auth`); at least one way, or `disabled` for local development."""
+
+    disabled: bool = False
+    api_keys_file: str = ""
+    jwks_file: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_tenant_claim: str = "tenant"
+    client_cert: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return self.disabled or bool(self.api_keys_file or self.jwks_file or self.client_cert)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """The gRPC server's TLS: certificate and key; with a client CA, clients must present a certificate (mTLS)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+
+@dataclass(frozen=True)
 class Settings:
     listen_address: str = "0.0.0.0:50051"
+    # A plaintext port serving only grpc.health.v1 (for kubelet probes when the main port uses TLS); "" for none.
+    health_listen_address: str = ""
     backends: tuple[BackendSpec, ...] = ()
     default_backend: str = ""
     default_token_budget: int = 2048
@@ -81,6 +113,8 @@ class Settings:
     # `OTEL_*` variables (see certa.telemetry).
     metrics_port: int = 0
     store: StoreSettings = field(default_factory=StoreSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @property
     def default_backend_name(self) -> str:
@@ -125,6 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise InvalidArgument(f"{PREFIX}DEFAULT_BACKEND", f"{default_backend!r} is not one of {PREFIX}BACKENDS")
     settings = Settings(
         listen_address=env.get(PREFIX + "LISTEN_ADDRESS", base.listen_address),
+        health_listen_address=env.get(PREFIX + "HEALTH_LISTEN_ADDRESS", ""),
         backends=backends,
         default_backend=default_backend,
         default_token_budget=int(_number(env, "DEFAULT_TOKEN_BUDGET", base.default_token_budget, int, 1)),
@@ -144,6 +179,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=env.get(PREFIX + "LOG_FORMAT", base.log_format),
         metrics_port=int(_number(env, "METRICS_PORT", base.metrics_port, int, 0)),
         store=_store_settings(env),
+        auth=_auth_settings(env),
+        tls=_tls_settings(env),
     )
     if settings.default_token_budget > settings.max_token_budget:
         raise InvalidArgument(
@@ -209,9 +246,9 @@ def _store_settings(env: Mapping[str, str]) -> StoreSettings:
         redis_url=url,
         redis_username=env.get(PREFIX + "REDIS_USERNAME", ""),
         redis_password=_secret(env, "REDIS_PASSWORD"),
-        redis_tls_ca_file=env.get(PREFIX + "REDIS_TLS_CA_FILE", ""),
-        redis_tls_cert_file=env.get(PREFIX + "REDIS_TLS_CERT_FILE", ""),
-        redis_tls_key_file=env.get(PREFIX + "REDIS_TLS_KEY_FILE", ""),
+        redis_tls_ca_file=_existing_file(env, "REDIS_TLS_CA_FILE"),
+        redis_tls_cert_file=_existing_file(env, "REDIS_TLS_CERT_FILE"),
+        redis_tls_key_file=_existing_file(env, "REDIS_TLS_KEY_FILE"),
         redis_cluster=_flag(env, "REDIS_CLUSTER"),
         redis_timeout_s=_number(env, "REDIS_TIMEOUT_S", base.redis_timeout_s, float, 0.001),
         redis_pool_size=int(_number(env, "REDIS_POOL_SIZE", base.redis_pool_size, int, 1)),
@@ -228,8 +265,53 @@ def _store_settings(env: Mapping[str, str]) -> StoreSettings:
         raise InvalidArgument(f"{PREFIX}STATE_TTL_S", f"must be >= {PREFIX}LEASE_S ({settings.lease_s:g})")
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{}"):
         raise InvalidArgument(f"{PREFIX}REDIS_KEY_PREFIX", "must be non-empty and free of { and }")
-    for name in ("REDIS_TLS_CA_FILE", "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE"):
-        path = env.get(PREFIX + name, "")
-        if path and not Path(path).is_file():
-            raise InvalidArgument(PREFIX + name, f"{path!r} is not a readable file")
+    return settings
+
+
+def _existing_file(env: Mapping[str, str], key: str) -> str:
+    path = env.get(PREFIX + key, "")
+    if path and not Path(path).is_file():
+        raise InvalidArgument(PREFIX + key, f"{path!r} is not a readable file")
+    return path
+
+
+def _auth_settings(env: Mapping[str, str]) -> AuthSettings:
+    settings = AuthSettings(
+        disabled=_flag(env, "AUTH_DISABLED"),
+        api_keys_file=_existing_file(env, "AUTH_API_KEYS_FILE"),
+        jwks_file=_existing_file(env, "AUTH_JWKS_FILE"),
+        jwt_issuer=env.get(PREFIX + "AUTH_JWT_ISSUER", ""),
+        jwt_audience=env.get(PREFIX + "AUTH_JWT_AUDIENCE", ""),
+        jwt_tenant_claim=env.get(PREFIX + "AUTH_JWT_TENANT_CLAIM", "tenant"),
+        client_cert=_flag(env, "AUTH_CLIENT_CERT"),
+    )
+    if not settings.configured:
+        raise InvalidArgument(
+            f"{PREFIX}AUTH_API_KEYS_FILE",
+            "no authentication configured: set CERTA_AUTH_API_KEYS_FILE, CERTA_AUTH_JWKS_FILE or "
+            "CERTA_AUTH_CLIENT_CERT=true (or CERTA_AUTH_DISABLED=true for local development)",
+        )
+    if settings.jwks_file and not (settings.jwt_issuer and settings.jwt_audience):
+        raise InvalidArgument(
+            f"{PREFIX}AUTH_JWT_ISSUER", "JWT verification needs both CERTA_AUTH_JWT_ISSUER and CERTA_AUTH_JWT_AUDIENCE"
+        )
+    if settings.client_cert and not env.get(PREFIX + "TLS_CLIENT_CA_FILE"):
+        raise InvalidArgument(
+            f"{PREFIX}AUTH_CLIENT_CERT", "client certificates need mutual TLS: set CERTA_TLS_CLIENT_CA_FILE"
+        )
+    return settings
+
+
+def _tls_settings(env: Mapping[str, str]) -> TlsSettings:
+    settings = TlsSettings(
+        cert_file=_existing_file(env, "TLS_CERT_FILE"),
+        key_file=_existing_file(env, "TLS_KEY_FILE"),
+        client_ca_file=_existing_file(env, "TLS_CLIENT_CA_FILE"),
+    )
+    if bool(settings.cert_file) != bool(settings.key_file):
+        raise InvalidArgument(f"{PREFIX}TLS_KEY_FILE", "TLS needs both CERTA_TLS_CERT_FILE and CERTA_TLS_KEY_FILE")
+    if settings.client_ca_file and not settings.cert_file:
+        raise InvalidArgument(
+            f"{PREFIX}TLS_CLIENT_CA_FILE", "mutual TLS needs the server's TLS: set CERTA_TLS_CERT_FILE"
+        )
     return settings

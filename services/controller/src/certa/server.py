@@ -19,8 +19,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from certa.api.auth import Authenticator
 from certa.api.errors import ErrorMappingInterceptor
 from certa.api.servicer import ReasoningServicer
+from certa.api.tls import RotatingServerCredentials
 from certa.backends.base import Backend
 from certa.backends.factory import build_backend
 from certa.config import Settings
@@ -63,28 +65,40 @@ class CertaServer:
     ) -> None:
         self.settings = settings
         telemetry = telemetry or Telemetry.disabled()
+        if not settings.auth.configured:
+            raise InvalidArgument(
+                "CERTA_AUTH_API_KEYS_FILE", "no authentication configured (or CERTA_AUTH_DISABLED=true for development)"
+            )
+        authenticator = Authenticator(settings.auth)
         store = store or build_store(settings.store, telemetry.store_operation)
         self.service = SolveService(settings, backends, store, telemetry)
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
         reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(
-            ReasoningServicer(self.service, telemetry), self._server
+            ReasoningServicer(self.service, authenticator, telemetry), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server,
         )
-        try:
-            self.port = self._server.add_insecure_port(settings.listen_address)
-        except RuntimeError as error:  # grpc's way of saying the address cannot be bound
-            raise InvalidArgument(
-                "CERTA_LISTEN_ADDRESS", f"cannot listen on {settings.listen_address!r} ({error})"
-            ) from error
+        credentials = RotatingServerCredentials(settings.tls).credentials if settings.tls.enabled else None
+        self.port = _listen(self._server, settings.listen_address, "CERTA_LISTEN_ADDRESS", credentials)
+        # Kubelet gRPC probes speak plaintext only: with TLS on, health can also be served on a plaintext port.
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if settings.health_listen_address:
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+            self.health_port = _listen(
+                self._health_server, settings.health_listen_address, "CERTA_HEALTH_LISTEN_ADDRESS", None
+            )
         self._readiness: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._server.start()
+        if self._health_server is not None:
+            await self._health_server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._check_readiness()
         self._readiness = asyncio.create_task(self._watch_readiness())
@@ -124,9 +138,20 @@ class CertaServer:
         await self.health.enter_graceful_shutdown()
         await self.service.drain(self.settings.drain_timeout_s)
         await self._server.stop(grace=5.0)
+        if self._health_server is not None:
+            await self._health_server.stop(grace=None)
         for backend in self.service.backends.values():
             await backend.close()
         await self.service.close()
+
+
+def _listen(server: grpc.aio.Server, address: str, variable: str, credentials: grpc.ServerCredentials | None) -> int:
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError as error:  # grpc's way of saying the address cannot be bound
+        raise InvalidArgument(variable, f"cannot listen on {address!r} ({error})") from error
 
 
 async def serve(settings: Settings) -> None:

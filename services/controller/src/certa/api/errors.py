@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from certa.api.mapping import report_to_proto
@@ -27,9 +27,11 @@ from certa.core.errors import (
     LeaseLost,
     NotFound,
     Overloaded,
+    QuotaExceeded,
     ShuttingDown,
     SolveInterrupted,
     StoreUnavailable,
+    Unauthenticated,
 )
 from certa.runtime.report import SolveReport
 
@@ -43,6 +45,8 @@ def status_code(error: CertaError) -> grpc.StatusCode:
         return status_code(error.cause) if error.cause is not None else grpc.StatusCode.UNAVAILABLE
     if isinstance(error, InvalidArgument):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED
     if isinstance(error, NotFound):
         return grpc.StatusCode.NOT_FOUND
     if isinstance(error, Conflict):
@@ -65,6 +69,12 @@ def rich_status(error: CertaError) -> grpc.Status:
         partial = error.partial  # a report of this replica's run, or a result read from the store
         detail = any_pb2.Any()
         detail.Pack(report_to_proto(partial) if isinstance(partial, SolveReport) else partial)
+        status.details.append(detail)
+    if isinstance(error, QuotaExceeded) and error.retry_after_s is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(max(int(error.retry_after_s * 1000), 1))
+        detail = any_pb2.Any()
+        detail.Pack(retry)
         status.details.append(detail)
     return rpc_status.to_status(status)
 

@@ -1,8 +1,9 @@
-"""The `certa.v1.ReasoningService` servicer: validate, run, map back. Errors are mapped by the interceptor.
+"""The `certa.v1.ReasoningService` servicer: authenticate, validate, run, map back. Errors are mapped by the
+interceptor.
 
-The tenant is named by the `x-certa-tenant` metadata (default `default`); it namespaces request ids, so a tenant
-never sees another's requests. A request whose client chose its `request_id` keeps running when the client
-disconnects (it can be found again with `GetSolve`, from any replica); a request with a server-assigned id is
+Every call is authenticated (`certa.api.auth`); the caller's tenant namespaces request ids, so a tenant never sees
+another's requests (their ids answer NOT_FOUND). A request whose client chose its `request_id` keeps running when
+the client disconnects (it can be found again with `GetSolve`, from any replica); a request with a server-assigned id is
 cancelled, since nobody could ever collect its result. A client's W3C `traceparent` metadata makes the request's
 span a child of the client's.
 """
@@ -13,29 +14,28 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from certa.api.auth import Authenticator
 from certa.api.errors import ErrorMappingInterceptor
 from certa.service import SolveService
-from certa.store.base import RequestKey, StoredRequest, validate_tenant
+from certa.store.base import RequestKey, StoredRequest
 from certa.telemetry import Telemetry
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 
-TENANT_METADATA = "x-certa-tenant"
 CLIENT_DEADLINE_MARGIN_S = 0.25
 
 
-def tenant_of(context: grpc.aio.ServicerContext) -> str:
-    named = [value for key, value in context.invocation_metadata() or () if key == TENANT_METADATA]
-    return validate_tenant(str(named[-1]) if named else "")
-
-
 class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
-    def __init__(self, service: SolveService, telemetry: Telemetry | None = None) -> None:
+    def __init__(self, service: SolveService, authenticator: Authenticator, telemetry: Telemetry | None = None) -> None:
         self._service = service
+        self._auth = authenticator
         self._telemetry = telemetry or Telemetry.disabled()
 
+    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+        return self._auth.identify(context.invocation_metadata(), context.auth_context()).tenant
+
     async def _start(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext) -> StoredRequest:
-        tenant = tenant_of(context)
+        tenant = self._tenant(context)
         trace_context = self._telemetry.extract(context.invocation_metadata())
         remaining = context.time_remaining()
         # Finish a little before the client gives up, so it still receives the partial result.
@@ -62,13 +62,13 @@ class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
             yield event
 
     async def GetSolve(self, request: pb.GetSolveRequest, context: grpc.aio.ServicerContext) -> pb.SolveResponse:  # noqa: N802
-        return await self._service.describe(RequestKey(tenant_of(context), request.request_id))
+        return await self._service.describe(RequestKey(self._tenant(context), request.request_id))
 
     async def CancelSolve(  # noqa: N802
         self, request: pb.CancelSolveRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelSolveResponse:
-        cancelled = await self._service.cancel(RequestKey(tenant_of(context), request.request_id))
+        cancelled = await self._service.cancel(RequestKey(self._tenant(context), request.request_id))
         return pb.CancelSolveResponse(request_id=request.request_id, cancelled=cancelled)
 
 
-__all__ = ["ErrorMappingInterceptor", "ReasoningServicer", "tenant_of"]
+__all__ = ["ErrorMappingInterceptor", "ReasoningServicer"]

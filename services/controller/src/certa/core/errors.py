@@ -2,9 +2,11 @@
 
     CertaError
     ├── InvalidArgument        → INVALID_ARGUMENT   (names the field and the accepted range)
+    ├── Unauthenticated        → UNAUTHENTICATED    (missing, wrong or expired credentials)
     ├── NotFound               → NOT_FOUND
     ├── Conflict               → ALREADY_EXISTS     (a request id reused with other parameters)
     ├── Overloaded             → RESOURCE_EXHAUSTED (too many requests in flight; retry later)
+    │   └── QuotaExceeded      → RESOURCE_EXHAUSTED (a tenant's limit; says how long to wait)
     ├── ShuttingDown           → UNAVAILABLE        (the replica drains; retry on another one)
     ├── BackendError           → UNAVAILABLE / INVALID_ARGUMENT (the server rejected the input)
     │   └── BackendUnavailable → UNAVAILABLE        (cannot reach the server or its model)
@@ -32,6 +34,10 @@ class InvalidArgument(CertaError):
         self.field = field
 
 
+class Unauthenticated(CertaError):
+    pass
+
+
 class NotFound(CertaError):
     pass
 
@@ -42,6 +48,14 @@ class Conflict(CertaError):
 
 class Overloaded(CertaError):
     pass
+
+
+class QuotaExceeded(Overloaded):
+    """A tenant's limit is reached; `retry_after_s` says when to try again (None: waiting will not help)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ShuttingDown(CertaError):

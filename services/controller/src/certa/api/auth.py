@@ -1,0 +1,207 @@
+"""Authentication: who is calling, as a tenant. The tenant of a request comes only from its verified identity.
+
+Three ways to prove it, any of which may be enabled:
+
+* **API keys** — `authorization: Bearer KEY`. The keys file (`CERTA_AUTH_API_KEYS_FILE`, a mounted Secret) holds
+  only SHA-256 digests: `{"keys": [{"name": "ci", "tenant": "acme", "sha256": "<hex digest of the key>"}]}`
+  (`certa auth new-key` makes one). Keys are compared by digest, in constant time.
+* **JWT** — `authorization: Bearer JWT`, verified against a JWKS file (`CERTA_AUTH_JWKS_FILE`): signature (RS*,
+  ES*, PS*, EdDSA), issuer, audience, expiry; the tenant is a claim (`CERTA_AUTH_JWT_TENANT_CLAIM`, `tenant`).
+* **Client certificates** — with mutual TLS (`CERTA_TLS_CLIENT_CA_FILE`) and `CERTA_AUTH_CLIENT_CERT=true`, the
+  common name of the verified client certificate is the tenant.
+
+Files are re-read when they change (checked at most every `RELOAD_CHECK_S`), so keys rotate without a restart.
+With `CERTA_AUTH_DISABLED=true` (local development only; the server logs it loudly) nothing is verified and the
+`x-certa-tenant` metadata names the tenant. Otherwise that metadata is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from certa.config import AuthSettings
+from certa.core.errors import InvalidArgument, Unauthenticated
+from certa.store.base import validate_tenant
+
+log = logging.getLogger(__name__)
+
+TENANT_METADATA = "x-certa-tenant"
+RELOAD_CHECK_S = 2.0
+JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"]
+API_KEY_PREFIX = "certa_"
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+@dataclass(frozen=True)
+class Identity:
+    tenant: str
+    method: str  # api-key | jwt | client-cert | unauthenticated
+    subject: str  # the key's name, the token's subject, the certificate's common name
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh API key and its SHA-256 digest (the only thing the keys file stores)."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, key_digest(key)
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class _WatchedFile:
+    """A file parsed again whenever it changes; a file that becomes unreadable keeps its last good content."""
+
+    def __init__(self, path: str, variable: str, parse: Callable[[Any], Any]) -> None:
+        self._path = Path(path)
+        self._variable = variable
+        self._parse = parse
+        self._checked_at = 0.0
+        self._stamp: tuple[float, int] | None = None
+        self.value = self._load()
+
+    def _load(self) -> Any:
+        try:
+            stat = self._path.stat()
+            parsed = self._parse(json.loads(self._path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InvalidArgument(self._variable, f"cannot use {str(self._path)!r}: {error}") from None
+        self._stamp = (stat.st_mtime, stat.st_size)
+        return parsed
+
+    def current(self) -> Any:
+        now = time.monotonic()
+        if now - self._checked_at >= RELOAD_CHECK_S:
+            self._checked_at = now
+            try:
+                stat = self._path.stat()
+                if (stat.st_mtime, stat.st_size) != self._stamp:
+                    self.value = self._load()
+                    log.info("reloaded %s from %s", self._variable, self._path)
+            except (OSError, InvalidArgument) as error:
+                log.error("keeping the previous %s: %s", self._variable, error)
+        return self.value
+
+
+def _parse_keys(document: Any) -> dict[str, tuple[str, str]]:
+    """digest → (tenant, name)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for entry in document["keys"]:
+        digest = str(entry["sha256"]).lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"key {entry.get('name', '?')!r}: sha256 must be 64 hex digits")
+        keys[digest] = (validate_tenant(str(entry["tenant"])), str(entry.get("name", "")))
+    return keys
+
+
+def _parse_jwks(document: Any) -> jwt.PyJWKSet:
+    return jwt.PyJWKSet.from_dict(document)
+
+
+class Authenticator:
+    """Turns a call's metadata and TLS peer into an `Identity`, or raises `Unauthenticated`."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self._settings = settings
+        self._keys = (
+            _WatchedFile(settings.api_keys_file, "CERTA_AUTH_API_KEYS_FILE", _parse_keys)
+            if settings.api_keys_file
+            else None
+        )
+        self._jwks = (
+            _WatchedFile(settings.jwks_file, "CERTA_AUTH_JWKS_FILE", _parse_jwks) if settings.jwks_file else None
+        )
+        if settings.disabled:
+            log.warning(
+                "AUTHENTICATION IS DISABLED (CERTA_AUTH_DISABLED=true): any caller may act as any tenant by "
+                "naming it in %s. Use this for local development only.",
+                TENANT_METADATA,
+            )
+
+    @property
+    def disabled(self) -> bool:
+        return self._settings.disabled
+
+    def identify(self, metadata: Metadata | None, peer: dict[str, list[bytes]] | None = None) -> Identity:
+        if self._settings.disabled:
+            named = [str(value) for key, value in metadata or () if key == TENANT_METADATA]
+            return Identity(validate_tenant(named[-1] if named else ""), "unauthenticated", "")
+        token = _bearer(metadata)
+        if token is not None:
+            if token.count(".") == 2 and self._jwks is not None:
+                return self._from_jwt(token)
+            if self._keys is not None:
+                return self._from_api_key(token)
+            raise Unauthenticated("this server accepts no bearer tokens of that kind")
+        if self._settings.client_cert and peer:
+            names = peer.get("x509_common_name") or []
+            if names:
+                common_name = names[0].decode()
+                try:
+                    return Identity(validate_tenant(common_name), "client-cert", common_name)
+                except InvalidArgument:
+                    raise Unauthenticated("the client certificate's common name is not a valid tenant") from None
+        raise Unauthenticated("credentials required: 'authorization: Bearer <API key or JWT>' or a client certificate")
+
+    def _from_api_key(self, key: str) -> Identity:
+        assert self._keys is not None
+        digest = key_digest(key)
+        found = None
+        for known, owner in self._keys.current().items():
+            if hmac.compare_digest(known, digest):
+                found = owner
+        if found is None:
+            raise Unauthenticated("unknown API key")
+        tenant, name = found
+        return Identity(tenant, "api-key", name)
+
+    def _from_jwt(self, token: str) -> Identity:
+        assert self._jwks is not None
+        settings = self._settings
+        try:
+            key_id = jwt.get_unverified_header(token).get("kid")
+            jwks: jwt.PyJWKSet = self._jwks.current()
+            candidates = [key for key in jwks.keys if key_id is None or key.key_id == key_id]
+            if not candidates:
+                raise Unauthenticated("the token's signing key is not in the configured JWKS")
+            claims = jwt.decode(
+                token,
+                key=candidates[0],
+                algorithms=JWT_ALGORITHMS,
+                audience=settings.jwt_audience or None,
+                issuer=settings.jwt_issuer or None,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.PyJWTError as error:
+            raise Unauthenticated(f"invalid token: {error}") from None
+        tenant = claims.get(settings.jwt_tenant_claim)
+        if not isinstance(tenant, str) or not tenant:
+            raise Unauthenticated(f"the token has no {settings.jwt_tenant_claim!r} claim naming the tenant")
+        try:
+            return Identity(validate_tenant(tenant), "jwt", str(claims.get("sub", "")))
+        except InvalidArgument:
+            raise Unauthenticated(f"the token's {settings.jwt_tenant_claim!r} claim is not a valid tenant") from None
+
+
+def _bearer(metadata: Metadata | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("the authorization metadata must be 'Bearer <credential>'")
+            return token.strip()
+    return None
