@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from certa.api import auth
+from certa import watched_file
 from certa.api.auth import TENANT_METADATA, new_api_key
 from certa.config import AuthSettings, TlsSettings
 from certa.server import CertaServer
@@ -166,7 +166,7 @@ async def test_a_plaintext_client_cannot_talk_to_the_tls_port(secured: Secured) 
 
 
 async def test_keys_reload_without_a_restart(secured: Secured, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "RELOAD_CHECK_S", 0.0)
+    monkeypatch.setattr(watched_file, "RELOAD_CHECK_S", 0.0)
     key, digest = new_api_key()
     document = json.loads(secured.files["keys"].read_text())
     document["keys"] = [{"name": "new", "tenant": "initech", "sha256": digest}]  # and the old keys are revoked

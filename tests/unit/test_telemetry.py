@@ -135,7 +135,11 @@ async def test_a_dynasor_request_is_one_span_tree_under_the_callers_trace(
 
     probe_events = [event for event in root.events if event.name == "certa.probe"]
     assert [event.attributes["certa.chunk_index"] for event in probe_events] == list(range(len(result.probes)))
-    assert [event.attributes["certa.probe.answer"] for event in probe_events] == [p.answer for p in result.probes]
+    # Generated text stays out of spans unless the tenant opted in: the answer's size, not the answer.
+    assert [event.attributes["certa.probe.answer_chars"] for event in probe_events] == [
+        len(p.answer) for p in result.probes
+    ]
+    assert not any("certa.probe.answer" in event.attributes for event in probe_events)
     assert [event.attributes["certa.probe.confident"] for event in probe_events] == [
         p.confident for p in result.probes
     ]

@@ -115,6 +115,8 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    # Per-tenant limits and privacy (certa.tenants); "" means unlimited, nothing logged.
+    tenants_file: str = ""
 
     @property
     def default_backend_name(self) -> str:
@@ -181,6 +183,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         store=_store_settings(env),
         auth=_auth_settings(env),
         tls=_tls_settings(env),
+        tenants_file=_existing_file(env, "TENANTS_FILE"),
     )
     if settings.default_token_budget > settings.max_token_budget:
         raise InvalidArgument(

@@ -28,8 +28,9 @@ from certa.backends.factory import build_backend
 from certa.config import Settings
 from certa.core.errors import CertaError, InvalidArgument
 from certa.service import SolveService
-from certa.store import StateStore, build_store
+from certa.store import StateStore, build_quota_ledger, build_store
 from certa.telemetry import Telemetry
+from certa.tenants import TenantPolicies
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,14 @@ class CertaServer:
             )
         authenticator = Authenticator(settings.auth)
         store = store or build_store(settings.store, telemetry.store_operation)
-        self.service = SolveService(settings, backends, store, telemetry)
+        self.service = SolveService(
+            settings,
+            backends,
+            store,
+            telemetry,
+            quotas=build_quota_ledger(store, settings.store),
+            policies=TenantPolicies(settings.tenants_file),
+        )
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
         reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(

@@ -46,19 +46,28 @@ from certa.core.errors import (
     LeaseLost,
     NotFound,
     Overloaded,
+    QuotaExceeded,
     ShuttingDown,
     SolveInterrupted,
     StoreUnavailable,
 )
-from certa.core.strategies import build_strategy, strategy_name
+from certa.core.strategies import (
+    MajorityVoteSpec,
+    SelfConsistencySpec,
+    StrategySpec,
+    build_strategy,
+    strategy_name,
+)
 from certa.core.types import StopReason
 from certa.prompts import question_prompt, resolve_template
 from certa.runtime.driver import Driver
-from certa.runtime.journal import Recorder, decode_reply
+from certa.runtime.journal import Recorder, Reply, decode_reply
 from certa.runtime.report import SolveReport
 from certa.store.base import Claim, Existing, NewRequest, RequestKey, StateStore, Status, StoredRequest
 from certa.store.codec import failure_of, restore_error
+from certa.store.quotas import MemoryQuotaLedger, QuotaLedger
 from certa.telemetry import Telemetry, TraceContext
+from certa.tenants import TenantPolicies
 from certa.v1 import reasoning_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,15 @@ _STATUS = {
     Status.FAILED: pb.SOLVE_STATUS_FAILED,
     Status.CANCELLED: pb.SOLVE_STATUS_CANCELLED,
 }
+
+
+def samples_of(strategy: StrategySpec) -> int:
+    """The most samples a strategy may draw (for the tokens-per-request limit)."""
+    if isinstance(strategy, MajorityVoteSpec):
+        return strategy.n
+    if isinstance(strategy, SelfConsistencySpec):
+        return strategy.max_samples
+    return 1
 
 
 def default_replica_id() -> str:
@@ -101,11 +119,12 @@ class LocalRun:
     lost: bool = False  # the lease went to another replica, which continues the request
     unrecorded: bool = False  # the outcome could not be written to the store (store down, or drained)
     stopped_by_shutdown: bool = False
+    concluded: bool = False  # set last, once status, report, error and the flags above are final
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
-        return self.status is not Status.RUNNING or self.lost or self.unrecorded
+        return self.concluded
 
     def notify(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -134,10 +153,14 @@ class SolveService:
         store: StateStore,
         telemetry: Telemetry | None = None,
         rng: random.Random | None = None,
+        quotas: QuotaLedger | None = None,
+        policies: TenantPolicies | None = None,
     ) -> None:
         self._settings = settings
         self._backends = dict(backends)
         self._store = store
+        self._quotas = quotas or MemoryQuotaLedger()
+        self._policies = policies or TenantPolicies()
         self._rng = rng or random.Random()
         self._telemetry = telemetry or Telemetry.disabled()
         self._owner = settings.store.replica_id or default_replica_id()
@@ -193,6 +216,14 @@ class SolveService:
             raise Overloaded(
                 f"{self._settings.max_concurrent_requests} requests are already in flight on this replica; retry later"
             )
+        policy = self._policies.of(tenant)
+        requested = spec.token_budget * samples_of(spec.strategy)
+        if policy.max_tokens_per_request and requested > policy.max_tokens_per_request:
+            raise QuotaExceeded(
+                f"token_budget × samples = {requested} exceeds tenant {tenant!r}'s limit of "
+                f"{policy.max_tokens_per_request} tokens per request"
+            )
+        await self._quotas.admit(tenant, spec.request_id, policy.max_in_flight, policy.tokens_per_minute)
         if client_deadline_s is not None:
             spec = replace(spec, deadline_s=max(min(spec.deadline_s, client_deadline_s), 0.001))
         if spec.sampling.seed is None and not spec.sampling.greedy:
@@ -221,6 +252,8 @@ class SolveService:
             self._owner,
         )
         if isinstance(created, Existing):  # a concurrent retry created it first
+            if created.request.status is not Status.RUNNING:
+                await self._quotas.release(tenant, spec.request_id)
             return await self._attach(created.request, fingerprint)
         self._launch(created.request, Claim(created.request, journal=(), writes=0), trace_context)
         return created.request
@@ -273,6 +306,13 @@ class SolveService:
         spec = run.spec
         assert spec is not None
         resumed = stored.attempt > 1
+        tenant = run.key.tenant
+
+        async def checkpoint(reply: Reply) -> bool:
+            cancel = await run.recorder.checkpoint(reply)
+            await self._quotas.spend(tenant, reply.outcome.tokens)
+            return cancel
+
         run.driver = Driver(
             self._backends[spec.backend],
             stored.spec.model,
@@ -280,9 +320,10 @@ class SolveService:
             on_event=lambda event: run.recorder.event(event_to_proto(run.key.request_id, event).SerializeToString()),
             telemetry=self._telemetry,
             replay=replay,
-            checkpoint=run.recorder.checkpoint,
+            checkpoint=checkpoint,
             resumed_attempt=stored.attempt if resumed else 0,
             elapsed_before_s=max(time.time() - stored.spec.created_at, 0.0) if resumed else 0.0,
+            log_content=self._policies.of(tenant).log_content,
         )
         if stored.cancel_requested:
             run.cancel.set()
@@ -316,6 +357,7 @@ class SolveService:
 
     async def _conclude(self, run: LocalRun, report: SolveReport | None, error: CertaError | None) -> None:
         """Record the outcome in the store (unless the lease was lost or the replica drains), then locally."""
+        status = Status.RUNNING
         try:
             cause = error.cause if isinstance(error, SolveInterrupted) else error
             if run.lost or isinstance(cause, LeaseLost):
@@ -333,25 +375,29 @@ class SolveService:
                 return
             partial = report if report is not None else getattr(error, "partial", None)
             summary = report_to_proto(partial).SerializeToString() if partial is not None else b""
-            status = Status.FAILED
+            final = Status.FAILED
             if report is not None:
-                status = Status.CANCELLED if report.stop_reason is StopReason.CANCELLED else Status.SUCCEEDED
-            await run.recorder.finish(status, summary, failure_of(error) if error is not None else None)
-            run.status = status
+                final = Status.CANCELLED if report.stop_reason is StopReason.CANCELLED else Status.SUCCEEDED
+            await run.recorder.finish(final, summary, failure_of(error) if error is not None else None)
+            status = final
+            await self._quotas.release(run.key.tenant, run.key.request_id)
         except LeaseLost:
             run.lost = True
         except StoreUnavailable as store_error:
-            run.unrecorded = True
-            if error is None:
-                error = SolveInterrupted(str(store_error), partial=report, cause=store_error)
-                report = None
+            if status is Status.RUNNING:  # the outcome itself could not be written
+                run.unrecorded = True
+                if error is None:
+                    error = SolveInterrupted(str(store_error), partial=report, cause=store_error)
+                    report = None
+            else:
+                log.warning("request %s: its quota could not be released: %s", run.key, store_error)
         finally:
-            run.report, run.error = report, error
             if run.heartbeat is not None:
                 run.heartbeat.cancel()
             await run.recorder.close()
             if self._local.get(run.key) is run:
                 del self._local[run.key]
+            run.status, run.report, run.error, run.concluded = status, report, error, True
             run.notify()
 
     async def _heartbeat(self, run: LocalRun) -> None:
@@ -454,8 +500,8 @@ class SolveService:
         await self._adopt_if_orphaned(stored)
         run = self._local.get(key)
         result = self._stored_result(stored)
-        if run is not None and run.driver is not None and not run.done:
-            result = report_to_proto(run.driver.snapshot())
+        if stored.status is Status.RUNNING and run is not None and run.driver is not None and not run.done:
+            result = report_to_proto(run.driver.snapshot())  # fresher than the last checkpoint's
         created = Timestamp()
         created.FromNanoseconds(int(stored.spec.created_at * 1e9))
         return pb.SolveResponse(

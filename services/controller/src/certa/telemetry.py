@@ -8,7 +8,8 @@ driver and the servicer; tests build one over an in-memory exporter and reader. 
 Exporting never slows a request: spans go through a `BatchSpanProcessor` (bounded queue, `OTEL_BSP_*`; spans are
 dropped when it is full) and metrics through a periodic reader, both exporting from background threads.
 
-Privacy: attributes carry sizes, counts, ids and short extracted answers, never prompt or generated text.
+Privacy: attributes carry sizes, counts and ids, never prompt or generated text; a probe's extracted answer is
+added only for tenants whose policy opts in (`log_content`, see `certa.tenants`).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ class Telemetry:
         self._metrics.early_exits.add(early_exits, strategy)
         self._metrics.probes_per_request.record(len(report.probes), labels)
 
-    def probe(self, record: ProbeRecord, chunk_index: int) -> None:
+    def probe(self, record: ProbeRecord, chunk_index: int, log_content: bool = False) -> None:
         """A `certa.probe` event on the current (request) span."""
         trace.get_current_span().add_event(
             "certa.probe",
@@ -259,9 +260,10 @@ class Telemetry:
                 "certa.sample_index": record.sample_index,
                 "certa.chunk_index": chunk_index,
                 "certa.position_tokens": record.position_tokens,
-                "certa.probe.answer": record.answer[:PROBE_ANSWER_MAX_CHARS],
                 "certa.probe.confident": record.confident,
                 "certa.probe.tokens": record.tokens,
+                "certa.probe.answer_chars": len(record.answer),
+                **({"certa.probe.answer": record.answer[:PROBE_ANSWER_MAX_CHARS]} if log_content else {}),
             },
         )
 

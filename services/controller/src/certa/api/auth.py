@@ -10,7 +10,7 @@ Three ways to prove it, any of which may be enabled:
 * **Client certificates** — with mutual TLS (`CERTA_TLS_CLIENT_CA_FILE`) and `CERTA_AUTH_CLIENT_CERT=true`, the
   common name of the verified client certificate is the tenant.
 
-Files are re-read when they change (checked at most every `RELOAD_CHECK_S`), so keys rotate without a restart.
+Files are re-read when they change (`certa.watched_file`), so keys rotate without a restart.
 With `CERTA_AUTH_DISABLED=true` (local development only; the server logs it loudly) nothing is verified and the
 `x-certa-tenant` metadata names the tenant. Otherwise that metadata is ignored.
 """
@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import secrets
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -33,11 +30,11 @@ import jwt
 from certa.config import AuthSettings
 from certa.core.errors import InvalidArgument, Unauthenticated
 from certa.store.base import validate_tenant
+from certa.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
 TENANT_METADATA = "x-certa-tenant"
-RELOAD_CHECK_S = 2.0
 JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"]
 API_KEY_PREFIX = "certa_"
 
@@ -61,40 +58,6 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class _WatchedFile:
-    """A file parsed again whenever it changes; a file that becomes unreadable keeps its last good content."""
-
-    def __init__(self, path: str, variable: str, parse: Callable[[Any], Any]) -> None:
-        self._path = Path(path)
-        self._variable = variable
-        self._parse = parse
-        self._checked_at = 0.0
-        self._stamp: tuple[float, int] | None = None
-        self.value = self._load()
-
-    def _load(self) -> Any:
-        try:
-            stat = self._path.stat()
-            parsed = self._parse(json.loads(self._path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise InvalidArgument(self._variable, f"cannot use {str(self._path)!r}: {error}") from None
-        self._stamp = (stat.st_mtime, stat.st_size)
-        return parsed
-
-    def current(self) -> Any:
-        now = time.monotonic()
-        if now - self._checked_at >= RELOAD_CHECK_S:
-            self._checked_at = now
-            try:
-                stat = self._path.stat()
-                if (stat.st_mtime, stat.st_size) != self._stamp:
-                    self.value = self._load()
-                    log.info("reloaded %s from %s", self._variable, self._path)
-            except (OSError, InvalidArgument) as error:
-                log.error("keeping the previous %s: %s", self._variable, error)
-        return self.value
-
-
 def _parse_keys(document: Any) -> dict[str, tuple[str, str]]:
     """digest → (tenant, name)."""
     keys: dict[str, tuple[str, str]] = {}
@@ -116,12 +79,12 @@ class Authenticator:
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
         self._keys = (
-            _WatchedFile(settings.api_keys_file, "CERTA_AUTH_API_KEYS_FILE", _parse_keys)
+            WatchedFile(settings.api_keys_file, "CERTA_AUTH_API_KEYS_FILE", _parse_keys)
             if settings.api_keys_file
             else None
         )
         self._jwks = (
-            _WatchedFile(settings.jwks_file, "CERTA_AUTH_JWKS_FILE", _parse_jwks) if settings.jwks_file else None
+            WatchedFile(settings.jwks_file, "CERTA_AUTH_JWKS_FILE", _parse_jwks) if settings.jwks_file else None
         )
         if settings.disabled:
             log.warning(

@@ -93,6 +93,7 @@ class Driver:
         checkpoint: Checkpoint | None = None,
         resumed_attempt: int = 0,
         elapsed_before_s: float = 0.0,
+        log_content: bool = False,
     ) -> None:
         self._backend = backend
         self._telemetry = telemetry or Telemetry.disabled()
@@ -110,6 +111,7 @@ class Driver:
         self._replay = deque(replay)
         self._checkpoint = checkpoint
         self._resumed_attempt = resumed_attempt  # announced by a `Resumed` event once the replay is done
+        self._log_content = log_content  # probe answers in span attributes (the tenant opted in)
         self._elapsed_before_s = elapsed_before_s  # wall time of the earlier runs of a resumed request
         self._started_at = clock()
 
@@ -194,7 +196,7 @@ class Driver:
                 return None
             if isinstance(event, ProbeRecord):
                 chunk_index = sum(1 for probe in self._probes if probe.sample_index == event.sample_index)
-                self._telemetry.probe(event, chunk_index)
+                self._telemetry.probe(event, chunk_index, self._log_content)
                 self._probes.append(event)
             else:
                 self._telemetry.decision(event)

@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from certa.config import StoreSettings
 from certa.store.base import StateStore
 from certa.store.memory_store import MemoryStore
+from certa.store.quotas import MemoryQuotaLedger, QuotaLedger, RedisQuotaLedger
 from certa.store.redis_store import RedisStore
 
 RETRY_ATTEMPTS = 8
@@ -80,3 +81,10 @@ def build_store(settings: StoreSettings, observe: Callable[[str, float], None] |
         result_ttl_s=settings.result_ttl_s,
         observe=observe,
     )
+
+
+def build_quota_ledger(store: StateStore, settings: StoreSettings) -> QuotaLedger:
+    """Quotas kept where the store keeps requests: shared through Redis, or in this process."""
+    if isinstance(store, RedisStore):
+        return RedisQuotaLedger(store, store.client, stale_after_s=settings.state_ttl_s)
+    return MemoryQuotaLedger()

@@ -183,7 +183,16 @@ class RedisStore:
     def _index(self) -> str:
         return f"{self._prefix}:inflight"
 
-    async def _call(self, operation: str, key: RequestKey | None, action: Callable[[], Awaitable[T]]) -> T:
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def client(self) -> Redis:
+        return self._redis
+
+    async def call(self, operation: str, key: RequestKey | None, action: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation: its faults become Certa errors, its latency is observed."""
         started = time.perf_counter()
         try:
             return await action()
@@ -209,7 +218,7 @@ class RedisStore:
             await pipe.execute()
 
     async def ping(self) -> None:
-        await self._call("ping", None, self._redis.ping)
+        await self.call("ping", None, self._redis.ping)
 
     async def create(self, request: NewRequest, owner: str) -> Created | Existing:
         keys = self.keys(request.key)
@@ -223,7 +232,7 @@ class RedisStore:
                 await self._index_lease(request.key, self._now_ms() + self._lease_ms)
             return created
 
-        created = await self._call("create", request.key, run)
+        created = await self.call("create", request.key, run)
         stored = await self.read(request.key)
         if stored is None:
             raise StoreUnavailable(f"request {request.key} vanished right after it was written (evicted?)")
@@ -239,14 +248,14 @@ class RedisStore:
                 fields, owner = await pipe.execute()
             return fields, owner
 
-        fields, owner = await self._call("read", key, run)
+        fields, owner = await self.call("read", key, run)
         if not fields:
             return None
         return read_request(meta, key, fields, owner.decode() if owner else "")
 
     async def claim(self, key: RequestKey, owner: str) -> Claim | None:
         keys = self.keys(key)
-        claimed = await self._call(
+        claimed = await self.call(
             "claim",
             key,
             lambda: self._scripts["claim"](keys=keys, args=[owner, self._lease_ms, self._state_ttl_ms]),
@@ -262,7 +271,7 @@ class RedisStore:
             await self._index_lease(key, self._now_ms() + self._lease_ms)
             return fields, journal
 
-        fields, journal = await self._call("claim", key, load)
+        fields, journal = await self.call("claim", key, load)
         request = read_request(keys[0], key, fields, owner)
         return Claim(request=request, journal=journal, writes=writes_of(keys[0], fields))
 
@@ -281,7 +290,7 @@ class RedisStore:
             *append.journal,
             *append.events,
         ]
-        cancel = await self._call("append", key, lambda: self._scripts["append"](keys=self.keys(key), args=args))
+        cancel = await self.call("append", key, lambda: self._scripts["append"](keys=self.keys(key), args=args))
         return bool(cancel)
 
     async def renew(self, key: RequestKey, owner: str) -> bool:
@@ -290,7 +299,7 @@ class RedisStore:
             await self._index_lease(key, self._now_ms() + self._lease_ms)
             return cancel
 
-        return bool(await self._call("renew", key, run))
+        return bool(await self.call("renew", key, run))
 
     async def finish(self, key: RequestKey, owner: str, finish: Finish) -> None:
         failure = finish.failure
@@ -309,18 +318,18 @@ class RedisStore:
             await self._scripts["finish"](keys=self.keys(key), args=args)
             await self._redis.zrem(self._index, str(key))
 
-        await self._call("finish", key, run)
+        await self.call("finish", key, run)
 
     async def release(self, key: RequestKey, owner: str) -> None:
         async def run() -> None:
             if await self._scripts["release"](keys=self.keys(key), args=[owner]):
                 await self._index_lease(key, 0)
 
-        await self._call("release", key, run)
+        await self.call("release", key, run)
 
     async def request_cancel(self, key: RequestKey) -> Status | None:
         meta = self.keys(key)[0]
-        status = await self._call("cancel", key, lambda: self._scripts["cancel"](keys=[meta]))
+        status = await self.call("cancel", key, lambda: self._scripts["cancel"](keys=[meta]))
         if status is None:
             return None
         try:
@@ -331,7 +340,7 @@ class RedisStore:
     async def events(self, key: RequestKey, after: str) -> list[StreamEntry]:
         stream = self.keys(key)[3]
         start = f"({after}" if after else "-"
-        entries = await self._call("events", key, lambda: self._redis.xrange(stream, start, "+", count=1000))
+        entries = await self.call("events", key, lambda: self._redis.xrange(stream, start, "+", count=1000))
         result = []
         for cursor, fields in entries:
             if b"e" not in fields:
@@ -340,7 +349,7 @@ class RedisStore:
         return result
 
     async def orphans(self, limit: int) -> list[RequestKey]:
-        members = await self._call(
+        members = await self.call(
             "orphans",
             None,
             lambda: self._redis.zrangebyscore(self._index, "-inf", self._now_ms(), start=0, num=limit),
@@ -349,7 +358,7 @@ class RedisStore:
 
     async def forget_orphan(self, key: RequestKey) -> None:
         """Drop a finished or vanished request from the sweep's index."""
-        await self._call("orphans", key, lambda: self._redis.zrem(self._index, str(key)))
+        await self.call("orphans", key, lambda: self._redis.zrem(self._index, str(key)))
 
     async def close(self) -> None:
         await self._redis.aclose()
