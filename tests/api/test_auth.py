@@ -4,7 +4,10 @@ requests; the tenant named in metadata counts for nothing once authentication is
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -210,5 +213,49 @@ async def test_mutual_tls_client_certificates_name_the_tenant(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.health_port}") as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
             assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop()
+
+
+async def test_the_cli_makes_keys_and_calls_over_tls_with_one(
+    pki: Pki, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    certa = str(Path(sys.executable).parent / "certa")
+    made = subprocess.run([certa, "auth", "new-key", "--tenant", "acme"], capture_output=True, text=True, check=True)
+    key = made.stderr.split("\n")[1].strip()
+    (tmp_path / "keys.json").write_text(json.dumps({"keys": [json.loads(made.stdout)]}))
+    files = pki.write(tmp_path / "tls")
+    settings = replace(
+        settings_for(
+            {"scripted": "scripted://"}, redis_server.url, auth=AuthSettings(api_keys_file=str(tmp_path / "keys.json"))
+        ),
+        tls=TlsSettings(cert_file=str(files["server_cert"]), key_file=str(files["server_key"])),
+    )
+    server = CertaServer(settings, {"scripted": ScriptedBackend()})
+    await server.start()
+    try:
+        command = [
+            certa,
+            "solve",
+            "--json",
+            "--strategy",
+            "plain",
+            "--address",
+            f"localhost:{server.port}",
+            "--ca-file",
+            str(files["ca"]),
+            "Q",
+        ]
+        with_key = await asyncio.create_subprocess_exec(
+            *command, "--api-key", key, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await with_key.communicate()
+        assert with_key.returncode == 0, err.decode()
+        assert json.loads(out)["status"] == "SOLVE_STATUS_SUCCEEDED"
+        without = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await without.communicate()
+        assert without.returncode == 1 and "UNAUTHENTICATED" in err.decode()
     finally:
         await server.stop()

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from certa.client import ClientTarget, add_target_options
 from certa.console import describe, stream_solve
 from certa.core.strategies import StrategyName
 from certa.core.strategies.dynasor import PRESETS
@@ -89,7 +90,7 @@ def build_request(args: argparse.Namespace) -> pb.SolveRequest:
 
 async def _solve(args: argparse.Namespace) -> int:
     request = build_request(args)
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    async with ClientTarget.from_args(args).channel() as channel:
         stub = pb_grpc.ReasoningServiceStub(channel)
         try:
             if args.json:
@@ -105,7 +106,7 @@ async def _solve(args: argparse.Namespace) -> int:
 
 
 async def _health(args: argparse.Namespace) -> int:
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    async with ClientTarget.from_args(args).channel() as channel:
         try:
             response = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
@@ -140,15 +141,49 @@ def _bench(args: argparse.Namespace) -> int:
         "configs": {config.name: config.description for config in configs},
         "title": f"{args.data.name}: {len(questions)} questions, greedy",
     }
-    return dynasor_bench.run(args.address, questions, configs, args.budget, args.out, meta, args.reuse)
+    return dynasor_bench.run(
+        ClientTarget.from_args(args), questions, configs, args.budget, args.out, meta, args.reuse
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from certa.bench import replay
+    from certa.core.errors import InvalidArgument
+
+    try:
+        if args.file:
+            pool = replay.load_pool(args.file, args.exact)
+        else:
+            pool = replay.synthetic_pool(args.synthetic, args.seed)
+        rows = replay.compare(
+            pool, args.budget, warmup=args.warmup, exploration=args.exploration, cap=args.cap,
+            concurrency=args.concurrency,
+        )
+    except (InvalidArgument, ValueError, OSError) as error:
+        print(f"certa replay: {error}", file=sys.stderr)
+        return 2
+    print(replay.format_table(rows, args.budget))
+    return 0
 
 
 GSM8K = Path(os.environ.get("CERTA_DATA_DIR", "../shared/data")) / "gsm8k_test.jsonl"
 
 
-def _add_address(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", default=os.environ.get("CERTA_ADDRESS", "127.0.0.1:50051"),
-                        help="the controller's gRPC address (default: $CERTA_ADDRESS or 127.0.0.1:50051)")
+def _new_key(tenant: str, name: str) -> int:
+    from certa.api.auth import new_api_key
+    from certa.core.errors import InvalidArgument
+    from certa.store.base import validate_tenant
+
+    try:
+        validate_tenant(tenant)
+    except InvalidArgument as error:
+        print(f"certa auth new-key: --tenant: {error}", file=sys.stderr)
+        return 2
+    key, digest = new_api_key()
+    print(f"API key (shown once; give it to the client, store it nowhere else):\n  {key}", file=sys.stderr)
+    print("Entry for the keys file (CERTA_AUTH_API_KEYS_FILE, under \"keys\"):", file=sys.stderr)
+    print(json.dumps({"name": name or tenant, "tenant": tenant, "sha256": digest}))
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
 
     solve = commands.add_parser("solve", help="solve a question with a running controller")
     solve.add_argument("input", help="the question (or, with --raw, the prompt sent as is)")
-    _add_address(solve)
+    add_target_options(solve)
     solve.add_argument("--strategy", choices=[s.value for s in StrategyName], default=StrategyName.DYNASOR_COT)
     solve.add_argument("--effort", choices=list(PRESETS), default="mid", help="Dynasor-CoT preset")
     solve.add_argument("--chunk-tokens", type=int)
@@ -182,13 +217,13 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     demo = commands.add_parser("demo", help="solve one GSM8K question with and without probing, and compare")
-    _add_address(demo)
+    add_target_options(demo)
     demo.add_argument("--data", type=Path, default=GSM8K, help="GSM8K test set as JSON lines")
     demo.add_argument("--index", type=int, default=0, help="which question (0-based line)")
     demo.add_argument("--budget", type=int, default=1024, help="path token budget")
 
     bench = commands.add_parser("bench", help="plain CoT vs Dynasor-CoT configurations on a dataset")
-    _add_address(bench)
+    add_target_options(bench)
     bench.add_argument("--data", type=Path, default=GSM8K, help="dataset as JSON lines")
     bench.add_argument("--questions", type=int, default=20)
     bench.add_argument("--offset", type=int, default=0, help="skip this many questions first")
@@ -198,8 +233,30 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--reuse", type=Path, help="an earlier dynasor-bench.json whose rows are reused, not re-run "
                        "(same model, budget and questions)")
 
+    auth = commands.add_parser("auth", help="manage credentials")
+    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
+    new_key = auth_commands.add_parser(
+        "new-key", help="make an API key: prints the key (once) and the entry to add to the keys file"
+    )
+    new_key.add_argument("--tenant", required=True)
+    new_key.add_argument("--name", default="", help="a label for the key (who or what uses it)")
+
+    replay = commands.add_parser(
+        "replay", help="bandit vs uniform allocation and the stop rules, replayed over pre-sampled answers (no model)"
+    )
+    pool = replay.add_mutually_exclusive_group(required=True)
+    pool.add_argument("--file", type=Path, help="pre-sampled answers as JSON lines (format: certa.bench.replay)")
+    pool.add_argument("--synthetic", type=int, metavar="N", help="a synthetic pool of N questions instead")
+    replay.add_argument("--budget", type=int, default=8, help="samples per question on average (default 8)")
+    replay.add_argument("--seed", type=int, default=0, help="seed of the synthetic pool")
+    replay.add_argument("--warmup", type=int, default=3, help="bandit warm-up samples per question")
+    replay.add_argument("--exploration", type=float, default=0.1, help="bandit exploration weight (beta)")
+    replay.add_argument("--cap", type=int, default=40, help="most samples one question may get")
+    replay.add_argument("--concurrency", type=int, default=1, help="samples in flight at once")
+    replay.add_argument("--exact", action="store_true", help="answers in --file are canonical: compare as strings")
+
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
-    _add_address(health)
+    add_target_options(health)
     health.add_argument("--service", default="", help="'' for liveness, certa.v1.ReasoningService for readiness")
     health.add_argument("--timeout", type=float, default=5.0)
     return parser
@@ -221,14 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return 0
     setup_logging("WARNING", "text")
+    if args.command == "auth":
+        return _new_key(args.tenant, args.name)
     if args.command == "demo":
         try:
-            return asyncio.run(run_demo(args.address, args.data, args.index, args.budget))
+            return asyncio.run(run_demo(ClientTarget.from_args(args), args.data, args.index, args.budget))
         except grpc.aio.AioRpcError as error:
             print(f"\nerror: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
     if args.command == "bench":
         return _bench(args)
+    if args.command == "replay":
+        return _replay(args)
     return asyncio.run(_solve(args) if args.command == "solve" else _health(args))
 
 

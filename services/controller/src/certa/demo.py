@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
-
 from certa.bench.dataset import load_questions
+from certa.client import ClientTarget
 from certa.console import STOP_NAMES, describe, stream_solve
 from certa.core.answers import equivalent
 from certa.v1 import reasoning_pb2 as pb
@@ -17,10 +16,10 @@ def _request(question: str, strategy: pb.Strategy, budget: int) -> pb.SolveReque
     return pb.SolveRequest(question=question, strategy=strategy, token_budget=budget)
 
 
-async def run_demo(address: str, data: Path, index: int, budget: int) -> int:
+async def run_demo(target: ClientTarget, data: Path, index: int, budget: int) -> int:
     question = load_questions(data, limit=1, offset=index)[0]
     print(f"Question {question.index} of {data.name}:\n  {question.question}\n  (gold answer: {question.gold})\n")
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with target.channel() as channel:
         stub = pb_grpc.ReasoningServiceStub(channel)
         print("== Dynasor-CoT (preset mid: 3 agreeing probes, 64-token chunks), greedy ==")
         probed = await stream_solve(stub, _request(question.question, pb.Strategy(dynasor_cot=pb.DynasorCot()), budget))

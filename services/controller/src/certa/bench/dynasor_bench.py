@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import grpc
-
 from certa.bench.dataset import Question
+from certa.client import ClientTarget
 from certa.console import STOP_NAMES
 from certa.core.answers import equivalent
 from certa.v1 import reasoning_pb2 as pb
@@ -115,7 +114,7 @@ def load_rows(path: Path) -> dict[tuple[str, int], Row]:
 
 
 async def run_bench(
-    address: str,
+    target: ClientTarget,
     questions: Sequence[Question],
     configs: Sequence[Config],
     budget: int,
@@ -125,7 +124,7 @@ async def run_bench(
     reuse = reuse or {}
     rows: list[Row] = []
     total = len(questions) * len(configs)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with target.channel() as channel:
         stub = pb_grpc.ReasoningServiceStub(channel)
         for question in questions:
             for config in configs:
@@ -214,9 +213,9 @@ def _plot(summaries: Sequence[Summary], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def run(address: str, questions: Sequence[Question], configs: Sequence[Config], budget: int, out: Path,
+def run(target: ClientTarget, questions: Sequence[Question], configs: Sequence[Config], budget: int, out: Path,
         meta: dict[str, object], reuse: Path | None = None) -> int:
-    rows = asyncio.run(run_bench(address, questions, configs, budget, load_rows(reuse) if reuse else None))
+    rows = asyncio.run(run_bench(target, questions, configs, budget, load_rows(reuse) if reuse else None))
     summaries = summarise(rows, configs)
     print(format_table(summaries))
     for path in write_outputs(out, rows, summaries, meta):
