@@ -67,6 +67,8 @@ def cluster_node(tmp_path: Path) -> Iterator[int]:
             str(tmp_path),
             "--cluster-enabled",
             "yes",
+            "--cluster-port",  # the bus port; by default port + 10000, which may be taken or out of range
+            str(free_port()),
             "--cluster-config-file",
             str(tmp_path / "nodes.conf"),
             "--save",
