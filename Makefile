@@ -18,6 +18,8 @@ TRITON_HTTP_PORT ?= 8000
 TRITON_METRICS_PORT ?= 8002
 REDIS_PORT ?= 6379
 BENCH_QUESTIONS ?= 20
+REPLAY_QUESTIONS ?= 2000
+REPLAY_BUDGET ?= 8
 export MODEL CERTA_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT REDIS_PORT STATE_DIR VENV
 
 PROTO_OUT := services/controller/src
@@ -79,6 +81,10 @@ proto-check: install ## Fail when the committed generated code differs from prot
 bench: install ## Benchmark plain CoT vs Dynasor-CoT presets on GSM8K with the local stack
 	bash deploy/local/stack.sh up
 	$(VENV)/bin/certa bench --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
+
+.PHONY: bench-replay
+bench-replay: install ## Replay bandit vs uniform allocation and the stop rules over a synthetic answer pool (no model)
+	$(VENV)/bin/certa replay --synthetic $(REPLAY_QUESTIONS) --budget $(REPLAY_BUDGET) --seed 0
 
 clean: down ## Stop the stack and remove the virtual environment and state
 	rm -rf $(VENV) $(STATE_DIR)

@@ -156,7 +156,11 @@ def _replay(args: argparse.Namespace) -> int:
         else:
             pool = replay.synthetic_pool(args.synthetic, args.seed)
         rows = replay.compare(
-            pool, args.budget, warmup=args.warmup, exploration=args.exploration, cap=args.cap,
+            pool,
+            args.budget,
+            warmup=args.warmup,
+            exploration=args.exploration,
+            cap=args.cap,
             concurrency=args.concurrency,
         )
     except (InvalidArgument, ValueError, OSError) as error:

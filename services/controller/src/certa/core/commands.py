@@ -6,7 +6,7 @@ A strategy is a generator. It yields a command and receives the command's result
     outcome = yield Wait(handle)           # the call's Outcome
     handle, outcome = yield WaitAny(hs)    # the first of several calls to finish
     partial = yield Cancel(handle)         # stops the call; its Outcome so far (tokens spent are kept)
-    yield Emit(event)                      # reports progress (probes, decisions)
+    yield Emit(event)                      # reports progress (probes, decisions, a batch's finished questions)
 
 Its `return` value is the result. `generate` is sugar for Start followed by Wait.
 """
@@ -17,7 +17,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from certa.core.types import GenerationRequest, Outcome, ProbeRecord, StopReason
+from certa.core.types import GenerationRequest, Outcome, ProbeRecord, RetireReason, StopReason, StrategyResult
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,22 @@ class Decision:
     detail: str = ""
 
 
-Event = ProbeRecord | Decision
+@dataclass(frozen=True)
+class QuestionFinished:
+    """One question of a batch is final: its result, why it got no more samples, and the tokens it cost.
+
+    `generated_tokens` counts paths and probes of all its samples, cancelled ones included; `prompt_tokens` is what
+    the backend reported for their prompts.
+    """
+
+    question_id: str
+    result: StrategyResult
+    reason: RetireReason
+    generated_tokens: int
+    prompt_tokens: int
+
+
+Event = ProbeRecord | Decision | QuestionFinished
 
 
 @dataclass(frozen=True)

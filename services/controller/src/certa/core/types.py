@@ -16,6 +16,15 @@ class StopReason(StrEnum):
     VOTED = "voted"
 
 
+class RetireReason(StrEnum):
+    """Why a query of a batch gets no more samples."""
+
+    CERTAIN = "certain"  # its stop rule fired
+    CAP = "cap"  # it drew its per-query maximum
+    BUDGET = "budget"  # the batch's budget is spent
+    ERROR = "error"  # the runtime gave up on it
+
+
 class FinishReason(StrEnum):
     """How one backend call ended."""
 
@@ -136,6 +145,24 @@ class PathResult:
 
 
 @dataclass(frozen=True)
+class Round:
+    """One wave of a multi-sample strategy and the stop rule's verdict after it.
+
+    `refined_from` lists, for each sample of the wave, the earlier samples its prompt showed as previous attempts
+    (empty for an independent sample). `statistic` is the stop rule's own measure (certaindex, Beta probability,
+    window agreement); `certaindex` is reported whatever the rule.
+    """
+
+    samples: tuple[int, ...]
+    drawn: int
+    certaindex: float
+    statistic: float
+    stop: bool
+    reason: str
+    refined_from: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
 class StrategyResult:
     """What a strategy returns: the answer, why it stopped, and the evidence."""
 
@@ -144,6 +171,8 @@ class StrategyResult:
     text: str
     samples: tuple[PathResult, ...]
     answer_classes: tuple[AnswerClass, ...] = field(default=())
+    rounds: tuple[Round, ...] = ()
+    stop_detail: str = ""
 
     @property
     def probes(self) -> tuple[ProbeRecord, ...]:
