@@ -39,6 +39,7 @@ from certa.api.mapping import event_to_proto, report_to_proto
 from certa.api.validation import SolveSpec, validate
 from certa.backends.base import Backend
 from certa.config import Settings
+from certa.core.commands import Strategy
 from certa.core.errors import (
     CertaError,
     Conflict,
@@ -268,11 +269,14 @@ class SolveService:
         return existing
 
     async def _question_prompt(self, backend: Backend, model: str, question: str) -> str:
+        return question_prompt(question, self._settings.instruction, await self._chat_template(backend, model))
+
+    async def _chat_template(self, backend: Backend, model: str) -> str | None:
         key = (backend.name, model)
         if key not in self._templates:
             published = await backend.chat_template(model) if self._settings.prompt_template == "auto" else None
             self._templates[key] = resolve_template(self._settings.prompt_template, published)
-        return question_prompt(question, self._settings.instruction, self._templates[key])
+        return self._templates[key]
 
     # -- running here -------------------------------------------------------------------------------------------
 
@@ -295,16 +299,17 @@ class SolveService:
     async def _execute(self, run: LocalRun, claim: Claim, trace_context: TraceContext | None) -> None:
         stored = run.stored
         try:
-            run.spec = validate(pb.SolveRequest.FromString(stored.spec.request), self._settings, run.key.request_id)
+            run.spec = spec = validate(
+                pb.SolveRequest.FromString(stored.spec.request), self._settings, run.key.request_id
+            )
             label = f"{run.key}:journal"
             replay = [decode_reply(label, index, raw) for index, raw in enumerate(claim.journal)]
+            strategy = await self._strategy(spec, stored)
         except (CertaError, DecodeError) as error:
             failure = error if isinstance(error, CertaError) else CorruptState(f"{run.key}:meta", f"request: {error}")
             log.warning("request %s cannot be resumed: %s", run.key, failure)
             await self._conclude(run, None, failure)
             return
-        spec = run.spec
-        assert spec is not None
         resumed = stored.attempt > 1
         tenant = run.key.tenant
 
@@ -327,7 +332,6 @@ class SolveService:
         )
         if stored.cancel_requested:
             run.cancel.set()
-        strategy = build_strategy(spec.strategy, (stored.spec.prompt,), spec.token_budget, spec.sampling)
         with self._telemetry.solve(
             request_id=run.key.request_id,
             strategy=stored.spec.strategy,
@@ -351,6 +355,21 @@ class SolveService:
                 return
             observed.finished(report)
         await self._conclude(run, report, None)
+
+    async def _strategy(self, spec: SolveSpec, stored: StoredRequest) -> Strategy:
+        """The running strategy; refinement prompts (self-consistency) use the model's chat template."""
+        chat_template = None
+        if isinstance(spec.strategy, SelfConsistencySpec) and spec.strategy.refinement is not None:
+            chat_template = await self._chat_template(self._backends[spec.backend], stored.spec.model)
+        return build_strategy(
+            spec.strategy,
+            (stored.spec.prompt,),
+            spec.token_budget,
+            spec.sampling,
+            question=None if spec.raw_prompt else spec.text,
+            # A refinement message asks for \boxed{} itself: it is rendered without the instruction.
+            render=lambda message: (question_prompt(message, "", chat_template),),
+        )
 
     def _summary(self, run: LocalRun) -> bytes:
         return report_to_proto(run.driver.snapshot()).SerializeToString() if run.driver is not None else b""

@@ -66,6 +66,18 @@ def report_to_proto(report: SolveReport) -> pb.SolveResult:
         ],
         answer_classes=[pb.AnswerClass(answer=c.answer, count=c.count) for c in report.answer_classes],
         tokens_saved_vs_budget=report.tokens_saved_vs_budget,
+        rounds=[
+            pb.Round(
+                samples=round_.samples,
+                drawn=round_.drawn,
+                certaindex=round_.certaindex,
+                statistic=round_.statistic,
+                stop=round_.stop,
+                reason=round_.reason,
+            )
+            for round_ in report.rounds
+        ],
+        stop_detail=report.stop_detail,
     )
 
 

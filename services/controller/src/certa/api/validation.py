@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from certa.config import Settings
 from certa.core.errors import InvalidArgument
-from certa.core.strategies import DynasorConfig, MajorityVoteSpec, PlainSpec, StrategySpec
+from certa.core.stop_rules import BetaRule, CertaindexRule, EscRule, FixedCount, StopRule
+from certa.core.strategies import (
+    DynasorConfig,
+    MajorityVoteSpec,
+    PathSpec,
+    PlainSpec,
+    Refinement,
+    SelfConsistencySpec,
+    StrategySpec,
+    validate_self_consistency,
+)
 from certa.core.strategies.dynasor import PRESETS
 from certa.core.types import SamplingParams
+from certa.prompts.refinement import load_refinement_template
 from certa.v1 import reasoning_pb2 as pb
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -78,6 +92,68 @@ def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
     )
 
 
+def _inner(message: pb.MajorityVote | pb.SelfConsistency, field: str) -> PathSpec:
+    inner = message.WhichOneof("inner")
+    if inner is None:
+        raise InvalidArgument(f"{field}.inner", "required: set plain or dynasor_cot")
+    return PlainSpec() if inner == "plain" else _dynasor(message.dynasor_cot, f"{field}.dynasor_cot")
+
+
+def _unit_interval(value: float, field: str) -> float:
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise InvalidArgument(field, f"must be in [0, 1], got {value:g}")
+    return value
+
+
+def _stop_rule(message: pb.StopRule, field: str) -> StopRule:
+    kind = message.WhichOneof("rule")
+    if kind is None or kind == "certaindex":
+        rule = message.certaindex
+        base = CertaindexRule()
+        return CertaindexRule(
+            threshold=_unit_interval(rule.threshold, f"{field}.certaindex.threshold")
+            if rule.HasField("threshold")
+            else base.threshold,
+            min_samples=rule.min_samples if rule.HasField("min_samples") else base.min_samples,
+        )
+    if kind == "fixed":
+        return FixedCount()
+    if kind == "esc":
+        return EscRule(window=message.esc.window if message.esc.HasField("window") else EscRule().window)
+    beta = message.beta
+    threshold = beta.threshold if beta.HasField("threshold") else BetaRule().threshold
+    return BetaRule(threshold=_unit_interval(threshold, f"{field}.beta.threshold"))
+
+
+@functools.cache
+def refinement_template(path: str) -> str:
+    """The refinement prompt template (`CERTA_REFINEMENT_TEMPLATE`, or the built-in one), read once."""
+    return load_refinement_template(Path(path) if path else None, "CERTA_REFINEMENT_TEMPLATE")
+
+
+def _self_consistency(message: pb.SelfConsistency, settings: Settings) -> SelfConsistencySpec:
+    field = "strategy.self_consistency"
+    base = SelfConsistencySpec(inner=PlainSpec())
+    refinement = None
+    if message.HasField("refinement"):
+        given = message.refinement
+        refinement = Refinement(
+            template=refinement_template(settings.refinement_template_file),
+            attempts=given.attempts if given.HasField("attempts") else Refinement("").attempts,
+            attempt_chars=given.attempt_chars if given.HasField("attempt_chars") else Refinement("").attempt_chars,
+        )
+    spec = SelfConsistencySpec(
+        inner=_inner(message, field),
+        stop_rule=_stop_rule(message.stop_rule, f"{field}.stop_rule"),
+        wave_size=message.wave_size if message.HasField("wave_size") else base.wave_size,
+        max_samples=message.max_samples
+        if message.HasField("max_samples")
+        else min(base.max_samples, settings.max_samples),
+        refinement=refinement,
+    )
+    return validate_self_consistency(spec, field, settings.max_samples)
+
+
 def _strategy(message: pb.Strategy, settings: Settings) -> StrategySpec:
     kind = message.WhichOneof("kind")
     if kind == "plain":
@@ -88,12 +164,10 @@ def _strategy(message: pb.Strategy, settings: Settings) -> StrategySpec:
         vote = message.majority_vote
         if not 1 <= vote.n <= settings.max_samples:
             raise InvalidArgument("strategy.majority_vote.n", f"must be in [1, {settings.max_samples}], got {vote.n}")
-        inner = vote.WhichOneof("inner")
-        if inner is None:
-            raise InvalidArgument("strategy.majority_vote.inner", "required: set plain or dynasor_cot")
-        spec = PlainSpec() if inner == "plain" else _dynasor(vote.dynasor_cot, "strategy.majority_vote.dynasor_cot")
-        return MajorityVoteSpec(n=vote.n, inner=spec)
-    raise InvalidArgument("strategy", "required: set one of plain, dynasor_cot, majority_vote")
+        return MajorityVoteSpec(n=vote.n, inner=_inner(vote, "strategy.majority_vote"))
+    if kind == "self_consistency":
+        return _self_consistency(message.self_consistency, settings)
+    raise InvalidArgument("strategy", "required: set one of plain, dynasor_cot, majority_vote, self_consistency")
 
 
 def _sampling(message: pb.SamplingParams) -> SamplingParams:
@@ -122,18 +196,13 @@ def _sampling(message: pb.SamplingParams) -> SamplingParams:
     )
 
 
-def _uses_chunked_paths(spec: StrategySpec) -> bool:
-    return isinstance(spec, DynasorConfig) or (
-        isinstance(spec, MajorityVoteSpec) and isinstance(spec.inner, DynasorConfig)
-    )
+def _path_spec(spec: StrategySpec) -> PathSpec:
+    return spec.inner if isinstance(spec, MajorityVoteSpec | SelfConsistencySpec) else spec
 
 
 def _chunk_tokens(spec: StrategySpec) -> int:
-    if isinstance(spec, DynasorConfig):
-        return spec.chunk_tokens
-    if isinstance(spec, MajorityVoteSpec) and isinstance(spec.inner, DynasorConfig):
-        return spec.inner.chunk_tokens
-    return 1
+    path = _path_spec(spec)
+    return path.chunk_tokens if isinstance(path, DynasorConfig) else 1
 
 
 def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> SolveSpec:
@@ -153,7 +222,7 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         )
     strategy = _strategy(request.strategy, settings)
     sampling = _sampling(request.sampling)
-    if sampling.has_penalties and _uses_chunked_paths(strategy):
+    if sampling.has_penalties and isinstance(_path_spec(strategy), DynasorConfig):
         raise InvalidArgument(
             "sampling",
             "repetition/presence/frequency penalties restart with every backend call, so a path continued chunk by "
@@ -162,6 +231,14 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
     if isinstance(strategy, MajorityVoteSpec) and strategy.n > 1 and sampling.greedy:
         raise InvalidArgument(
             "sampling.temperature", "majority_vote with n > 1 needs temperature > 0 (greedy samples are identical)"
+        )
+    if isinstance(strategy, SelfConsistencySpec) and strategy.max_samples > 1 and sampling.greedy:
+        raise InvalidArgument(
+            "sampling.temperature", "self_consistency needs temperature > 0 (greedy samples are identical)"
+        )
+    if isinstance(strategy, SelfConsistencySpec) and strategy.refinement is not None and kind == "raw_prompt":
+        raise InvalidArgument(
+            "strategy.self_consistency.refinement", "quotes the question: send a question, not a raw_prompt"
         )
     budget = request.token_budget or settings.default_token_budget
     if budget > settings.max_token_budget:

@@ -388,6 +388,8 @@ class Driver:
             wall_time_s=self._elapsed(),
             token_budget=self._token_budget,
             complete=True,
+            rounds=result.rounds,
+            stop_detail=result.stop_detail,
         )
 
     def _partial(self, stop_reason: StopReason | None) -> SolveReport:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from certa.core.types import AnswerClass, PathResult, ProbeRecord, StopReason
+from certa.core.types import AnswerClass, PathResult, ProbeRecord, Round, StopReason
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class SolveReport:
     wall_time_s: float
     token_budget: int
     complete: bool
+    rounds: tuple[Round, ...] = ()
+    stop_detail: str = ""
 
     @property
     def tokens_saved_vs_budget(self) -> int:

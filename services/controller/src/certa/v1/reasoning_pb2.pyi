@@ -62,14 +62,16 @@ class SolveRequest(_message.Message):
     def __init__(self, question: _Optional[str] = ..., raw_prompt: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., token_budget: _Optional[int] = ..., deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Strategy(_message.Message):
-    __slots__ = ("plain", "dynasor_cot", "majority_vote")
+    __slots__ = ("plain", "dynasor_cot", "majority_vote", "self_consistency")
     PLAIN_FIELD_NUMBER: _ClassVar[int]
     DYNASOR_COT_FIELD_NUMBER: _ClassVar[int]
     MAJORITY_VOTE_FIELD_NUMBER: _ClassVar[int]
+    SELF_CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     plain: PlainCot
     dynasor_cot: DynasorCot
     majority_vote: MajorityVote
-    def __init__(self, plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ..., majority_vote: _Optional[_Union[MajorityVote, _Mapping]] = ...) -> None: ...
+    self_consistency: SelfConsistency
+    def __init__(self, plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ..., majority_vote: _Optional[_Union[MajorityVote, _Mapping]] = ..., self_consistency: _Optional[_Union[SelfConsistency, _Mapping]] = ...) -> None: ...
 
 class PlainCot(_message.Message):
     __slots__ = ()
@@ -118,6 +120,66 @@ class MajorityVote(_message.Message):
     plain: PlainCot
     dynasor_cot: DynasorCot
     def __init__(self, n: _Optional[int] = ..., plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ...) -> None: ...
+
+class SelfConsistency(_message.Message):
+    __slots__ = ("plain", "dynasor_cot", "stop_rule", "wave_size", "max_samples", "refinement")
+    PLAIN_FIELD_NUMBER: _ClassVar[int]
+    DYNASOR_COT_FIELD_NUMBER: _ClassVar[int]
+    STOP_RULE_FIELD_NUMBER: _ClassVar[int]
+    WAVE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    REFINEMENT_FIELD_NUMBER: _ClassVar[int]
+    plain: PlainCot
+    dynasor_cot: DynasorCot
+    stop_rule: StopRule
+    wave_size: int
+    max_samples: int
+    refinement: Refinement
+    def __init__(self, plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ..., stop_rule: _Optional[_Union[StopRule, _Mapping]] = ..., wave_size: _Optional[int] = ..., max_samples: _Optional[int] = ..., refinement: _Optional[_Union[Refinement, _Mapping]] = ...) -> None: ...
+
+class Refinement(_message.Message):
+    __slots__ = ("attempts", "attempt_chars")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    attempts: int
+    attempt_chars: int
+    def __init__(self, attempts: _Optional[int] = ..., attempt_chars: _Optional[int] = ...) -> None: ...
+
+class StopRule(_message.Message):
+    __slots__ = ("fixed", "certaindex", "esc", "beta")
+    FIXED_FIELD_NUMBER: _ClassVar[int]
+    CERTAINDEX_FIELD_NUMBER: _ClassVar[int]
+    ESC_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    fixed: FixedCount
+    certaindex: CertaindexRule
+    esc: EscRule
+    beta: BetaRule
+    def __init__(self, fixed: _Optional[_Union[FixedCount, _Mapping]] = ..., certaindex: _Optional[_Union[CertaindexRule, _Mapping]] = ..., esc: _Optional[_Union[EscRule, _Mapping]] = ..., beta: _Optional[_Union[BetaRule, _Mapping]] = ...) -> None: ...
+
+class FixedCount(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CertaindexRule(_message.Message):
+    __slots__ = ("threshold", "min_samples")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    min_samples: int
+    def __init__(self, threshold: _Optional[float] = ..., min_samples: _Optional[int] = ...) -> None: ...
+
+class EscRule(_message.Message):
+    __slots__ = ("window",)
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    window: int
+    def __init__(self, window: _Optional[int] = ...) -> None: ...
+
+class BetaRule(_message.Message):
+    __slots__ = ("threshold",)
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    def __init__(self, threshold: _Optional[float] = ...) -> None: ...
 
 class SamplingParams(_message.Message):
     __slots__ = ("temperature", "top_p", "top_k", "seed", "repetition_penalty", "presence_penalty", "frequency_penalty")
@@ -206,7 +268,7 @@ class AnswerClass(_message.Message):
     def __init__(self, answer: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class SolveResult(_message.Message):
-    __slots__ = ("answer", "stop_reason", "text", "usage", "probes", "wall_time", "samples", "answer_classes", "tokens_saved_vs_budget")
+    __slots__ = ("answer", "stop_reason", "text", "usage", "probes", "wall_time", "samples", "answer_classes", "tokens_saved_vs_budget", "rounds", "stop_detail")
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +278,8 @@ class SolveResult(_message.Message):
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     ANSWER_CLASSES_FIELD_NUMBER: _ClassVar[int]
     TOKENS_SAVED_VS_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    STOP_DETAIL_FIELD_NUMBER: _ClassVar[int]
     answer: str
     stop_reason: StopReason
     text: str
@@ -225,7 +289,25 @@ class SolveResult(_message.Message):
     samples: _containers.RepeatedCompositeFieldContainer[Sample]
     answer_classes: _containers.RepeatedCompositeFieldContainer[AnswerClass]
     tokens_saved_vs_budget: int
-    def __init__(self, answer: _Optional[str] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., text: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., answer_classes: _Optional[_Iterable[_Union[AnswerClass, _Mapping]]] = ..., tokens_saved_vs_budget: _Optional[int] = ...) -> None: ...
+    rounds: _containers.RepeatedCompositeFieldContainer[Round]
+    stop_detail: str
+    def __init__(self, answer: _Optional[str] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., text: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., answer_classes: _Optional[_Iterable[_Union[AnswerClass, _Mapping]]] = ..., tokens_saved_vs_budget: _Optional[int] = ..., rounds: _Optional[_Iterable[_Union[Round, _Mapping]]] = ..., stop_detail: _Optional[str] = ...) -> None: ...
+
+class Round(_message.Message):
+    __slots__ = ("samples", "drawn", "certaindex", "statistic", "stop", "reason")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    DRAWN_FIELD_NUMBER: _ClassVar[int]
+    CERTAINDEX_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedScalarFieldContainer[int]
+    drawn: int
+    certaindex: float
+    statistic: float
+    stop: bool
+    reason: str
+    def __init__(self, samples: _Optional[_Iterable[int]] = ..., drawn: _Optional[int] = ..., certaindex: _Optional[float] = ..., statistic: _Optional[float] = ..., stop: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
     __slots__ = ("request_id", "status", "result", "error", "created_at", "strategy", "attempt")
