@@ -58,12 +58,20 @@ def _strategy(args: argparse.Namespace) -> pb.Strategy:
         return pb.Strategy(plain=pb.PlainCot())
     if args.strategy == StrategyName.DYNASOR_COT:
         return pb.Strategy(dynasor_cot=dynasor)
-    vote = pb.MajorityVote(n=args.samples)
-    if args.inner == StrategyName.PLAIN:
-        vote.plain.SetInParent()
+    if args.strategy == StrategyName.SELF_CONSISTENCY:
+        consistency = pb.SelfConsistency(max_samples=args.samples)
+        multi: pb.SelfConsistency | pb.MajorityVote = consistency
+        if args.refine:
+            consistency.refinement.SetInParent()
     else:
-        vote.dynasor_cot.CopyFrom(dynasor)
-    return pb.Strategy(majority_vote=vote)
+        multi = pb.MajorityVote(n=args.samples)
+    if args.inner == StrategyName.PLAIN:
+        multi.plain.SetInParent()
+    else:
+        multi.dynasor_cot.CopyFrom(dynasor)
+    if isinstance(multi, pb.SelfConsistency):
+        return pb.Strategy(self_consistency=multi)
+    return pb.Strategy(majority_vote=multi)
 
 
 def build_request(args: argparse.Namespace) -> pb.SolveRequest:
@@ -198,7 +206,11 @@ def _parser() -> argparse.ArgumentParser:
     solve = commands.add_parser("solve", help="solve a question with a running controller")
     solve.add_argument("input", help="the question (or, with --raw, the prompt sent as is)")
     add_target_options(solve)
-    solve.add_argument("--strategy", choices=[s.value for s in StrategyName], default=StrategyName.DYNASOR_COT)
+    solve.add_argument(
+        "--strategy",
+        choices=[s.value for s in StrategyName if s is not StrategyName.BATCH],
+        default=StrategyName.DYNASOR_COT,
+    )
     solve.add_argument("--effort", choices=list(PRESETS), default="mid", help="Dynasor-CoT preset")
     solve.add_argument("--chunk-tokens", type=int)
     solve.add_argument("--threshold", type=int, help="certainty threshold (probes that must agree)")
@@ -206,9 +218,12 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--no-early-exit", action="store_true", help="probe but never stop early")
     solve.add_argument("--settled", action="store_true",
                        help="exit only once the path stopped writing new numbers (Certa's guard)")
-    solve.add_argument("--samples", type=int, default=5, help="majority-vote samples")
+    solve.add_argument("--samples", type=int, default=5,
+                       help="majority-vote samples; most samples of self-consistency (which stops at Certaindex 0.7)")
+    solve.add_argument("--refine", action="store_true",
+                       help="self-consistency: later samples refine earlier ones (integrated sampling)")
     solve.add_argument("--inner", choices=[StrategyName.PLAIN.value, StrategyName.DYNASOR_COT.value],
-                       default=StrategyName.DYNASOR_COT, help="majority-vote sample strategy")
+                       default=StrategyName.DYNASOR_COT, help="the samples of majority-vote or self-consistency")
     solve.add_argument("--temperature", type=float, default=0.0)
     solve.add_argument("--top-p", type=float)
     solve.add_argument("--seed", type=int)

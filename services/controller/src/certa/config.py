@@ -100,6 +100,7 @@ class Settings:
     max_deadline_s: float = 3600.0
     max_prompt_chars: int = 32768
     max_samples: int = 64
+    max_batch_questions: int = 1000
     # `auto`: the template the backend publishes for its model, else ChatML; `chatml`; `raw` (no template);
     # or a path to a Jinja2 chat-template file.
     prompt_template: str = "auto"
@@ -173,6 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_deadline_s=_number(env, "MAX_DEADLINE_S", base.max_deadline_s, float, 0.001),
         max_prompt_chars=int(_number(env, "MAX_PROMPT_CHARS", base.max_prompt_chars, int, 1)),
         max_samples=int(_number(env, "MAX_SAMPLES", base.max_samples, int, 1)),
+        max_batch_questions=int(_number(env, "MAX_BATCH_QUESTIONS", base.max_batch_questions, int, 1)),
         prompt_template=env.get(PREFIX + "PROMPT_TEMPLATE", base.prompt_template),
         instruction=env.get(PREFIX + "INSTRUCTION", base.instruction),
         refinement_template_file=_existing_file(env, "REFINEMENT_TEMPLATE"),

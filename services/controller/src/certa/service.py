@@ -36,7 +36,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from certa.api.mapping import event_to_proto, report_to_proto
-from certa.api.validation import SolveSpec, validate
+from certa.api.validation import SolveSpec, validate, validate_batch
 from certa.backends.base import Backend
 from certa.config import Settings
 from certa.core.commands import Strategy
@@ -53,9 +53,11 @@ from certa.core.errors import (
     StoreUnavailable,
 )
 from certa.core.strategies import (
+    BatchSpec,
     MajorityVoteSpec,
     SelfConsistencySpec,
-    StrategySpec,
+    StrategyName,
+    build_batch,
     build_strategy,
     strategy_name,
 )
@@ -84,13 +86,18 @@ _STATUS = {
 }
 
 
-def samples_of(strategy: StrategySpec) -> int:
-    """The most samples a strategy may draw (for the tokens-per-request limit)."""
+def requested_tokens(spec: SolveSpec) -> int:
+    """The most path tokens a request may generate (for the tokens-per-request limit)."""
+    strategy = spec.strategy
+    if isinstance(strategy, BatchSpec):
+        budget = strategy.allocator.budget
+        by_samples = budget.samples * strategy.allocator.sample_max_tokens if budget.samples else None
+        return min(value for value in (budget.tokens, by_samples) if value is not None)
     if isinstance(strategy, MajorityVoteSpec):
-        return strategy.n
+        return spec.token_budget * strategy.n
     if isinstance(strategy, SelfConsistencySpec):
-        return strategy.max_samples
-    return 1
+        return spec.token_budget * strategy.max_samples
+    return spec.token_budget
 
 
 def default_replica_id() -> str:
@@ -194,7 +201,7 @@ class SolveService:
 
     async def submit(
         self,
-        request: pb.SolveRequest,
+        request: pb.SolveRequest | pb.SolveBatchRequest,
         tenant: str,
         trace_context: TraceContext | None = None,
         client_deadline_s: float | None = None,
@@ -206,7 +213,8 @@ class SolveService:
         """
         if self._draining:
             raise ShuttingDown("this replica is shutting down; retry on another one")
-        spec = validate(request, self._settings, request.request_id or uuid.uuid4().hex)
+        check = validate_batch if isinstance(request, pb.SolveBatchRequest) else validate
+        spec = check(request, self._settings, request.request_id or uuid.uuid4().hex)  # type: ignore[arg-type]
         key = RequestKey(tenant, spec.request_id)
         fingerprint = parameters_fingerprint(replace(spec, request_id=""))
         if request.request_id:
@@ -218,11 +226,16 @@ class SolveService:
                 f"{self._settings.max_concurrent_requests} requests are already in flight on this replica; retry later"
             )
         policy = self._policies.of(tenant)
-        requested = spec.token_budget * samples_of(spec.strategy)
+        requested = requested_tokens(spec)
         if policy.max_tokens_per_request and requested > policy.max_tokens_per_request:
             raise QuotaExceeded(
-                f"token_budget × samples = {requested} exceeds tenant {tenant!r}'s limit of "
+                f"the request may generate {requested} tokens, over tenant {tenant!r}'s limit of "
                 f"{policy.max_tokens_per_request} tokens per request"
+            )
+        questions = len(spec.strategy.questions) if isinstance(spec.strategy, BatchSpec) else 0
+        if policy.max_batch_size and questions > policy.max_batch_size:
+            raise QuotaExceeded(
+                f"{questions} questions exceed tenant {tenant!r}'s limit of {policy.max_batch_size} per batch"
             )
         await self._quotas.admit(tenant, spec.request_id, policy.max_in_flight, policy.tokens_per_minute)
         if client_deadline_s is not None:
@@ -231,8 +244,13 @@ class SolveService:
             spec = replace(spec, sampling=replace(spec.sampling, seed=self._rng.randrange(2**63)))
         backend = self._backends[spec.backend]
         model = spec.model or backend.default_model
-        prompt = spec.text if spec.raw_prompt else await self._question_prompt(backend, model, spec.text)
-        stored_request = pb.SolveRequest()
+        if isinstance(spec.strategy, BatchSpec):
+            prompt = ""  # one per question, rendered when the batch runs
+        elif spec.raw_prompt:
+            prompt = spec.text
+        else:
+            prompt = await self._question_prompt(backend, model, spec.text)
+        stored_request = type(request)()
         stored_request.CopyFrom(request)
         stored_request.request_id, stored_request.backend, stored_request.model = spec.request_id, spec.backend, model
         if spec.sampling.seed is not None:
@@ -299,9 +317,12 @@ class SolveService:
     async def _execute(self, run: LocalRun, claim: Claim, trace_context: TraceContext | None) -> None:
         stored = run.stored
         try:
-            run.spec = spec = validate(
-                pb.SolveRequest.FromString(stored.spec.request), self._settings, run.key.request_id
-            )
+            if stored.spec.strategy == StrategyName.BATCH:
+                batch = pb.SolveBatchRequest.FromString(stored.spec.request)
+                run.spec = spec = validate_batch(batch, self._settings, run.key.request_id)
+            else:
+                solve = pb.SolveRequest.FromString(stored.spec.request)
+                run.spec = spec = validate(solve, self._settings, run.key.request_id)
             label = f"{run.key}:journal"
             replay = [decode_reply(label, index, raw) for index, raw in enumerate(claim.journal)]
             strategy = await self._strategy(spec, stored)
@@ -357,10 +378,24 @@ class SolveService:
         await self._conclude(run, report, None)
 
     async def _strategy(self, spec: SolveSpec, stored: StoredRequest) -> Strategy:
-        """The running strategy; refinement prompts (self-consistency) use the model's chat template."""
+        """The running strategy; refinement prompts and a batch's questions use the model's chat template."""
         chat_template = None
-        if isinstance(spec.strategy, SelfConsistencySpec) and spec.strategy.refinement is not None:
+        strategy = spec.strategy
+        if isinstance(strategy, BatchSpec) or (
+            isinstance(strategy, SelfConsistencySpec) and strategy.refinement is not None
+        ):
             chat_template = await self._chat_template(self._backends[spec.backend], stored.spec.model)
+        if isinstance(strategy, BatchSpec):
+            prompts = [
+                (question_prompt(text, self._settings.instruction, chat_template),) for _, text in strategy.questions
+            ]
+            return build_batch(
+                strategy,
+                prompts,
+                spec.token_budget,
+                spec.sampling,
+                render=lambda message: (question_prompt(message, "", chat_template),),
+            )
         return build_strategy(
             spec.strategy,
             (stored.spec.prompt,),

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from certa.core.commands import Decision
+from certa.core.commands import Decision, QuestionFinished
 from certa.core.errors import CertaError, DeadlineExceeded, InvalidArgument, SolveInterrupted
 from certa.core.types import FinishReason, GenerationRequest, ProbeRecord, StopReason
 from certa.runtime.report import SolveReport
@@ -264,6 +264,18 @@ class Telemetry:
                 "certa.probe.tokens": record.tokens,
                 "certa.probe.answer_chars": len(record.answer),
                 **({"certa.probe.answer": record.answer[:PROBE_ANSWER_MAX_CHARS]} if log_content else {}),
+            },
+        )
+
+    def question_finished(self, event: QuestionFinished) -> None:
+        """A `certa.question` event on the (batch) request's span: one question is final."""
+        trace.get_current_span().add_event(
+            "certa.question",
+            {
+                "certa.question_id": event.question_id,
+                "certa.retire_reason": str(event.reason),
+                "certa.samples": len(event.result.samples),
+                "certa.tokens.generated": event.generated_tokens,
             },
         )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
 
-from certa.core.commands import Decision
-from certa.core.types import ProbeRecord, StopReason
+from certa.core.commands import Decision, QuestionFinished
+from certa.core.types import PathResult, ProbeRecord, Round, StopReason, StrategyResult
 from certa.runtime.driver import RuntimeEvent
 from certa.runtime.report import Resumed, SolveReport, TextDelta
 from certa.v1 import reasoning_pb2 as pb
@@ -40,6 +40,27 @@ def _duration(seconds: float) -> Duration:
     return duration
 
 
+def _sample(sample: PathResult) -> pb.Sample:
+    return pb.Sample(
+        index=sample.sample_index,
+        answer=sample.answer,
+        stop_reason=stop_reason_to_proto(sample.stop_reason),
+        path_tokens=sample.path_tokens,
+        probe_tokens=sample.probe_tokens,
+    )
+
+
+def _round(round_: Round) -> pb.Round:
+    return pb.Round(
+        samples=round_.samples,
+        drawn=round_.drawn,
+        certaindex=round_.certaindex,
+        statistic=round_.statistic,
+        stop=round_.stop,
+        reason=round_.reason,
+    )
+
+
 def report_to_proto(report: SolveReport) -> pb.SolveResult:
     usage = report.usage
     return pb.SolveResult(
@@ -54,30 +75,37 @@ def report_to_proto(report: SolveReport) -> pb.SolveResult:
         ),
         probes=[probe_to_proto(probe) for probe in report.probes],
         wall_time=_duration(report.wall_time_s),
-        samples=[
-            pb.Sample(
-                index=sample.sample_index,
-                answer=sample.answer,
-                stop_reason=stop_reason_to_proto(sample.stop_reason),
-                path_tokens=sample.path_tokens,
-                probe_tokens=sample.probe_tokens,
-            )
-            for sample in report.samples
-        ],
+        samples=[_sample(sample) for sample in report.samples],
         answer_classes=[pb.AnswerClass(answer=c.answer, count=c.count) for c in report.answer_classes],
         tokens_saved_vs_budget=report.tokens_saved_vs_budget,
-        rounds=[
-            pb.Round(
-                samples=round_.samples,
-                drawn=round_.drawn,
-                certaindex=round_.certaindex,
-                statistic=round_.statistic,
-                stop=round_.stop,
-                reason=round_.reason,
-            )
-            for round_ in report.rounds
-        ],
+        rounds=[_round(round_) for round_ in report.rounds],
         stop_detail=report.stop_detail,
+        batch=pb.BatchSummary(
+            questions=report.batch.questions,
+            samples_spent=report.batch.samples,
+            tokens_spent=report.batch.generated_tokens,
+        )
+        if report.batch is not None
+        else None,
+    )
+
+
+def question_to_proto(result: StrategyResult, prompt_tokens: int) -> pb.SolveResult:
+    """One question of a batch: its vote, samples, rounds and the tokens its samples spent."""
+    return pb.SolveResult(
+        answer=result.answer,
+        stop_reason=stop_reason_to_proto(result.stop_reason),
+        text=result.text,
+        usage=pb.TokenUsage(
+            prompt_tokens=prompt_tokens,
+            path_tokens=sum(sample.path_tokens for sample in result.samples),
+            probe_tokens=sum(sample.probe_tokens for sample in result.samples),
+        ),
+        probes=[probe_to_proto(probe) for probe in result.probes],
+        samples=[_sample(sample) for sample in result.samples],
+        answer_classes=[pb.AnswerClass(answer=c.answer, count=c.count) for c in result.answer_classes],
+        rounds=[_round(round_) for round_ in result.rounds],
+        stop_detail=result.stop_detail,
     )
 
 
@@ -97,6 +125,15 @@ def event_to_proto(request_id: str, event: RuntimeEvent) -> pb.SolveEvent:
                 stop_reason=stop_reason_to_proto(event.stop_reason),
                 answer=event.answer,
                 detail=event.detail,
+            ),
+        )
+    if isinstance(event, QuestionFinished):
+        return pb.SolveEvent(
+            request_id=request_id,
+            question=pb.QuestionResult(
+                id=event.question_id,
+                result=question_to_proto(event.result, event.prompt_tokens),
+                retire_reason=str(event.reason),
             ),
         )
     if isinstance(event, Resumed):

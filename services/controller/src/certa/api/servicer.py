@@ -34,7 +34,9 @@ class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
     def _tenant(self, context: grpc.aio.ServicerContext) -> str:
         return self._auth.identify(context.invocation_metadata(), context.auth_context()).tenant
 
-    async def _start(self, request: pb.SolveRequest, context: grpc.aio.ServicerContext) -> StoredRequest:
+    async def _start(
+        self, request: pb.SolveRequest | pb.SolveBatchRequest, context: grpc.aio.ServicerContext
+    ) -> StoredRequest:
         tenant = self._tenant(context)
         trace_context = self._telemetry.extract(context.invocation_metadata())
         remaining = context.time_remaining()
@@ -51,6 +53,18 @@ class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
 
     async def SolveStream(  # noqa: N802
         self, request: pb.SolveRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SolveEvent]:
+        async for event in self._stream(request, context):
+            yield event
+
+    async def SolveBatch(  # noqa: N802
+        self, request: pb.SolveBatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SolveEvent]:
+        async for event in self._stream(request, context):
+            yield event
+
+    async def _stream(
+        self, request: pb.SolveRequest | pb.SolveBatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SolveEvent]:
         stored = await self._start(request, context)
         spec = stored.spec

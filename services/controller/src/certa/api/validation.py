@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certa.config import Settings
+from certa.core.allocator import AllocatorConfig, BatchBudget, Policy
+from certa.core.allocator import validate_batch as validate_allocation
 from certa.core.errors import InvalidArgument
 from certa.core.stop_rules import BetaRule, CertaindexRule, EscRule, FixedCount, StopRule
 from certa.core.strategies import (
+    BatchSpec,
     DynasorConfig,
     MajorityVoteSpec,
     PathSpec,
@@ -19,6 +22,7 @@ from certa.core.strategies import (
     Refinement,
     SelfConsistencySpec,
     StrategySpec,
+    sample_max_tokens,
     validate_self_consistency,
 )
 from certa.core.strategies.dynasor import PRESETS
@@ -40,7 +44,7 @@ class SolveSpec:
     request_id: str
     text: str
     raw_prompt: bool
-    strategy: StrategySpec
+    strategy: StrategySpec | BatchSpec
     sampling: SamplingParams
     token_budget: int
     deadline_s: float
@@ -92,7 +96,7 @@ def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
     )
 
 
-def _inner(message: pb.MajorityVote | pb.SelfConsistency, field: str) -> PathSpec:
+def _inner(message: pb.MajorityVote | pb.SelfConsistency | pb.SolveBatchRequest, field: str) -> PathSpec:
     inner = message.WhichOneof("inner")
     if inner is None:
         raise InvalidArgument(f"{field}.inner", "required: set plain or dynasor_cot")
@@ -131,17 +135,20 @@ def refinement_template(path: str) -> str:
     return load_refinement_template(Path(path) if path else None, "CERTA_REFINEMENT_TEMPLATE")
 
 
+def _refinement(message: pb.SelfConsistency | pb.SolveBatchRequest, settings: Settings) -> Refinement:
+    given = message.refinement
+    base = Refinement("")
+    return Refinement(
+        template=refinement_template(settings.refinement_template_file),
+        attempts=given.attempts if given.HasField("attempts") else base.attempts,
+        attempt_chars=given.attempt_chars if given.HasField("attempt_chars") else base.attempt_chars,
+    )
+
+
 def _self_consistency(message: pb.SelfConsistency, settings: Settings) -> SelfConsistencySpec:
     field = "strategy.self_consistency"
     base = SelfConsistencySpec(inner=PlainSpec())
-    refinement = None
-    if message.HasField("refinement"):
-        given = message.refinement
-        refinement = Refinement(
-            template=refinement_template(settings.refinement_template_file),
-            attempts=given.attempts if given.HasField("attempts") else Refinement("").attempts,
-            attempt_chars=given.attempt_chars if given.HasField("attempt_chars") else Refinement("").attempt_chars,
-        )
+    refinement = _refinement(message, settings) if message.HasField("refinement") else None
     spec = SelfConsistencySpec(
         inner=_inner(message, field),
         stop_rule=_stop_rule(message.stop_rule, f"{field}.stop_rule"),
@@ -240,25 +247,9 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         raise InvalidArgument(
             "strategy.self_consistency.refinement", "quotes the question: send a question, not a raw_prompt"
         )
-    budget = request.token_budget or settings.default_token_budget
-    if budget > settings.max_token_budget:
-        raise InvalidArgument("token_budget", f"must be <= {settings.max_token_budget} (server cap), got {budget}")
-    chunk = _chunk_tokens(strategy)
-    if budget < chunk:
-        raise InvalidArgument("token_budget", f"must be >= chunk_tokens ({chunk}), got {budget}")
-    deadline_s = settings.default_deadline_s
-    if request.HasField("deadline"):
-        deadline_s = request.deadline.ToTimedelta().total_seconds()
-        if deadline_s <= 0:
-            raise InvalidArgument("deadline", f"must be positive (the deadline has already passed: {deadline_s:g}s)")
-        if deadline_s > settings.max_deadline_s:
-            raise InvalidArgument(
-                "deadline", f"must be <= {settings.max_deadline_s:g}s (server cap), got {deadline_s:g}s"
-            )
-    backend = request.backend or settings.default_backend_name
-    names = [spec.name for spec in settings.backends]
-    if backend not in names:
-        raise InvalidArgument("backend", f"unknown backend {backend!r}; configured: {', '.join(names) or 'none'}")
+    budget = _token_budget(request.token_budget, strategy, settings)
+    deadline_s = _deadline(request, settings)
+    backend = _backend(request.backend, settings)
     return SolveSpec(
         request_id=request_id,
         text=text,
@@ -268,5 +259,98 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         token_budget=budget,
         deadline_s=deadline_s,
         backend=backend,
+        model=request.model,
+    )
+
+
+def _token_budget(requested: int, strategy: StrategySpec | PathSpec, settings: Settings) -> int:
+    budget = requested or settings.default_token_budget
+    if budget > settings.max_token_budget:
+        raise InvalidArgument("token_budget", f"must be <= {settings.max_token_budget} (server cap), got {budget}")
+    chunk = _chunk_tokens(strategy)
+    if budget < chunk:
+        raise InvalidArgument("token_budget", f"must be >= chunk_tokens ({chunk}), got {budget}")
+    return budget
+
+
+def _deadline(request: pb.SolveRequest | pb.SolveBatchRequest, settings: Settings) -> float:
+    if not request.HasField("deadline"):
+        return settings.default_deadline_s
+    deadline_s = request.deadline.ToTimedelta().total_seconds()
+    if deadline_s <= 0:
+        raise InvalidArgument("deadline", f"must be positive (the deadline has already passed: {deadline_s:g}s)")
+    if deadline_s > settings.max_deadline_s:
+        raise InvalidArgument("deadline", f"must be <= {settings.max_deadline_s:g}s (server cap), got {deadline_s:g}s")
+    return deadline_s
+
+
+def _backend(requested: str, settings: Settings) -> str:
+    backend = requested or settings.default_backend_name
+    names = [spec.name for spec in settings.backends]
+    if backend not in names:
+        raise InvalidArgument("backend", f"unknown backend {backend!r}; configured: {', '.join(names) or 'none'}")
+    return backend
+
+
+MAX_IN_FLIGHT = 256
+
+
+def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id: str) -> SolveSpec:
+    """Check a batch against the API's ranges and the server's caps; the batch is the strategy of the result."""
+    if request.request_id and not _REQUEST_ID.match(request.request_id):
+        raise InvalidArgument(
+            "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
+        )
+    if len(request.questions) > settings.max_batch_questions:
+        raise InvalidArgument(
+            "questions", f"at most {settings.max_batch_questions} per batch (server cap), got {len(request.questions)}"
+        )
+    for index, question in enumerate(request.questions):
+        if not question.id or len(question.id) > 128:
+            raise InvalidArgument(f"questions[{index}].id", "must be 1-128 characters")
+        if not question.question.strip():
+            raise InvalidArgument(f"questions[{index}].question", "must not be empty")
+        if len(question.question) > settings.max_prompt_chars:
+            raise InvalidArgument(
+                f"questions[{index}].question",
+                f"is {len(question.question)} characters; the server accepts at most {settings.max_prompt_chars}",
+            )
+    inner = _inner(request, "batch")
+    sampling = _sampling(request.sampling)
+    if sampling.greedy:
+        raise InvalidArgument("sampling.temperature", "a batch draws several samples per question: needs > 0")
+    if sampling.has_penalties and isinstance(inner, DynasorConfig):
+        raise InvalidArgument("sampling", "penalties cannot apply to chunked (dynasor_cot) samples; leave them neutral")
+    budget = _token_budget(request.token_budget, inner, settings)
+    if math.isnan(request.exploration):
+        raise InvalidArgument("exploration", "must be a number >= 0, got NaN")
+    cap = request.per_question_cap if request.HasField("per_question_cap") else min(40, settings.max_samples)
+    if cap > settings.max_samples:
+        raise InvalidArgument("per_question_cap", f"must be <= {settings.max_samples} (server cap), got {cap}")
+    max_in_flight = request.max_in_flight if request.HasField("max_in_flight") else 16
+    if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+        raise InvalidArgument("max_in_flight", f"must be in [1, {MAX_IN_FLIGHT}], got {max_in_flight}")
+    base = AllocatorConfig(budget=BatchBudget(), sample_max_tokens=1)
+    config = AllocatorConfig(
+        budget=BatchBudget(samples=request.budget.samples or None, tokens=request.budget.tokens or None),
+        sample_max_tokens=sample_max_tokens(inner, budget),
+        per_question_cap=cap,
+        warmup=request.warmup if request.HasField("warmup") else base.warmup,
+        exploration=request.exploration if request.HasField("exploration") else base.exploration,
+        stop_rule=_stop_rule(request.stop_rule, "stop_rule"),
+        policy=Policy.UNIFORM if request.allocation == pb.ALLOCATION_UNIFORM else Policy.BANDIT,
+    )
+    questions = tuple((question.id, question.question) for question in request.questions)
+    validate_allocation([question_id for question_id, _ in questions], config, settings.max_batch_questions)
+    refinement = _refinement(request, settings) if request.HasField("refinement") else None
+    return SolveSpec(
+        request_id=request_id,
+        text="",
+        raw_prompt=False,
+        strategy=BatchSpec(questions, inner, config, max_in_flight, refinement),
+        sampling=sampling,
+        token_budget=budget,
+        deadline_s=_deadline(request, settings),
+        backend=_backend(request.backend, settings),
         model=request.model,
     )

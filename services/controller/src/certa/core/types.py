@@ -55,9 +55,7 @@ class SamplingParams:
     @property
     def has_penalties(self) -> bool:
         """True when a penalty would change sampling; penalties restart with every backend call."""
-        return (
-            self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
-        )
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
     @property
     def greedy(self) -> bool:
@@ -163,6 +161,15 @@ class Round:
 
 
 @dataclass(frozen=True)
+class BatchTotals:
+    """What a batch spent, and its size."""
+
+    questions: int
+    samples: int
+    generated_tokens: int
+
+
+@dataclass(frozen=True)
 class StrategyResult:
     """What a strategy returns: the answer, why it stopped, and the evidence."""
 
@@ -173,6 +180,7 @@ class StrategyResult:
     answer_classes: tuple[AnswerClass, ...] = field(default=())
     rounds: tuple[Round, ...] = ()
     stop_detail: str = ""
+    batch: BatchTotals | None = None
 
     @property
     def probes(self) -> tuple[ProbeRecord, ...]:

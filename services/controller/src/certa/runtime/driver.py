@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certa.backends.base import Backend
-from certa.core.commands import Cancel, Command, Decision, Emit, Handle, Start, Wait, WaitAny
+from certa.core.commands import Cancel, Command, Decision, Emit, Handle, QuestionFinished, Start, Wait, WaitAny
 from certa.core.errors import BackendError, CertaError, CorruptState, DeadlineExceeded, SolveInterrupted
 from certa.core.types import (
     FinishReason,
@@ -42,7 +42,7 @@ from certa.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-RuntimeEvent = TextDelta | ProbeRecord | Decision | Resumed
+RuntimeEvent = TextDelta | ProbeRecord | Decision | QuestionFinished | Resumed
 EventSink = Callable[[RuntimeEvent], None]
 Checkpoint = Callable[[Reply], Awaitable[bool]]
 """Stores one journal entry; returns True when the request's cancellation was asked for (from any replica)."""
@@ -198,6 +198,8 @@ class Driver:
                 chunk_index = sum(1 for probe in self._probes if probe.sample_index == event.sample_index)
                 self._telemetry.probe(event, chunk_index, self._log_content)
                 self._probes.append(event)
+            elif isinstance(event, QuestionFinished):
+                self._telemetry.question_finished(event)
             else:
                 self._telemetry.decision(event)
             self._on_event(event)
@@ -390,6 +392,7 @@ class Driver:
             complete=True,
             rounds=result.rounds,
             stop_detail=result.stop_detail,
+            batch=result.batch,
         )
 
     def _partial(self, stop_reason: StopReason | None) -> SolveReport:

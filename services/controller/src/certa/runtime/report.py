@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from certa.core.types import AnswerClass, PathResult, ProbeRecord, Round, StopReason
+from certa.core.types import AnswerClass, BatchTotals, PathResult, ProbeRecord, Round, StopReason
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,12 @@ class SolveReport:
     complete: bool
     rounds: tuple[Round, ...] = ()
     stop_detail: str = ""
+    batch: BatchTotals | None = None
 
     @property
     def tokens_saved_vs_budget(self) -> int:
         """Path tokens not generated compared with giving every sample its full budget (0 while incomplete)."""
-        if not self.complete:
+        if not self.complete or self.batch is not None:  # a batch's budget is its own (see `batch`)
             return 0
         samples = max(len(self.samples), 1)
         return max(samples * self.token_budget - self.usage.path_tokens, 0)

@@ -11,6 +11,11 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Allocation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALLOCATION_BANDIT: _ClassVar[Allocation]
+    ALLOCATION_UNIFORM: _ClassVar[Allocation]
+
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STOP_REASON_UNSPECIFIED: _ClassVar[StopReason]
@@ -27,6 +32,8 @@ class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOLVE_STATUS_SUCCEEDED: _ClassVar[SolveStatus]
     SOLVE_STATUS_FAILED: _ClassVar[SolveStatus]
     SOLVE_STATUS_CANCELLED: _ClassVar[SolveStatus]
+ALLOCATION_BANDIT: Allocation
+ALLOCATION_UNIFORM: Allocation
 STOP_REASON_UNSPECIFIED: StopReason
 STOP_REASON_CERTAIN: StopReason
 STOP_REASON_MODEL_FINISHED: StopReason
@@ -199,6 +206,82 @@ class SamplingParams(_message.Message):
     frequency_penalty: float
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ...) -> None: ...
 
+class SolveBatchRequest(_message.Message):
+    __slots__ = ("questions", "plain", "dynasor_cot", "sampling", "token_budget", "budget", "per_question_cap", "warmup", "exploration", "stop_rule", "refinement", "allocation", "max_in_flight", "deadline", "backend", "model", "request_id")
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    PLAIN_FIELD_NUMBER: _ClassVar[int]
+    DYNASOR_COT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PER_QUESTION_CAP_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_FIELD_NUMBER: _ClassVar[int]
+    EXPLORATION_FIELD_NUMBER: _ClassVar[int]
+    STOP_RULE_FIELD_NUMBER: _ClassVar[int]
+    REFINEMENT_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    questions: _containers.RepeatedCompositeFieldContainer[BatchQuestion]
+    plain: PlainCot
+    dynasor_cot: DynasorCot
+    sampling: SamplingParams
+    token_budget: int
+    budget: BatchBudget
+    per_question_cap: int
+    warmup: int
+    exploration: float
+    stop_rule: StopRule
+    refinement: Refinement
+    allocation: Allocation
+    max_in_flight: int
+    deadline: _duration_pb2.Duration
+    backend: str
+    model: str
+    request_id: str
+    def __init__(self, questions: _Optional[_Iterable[_Union[BatchQuestion, _Mapping]]] = ..., plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., token_budget: _Optional[int] = ..., budget: _Optional[_Union[BatchBudget, _Mapping]] = ..., per_question_cap: _Optional[int] = ..., warmup: _Optional[int] = ..., exploration: _Optional[float] = ..., stop_rule: _Optional[_Union[StopRule, _Mapping]] = ..., refinement: _Optional[_Union[Refinement, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, str]] = ..., max_in_flight: _Optional[int] = ..., deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class BatchQuestion(_message.Message):
+    __slots__ = ("id", "question")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    question: str
+    def __init__(self, id: _Optional[str] = ..., question: _Optional[str] = ...) -> None: ...
+
+class BatchBudget(_message.Message):
+    __slots__ = ("samples", "tokens")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    tokens: int
+    def __init__(self, samples: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class QuestionResult(_message.Message):
+    __slots__ = ("id", "result", "retire_reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    result: SolveResult
+    retire_reason: str
+    def __init__(self, id: _Optional[str] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., retire_reason: _Optional[str] = ...) -> None: ...
+
+class BatchSummary(_message.Message):
+    __slots__ = ("questions", "samples_spent", "tokens_spent", "budget")
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_SPENT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SPENT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    questions: int
+    samples_spent: int
+    tokens_spent: int
+    budget: BatchBudget
+    def __init__(self, questions: _Optional[int] = ..., samples_spent: _Optional[int] = ..., tokens_spent: _Optional[int] = ..., budget: _Optional[_Union[BatchBudget, _Mapping]] = ...) -> None: ...
+
 class GetSolveRequest(_message.Message):
     __slots__ = ("request_id",)
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -268,7 +351,7 @@ class AnswerClass(_message.Message):
     def __init__(self, answer: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class SolveResult(_message.Message):
-    __slots__ = ("answer", "stop_reason", "text", "usage", "probes", "wall_time", "samples", "answer_classes", "tokens_saved_vs_budget", "rounds", "stop_detail")
+    __slots__ = ("answer", "stop_reason", "text", "usage", "probes", "wall_time", "samples", "answer_classes", "tokens_saved_vs_budget", "rounds", "stop_detail", "batch")
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -280,6 +363,7 @@ class SolveResult(_message.Message):
     TOKENS_SAVED_VS_BUDGET_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     STOP_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     answer: str
     stop_reason: StopReason
     text: str
@@ -291,7 +375,8 @@ class SolveResult(_message.Message):
     tokens_saved_vs_budget: int
     rounds: _containers.RepeatedCompositeFieldContainer[Round]
     stop_detail: str
-    def __init__(self, answer: _Optional[str] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., text: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., answer_classes: _Optional[_Iterable[_Union[AnswerClass, _Mapping]]] = ..., tokens_saved_vs_budget: _Optional[int] = ..., rounds: _Optional[_Iterable[_Union[Round, _Mapping]]] = ..., stop_detail: _Optional[str] = ...) -> None: ...
+    batch: BatchSummary
+    def __init__(self, answer: _Optional[str] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., text: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., answer_classes: _Optional[_Iterable[_Union[AnswerClass, _Mapping]]] = ..., tokens_saved_vs_budget: _Optional[int] = ..., rounds: _Optional[_Iterable[_Union[Round, _Mapping]]] = ..., stop_detail: _Optional[str] = ..., batch: _Optional[_Union[BatchSummary, _Mapping]] = ...) -> None: ...
 
 class Round(_message.Message):
     __slots__ = ("samples", "drawn", "certaindex", "statistic", "stop", "reason")
@@ -328,7 +413,7 @@ class SolveResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[SolveStatus, str]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., strategy: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class SolveEvent(_message.Message):
-    __slots__ = ("request_id", "started", "text", "probe", "decision", "result", "resumed")
+    __slots__ = ("request_id", "started", "text", "probe", "decision", "result", "resumed", "question")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +421,7 @@ class SolveEvent(_message.Message):
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     started: Started
     text: TextDelta
@@ -343,7 +429,8 @@ class SolveEvent(_message.Message):
     decision: Decision
     result: SolveResult
     resumed: Resumed
-    def __init__(self, request_id: _Optional[str] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., resumed: _Optional[_Union[Resumed, _Mapping]] = ...) -> None: ...
+    question: QuestionResult
+    def __init__(self, request_id: _Optional[str] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., resumed: _Optional[_Union[Resumed, _Mapping]] = ..., question: _Optional[_Union[QuestionResult, _Mapping]] = ...) -> None: ...
 
 class Resumed(_message.Message):
     __slots__ = ("attempt", "paths")

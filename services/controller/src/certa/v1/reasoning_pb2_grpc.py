@@ -55,6 +55,11 @@ class ReasoningServiceStub:
                 request_serializer=certa_dot_v1_dot_reasoning__pb2.CancelSolveRequest.SerializeToString,
                 response_deserializer=certa_dot_v1_dot_reasoning__pb2.CancelSolveResponse.FromString,
                 _registered_method=True)
+        self.SolveBatch = channel.unary_stream(
+                '/certa.v1.ReasoningService/SolveBatch',
+                request_serializer=certa_dot_v1_dot_reasoning__pb2.SolveBatchRequest.SerializeToString,
+                response_deserializer=certa_dot_v1_dot_reasoning__pb2.SolveEvent.FromString,
+                _registered_method=True)
 
 
 class ReasoningServiceServicer:
@@ -89,6 +94,15 @@ class ReasoningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SolveBatch(self, request, context):
+        """DynScaling over a batch: a bandit allocator spreads a total budget over the questions by their uncertainty.
+        Streams `started`, one `question` event per question as soon as it is final, then `result` (with `batch`).
+        A batch is a request like any other: GetSolve, CancelSolve, retries and resumption work by its request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReasoningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_ReasoningServiceServicer_to_server(servicer, server):
                     servicer.CancelSolve,
                     request_deserializer=certa_dot_v1_dot_reasoning__pb2.CancelSolveRequest.FromString,
                     response_serializer=certa_dot_v1_dot_reasoning__pb2.CancelSolveResponse.SerializeToString,
+            ),
+            'SolveBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.SolveBatch,
+                    request_deserializer=certa_dot_v1_dot_reasoning__pb2.SolveBatchRequest.FromString,
+                    response_serializer=certa_dot_v1_dot_reasoning__pb2.SolveEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +241,33 @@ class ReasoningService:
             '/certa.v1.ReasoningService/CancelSolve',
             certa_dot_v1_dot_reasoning__pb2.CancelSolveRequest.SerializeToString,
             certa_dot_v1_dot_reasoning__pb2.CancelSolveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SolveBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/certa.v1.ReasoningService/SolveBatch',
+            certa_dot_v1_dot_reasoning__pb2.SolveBatchRequest.SerializeToString,
+            certa_dot_v1_dot_reasoning__pb2.SolveEvent.FromString,
             options,
             channel_credentials,
             insecure,

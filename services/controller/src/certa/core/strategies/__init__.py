@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from certa.core.allocator import AllocatorConfig
 from certa.core.commands import Command
 from certa.core.errors import InvalidArgument
 from certa.core.stop_rules import DEFAULT_STOP_RULE, StopRule, validate_stop_rule
+from certa.core.strategies.batch import BatchQuestion, BatchResult, batch_strategy
 from certa.core.strategies.compose import majority_vote, single_path
 from certa.core.strategies.dynasor import DynasorConfig, dynasor_cot
 from certa.core.strategies.plain import plain_cot
 from certa.core.strategies.refinement import Refinement, RefinementPlan, Render, as_prompt, validate_refinement
 from certa.core.strategies.samples import PathFactory, sample_sampling
 from certa.core.strategies.self_consistency import self_consistency
-from certa.core.types import PathResult, PromptPiece, SamplingParams, StrategyResult
+from certa.core.types import BatchTotals, PathResult, PromptPiece, SamplingParams, StopReason, StrategyResult
 
 
 class StrategyName(StrEnum):
@@ -27,6 +29,7 @@ class StrategyName(StrEnum):
     DYNASOR_COT = "dynasor-cot"
     MAJORITY_VOTE = "majority-vote"
     SELF_CONSISTENCY = "self-consistency"
+    BATCH = "batch"
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class SelfConsistencySpec:
 StrategySpec = PlainSpec | DynasorConfig | MajorityVoteSpec | SelfConsistencySpec
 
 
-def strategy_name(spec: StrategySpec) -> StrategyName:
+def strategy_name(spec: StrategySpec | BatchSpec) -> StrategyName:
+    if isinstance(spec, BatchSpec):
+        return StrategyName.BATCH
     if isinstance(spec, PlainSpec):
         return StrategyName.PLAIN
     if isinstance(spec, DynasorConfig):
@@ -150,6 +155,55 @@ def build_strategy(
     return single_path(_path(spec, prompt, token_budget, sampling, 0))
 
 
+@dataclass(frozen=True)
+class BatchSpec:
+    """A validated batch: its questions (id, text), how each sample runs, and how the budget is spread."""
+
+    questions: tuple[tuple[str, str], ...]
+    inner: PathSpec
+    allocator: AllocatorConfig
+    max_in_flight: int = 16
+    refinement: Refinement | None = None
+
+
+def build_batch(
+    spec: BatchSpec,
+    prompts: Sequence[tuple[PromptPiece, ...]],
+    token_budget: int,
+    sampling: SamplingParams,
+    render: Render = as_prompt,
+) -> Generator[Command, Any, StrategyResult]:
+    """The batch as a request-level strategy: each question's result is emitted as it becomes final
+    (`QuestionFinished`); the return value carries what the batch spent."""
+    questions = [
+        BatchQuestion(question_id, prompt, text)
+        for (question_id, text), prompt in zip(spec.questions, prompts, strict=True)
+    ]
+    batch = batch_strategy(
+        questions,
+        path_factory(spec.inner, token_budget),
+        sampling,
+        spec.allocator,
+        max_in_flight=spec.max_in_flight,
+        refinement=spec.refinement,
+        render=render,
+    )
+    return _batch_totals(batch)
+
+
+def _batch_totals(batch: Generator[Command, Any, BatchResult]) -> Generator[Command, Any, StrategyResult]:
+    result = yield from batch
+    totals = BatchTotals(len(result.questions), result.samples, result.generated_tokens)
+    return StrategyResult(
+        answer="",
+        stop_reason=StopReason.VOTED,
+        text="",
+        samples=(),
+        stop_detail=f"{totals.questions} questions: {totals.samples} samples, {totals.generated_tokens} tokens",
+        batch=totals,
+    )
+
+
 def _refinement_plan(
     refinement: Refinement | None, question: str | None, sampling: SamplingParams, render: Render
 ) -> RefinementPlan | None:
@@ -161,6 +215,7 @@ def _refinement_plan(
 
 
 __all__ = [
+    "BatchSpec",
     "DynasorConfig",
     "MajorityVoteSpec",
     "PathSpec",
@@ -169,6 +224,7 @@ __all__ = [
     "SelfConsistencySpec",
     "StrategyName",
     "StrategySpec",
+    "build_batch",
     "build_strategy",
     "path_factory",
     "sample_max_tokens",
