@@ -3,6 +3,10 @@
 `render(...)` runs `helm template` and returns the objects as dicts; `render_error(...)` runs it expecting a
 failure and returns helm's message. Both are cached per argument list: rendering is cheap, but many tests look at
 the same scenarios.
+
+The chart refuses to render without an authentication method (so does the controller refuse to start), so both add
+`DEFAULT_AUTH` (API keys from the Secret `API_KEYS_SECRET`) to the assignments unless given another `auth`: pass
+`auth=()` for the chart's bare defaults, or when a values file brings its own.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ GET_HELM = ROOT / "deploy" / "tools" / "get-helm.sh"
 RELEASE = "rel"
 NAMESPACE = "ml"
 MONITORING_API = "monitoring.coreos.com/v1"
+CERT_MANAGER_API = "cert-manager.io/v1"
+API_KEYS_SECRET = "certa-api-keys"
+DEFAULT_AUTH = (f"auth.apiKeys.existingSecret={API_KEYS_SECRET}",)
 
 # The Kubernetes minors the chart claims (Chart.yaml kubeVersion ">=1.29.0-0 <1.38.0-0") and is validated against.
 KUBE_VERSIONS = tuple(f"1.{minor}.0" for minor in range(29, 38))
@@ -108,9 +115,11 @@ def _render(values: tuple[str, ...], sets: tuple[str, ...], extra: tuple[str, ..
     return Rendered(tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc))
 
 
-def render(*sets: str, values: Iterable[str] = (), extra: Iterable[str] = ()) -> Rendered:
-    """`helm template` with `--set` assignments, values files from deploy/values/ and extra flags."""
-    return _render(tuple(values), tuple(sets), tuple(extra))
+def render(
+    *sets: str, values: Iterable[str] = (), extra: Iterable[str] = (), auth: Iterable[str] = DEFAULT_AUTH
+) -> Rendered:
+    """`helm template` with `--set` assignments (after `auth`'s), values files from deploy/values/ and extra flags."""
+    return _render(tuple(values), (*auth, *sets), tuple(extra))
 
 
 @functools.cache
@@ -120,9 +129,11 @@ def _render_error(values: tuple[str, ...], sets: tuple[str, ...], extra: tuple[s
     return result.stderr
 
 
-def render_error(*sets: str, values: Iterable[str] = (), extra: Iterable[str] = ()) -> str:
+def render_error(
+    *sets: str, values: Iterable[str] = (), extra: Iterable[str] = (), auth: Iterable[str] = DEFAULT_AUTH
+) -> str:
     """`helm template` expected to fail: its error message."""
-    return _render_error(tuple(values), tuple(sets), tuple(extra))
+    return _render_error(tuple(values), (*auth, *sets), tuple(extra))
 
 
 # Scenarios rendered and validated against every Kubernetes version: every toggle of the chart.
@@ -212,13 +223,81 @@ SCENARIOS: dict[str, dict] = {
             "networkPolicy.egress.redis.ports={7000,7001,7002}",
         ),
     },
-    "dev": {"values": ("dev.yaml",)},
-    "gpu": {"values": ("gpu.yaml",), "extra": ("--api-versions", MONITORING_API)},
+    # Security: TLS (an existing Secret, or cert-manager's with mutual TLS), every authentication method, quotas.
+    "tls-existing-secret": {
+        "sets": ("tls.enabled=true", "tls.existingSecret=certa-tls", "networkPolicy.enabled=true"),
+    },
+    "tls-cert-manager-mtls": {
+        "sets": (
+            "tls.enabled=true",
+            "tls.certManager.enabled=true",
+            "tls.certManager.issuerRef.name=certa-ca",
+            "tls.clientAuth=true",
+            "auth.clientCert=true",
+            "networkPolicy.enabled=true",
+        ),
+        "extra": ("--api-versions", CERT_MANAGER_API),
+    },
+    "tls-client-ca-secret": {
+        "sets": (
+            "tls.enabled=true",
+            "tls.existingSecret=certa-tls",
+            "tls.clientAuth=true",
+            "tls.clientCaSecret=client-ca",
+            "tls.clientCaKey=bundle.pem",
+        ),
+    },
+    "auth-jwt-secret": {
+        "sets": (
+            "auth.jwt.jwks.existingSecret=certa-jwks",
+            "auth.jwt.issuer=https://issuer.example",
+            "auth.jwt.audience=certa",
+            "auth.jwt.tenantClaim=org",
+        ),
+        "auth": (),
+    },
+    "auth-jwt-configmap": {
+        "sets": (
+            "auth.jwt.jwks.existingConfigMap=certa-jwks",
+            "auth.jwt.jwks.key=keys.json",
+            "auth.jwt.issuer=https://issuer.example",
+            "auth.jwt.audience=certa",
+        ),
+    },
+    "auth-disabled": {"sets": ("auth.disabled=true",), "auth": ()},
+    "quotas": {
+        "sets": (
+            "quotas.default.maxInFlight=32",
+            "quotas.default.tokensPerMinute=200000",
+            "quotas.tenants.acme.tokensPerMinute=100000",
+            "quotas.tenants.acme.logContent=true",
+            "quotas.tenants.beta-2.maxBatchSize=8",
+        ),
+    },
+    "network-policy-namespaces": {
+        "sets": (
+            "networkPolicy.enabled=true",
+            "networkPolicy.ingress.namespaces={apps,batch}",
+            "networkPolicy.ingress.podLabels.role=certa-client",
+            "otel.endpoint=http://otel-collector.monitoring.svc:4317",
+            "networkPolicy.egress.otlp.to[0].namespaceSelector.matchLabels.name=monitoring",
+        ),
+    },
+    # The values files bring their own authentication.
+    "dev": {"values": ("dev.yaml",), "auth": ()},
+    "gpu": {
+        "values": ("gpu.yaml",),
+        "extra": ("--api-versions", MONITORING_API, "--api-versions", CERT_MANAGER_API),
+        "auth": (),
+    },
 }
 
 
 def render_scenario(name: str, *extra: str) -> Rendered:
     scenario = SCENARIOS[name]
     return render(
-        *scenario.get("sets", ()), values=scenario.get("values", ()), extra=(*scenario.get("extra", ()), *extra)
+        *scenario.get("sets", ()),
+        values=scenario.get("values", ()),
+        extra=(*scenario.get("extra", ()), *extra),
+        auth=scenario.get("auth", DEFAULT_AUTH),
     )

@@ -7,15 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from certa.config import PREFIX, Settings, StoreSettings, load_settings
+from certa.config import PREFIX, AuthSettings, Settings, StoreSettings, TlsSettings, load_settings
 from certa.server import SERVICE_NAME
 from tests.chart.conftest import Rendered, render, render_scenario
 
 pytestmark = pytest.mark.chart
 
-# The variables certa.config.load_settings reads: one per Settings field, then those of the state store
-# (Settings.store, a StoreSettings, whose fields do not follow the variable names).
-SETTINGS_VARIABLES = {PREFIX + field.name.upper() for field in dataclasses.fields(Settings) if field.name != "store"}
+# The variables certa.config.load_settings reads: one per Settings field; CERTA_AUTH_<FIELD> and CERTA_TLS_<FIELD>
+# for the fields of Settings.auth and Settings.tls; then those of the state store (Settings.store, a StoreSettings,
+# whose fields do not follow the variable names).
+NESTED = {"store": None, "auth": AuthSettings, "tls": TlsSettings}
+SETTINGS_VARIABLES = {PREFIX + field.name.upper() for field in dataclasses.fields(Settings) if field.name not in NESTED}
+SECURITY_VARIABLES = {
+    f"{PREFIX}{name.upper()}_{field.name.upper()}"
+    for name, settings in NESTED.items()
+    if settings is not None
+    for field in dataclasses.fields(settings)
+}
 STORE_VARIABLES = {
     "CERTA_STORE",
     "CERTA_REDIS_URL",
@@ -35,7 +43,7 @@ STORE_VARIABLES = {
     "CERTA_SWEEP_INTERVAL_S",
     "CERTA_REPLICA_ID",
 }
-CONTROLLER_VARIABLES = SETTINGS_VARIABLES | STORE_VARIABLES
+CONTROLLER_VARIABLES = SETTINGS_VARIABLES | SECURITY_VARIABLES | STORE_VARIABLES
 # The password reaches the controller as a mounted file (CERTA_REDIS_PASSWORD_FILE), never as a variable.
 NOT_SET_BY_THE_CHART = {"CERTA_REDIS_PASSWORD"}
 SERVER_STOP_GRACE_S = 5  # CertaServer.stop(): server.stop(grace=5.0) after the drain
@@ -47,9 +55,40 @@ def certa_variables(rendered: Rendered) -> set[str]:
     return set(rendered.config) | {name for name in env if name.startswith(PREFIX)}
 
 
+def controller_env(rendered: Rendered, root: Path) -> dict[str, str]:
+    """The container's CERTA_* environment (ConfigMap, then `env` values) with every file it names created under
+    `root` (an empty JSON object will do for load_settings, which checks only that they exist)."""
+    env = dict(rendered.config)
+    for item in rendered.controller_container["env"]:
+        if "value" in item and item["name"].startswith(PREFIX):
+            value = item["value"]
+            if value.startswith("/etc/certa/"):
+                path = root / value.removeprefix("/")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("{}\n")
+                value = str(path)
+            env[item["name"]] = value
+    return env
+
+
+def settings_of(rendered: Rendered, root: Path) -> Settings:
+    return load_settings(controller_env(rendered, root))
+
+
 def test_the_chart_sets_exactly_the_variables_the_controller_reads() -> None:
-    # The default rendering and one with every optional variable (username, TLS files).
-    chart = certa_variables(render()) | certa_variables(render_scenario("redis-external-tls"))
+    # The default rendering and renderings with every optional variable (Redis username and TLS files; server TLS
+    # with mutual TLS; JWT).
+    chart = set().union(
+        *(
+            certa_variables(rendered)
+            for rendered in (
+                render(),
+                render_scenario("redis-external-tls"),
+                render_scenario("tls-cert-manager-mtls"),
+                render_scenario("auth-jwt-secret"),
+            )
+        )
+    )
     assert chart == CONTROLLER_VARIABLES - NOT_SET_BY_THE_CHART
 
 
@@ -74,7 +113,7 @@ STORE_VALUES = {
 @pytest.mark.parametrize("variable", sorted(STORE_VARIABLES))
 def test_the_controller_reads_every_store_variable(variable: str, tmp_path: Path) -> None:
     """STORE_VARIABLES is the controller's contract: setting any one of them changes its StoreSettings."""
-    base = {"CERTA_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    base = {"CERTA_REDIS_URL": "redis://127.0.0.1:6379/0", "CERTA_AUTH_DISABLED": "true"}
     if variable.endswith("_FILE"):
         (tmp_path / "file").write_text("contents\n")
         value = str(tmp_path / "file")
@@ -83,20 +122,25 @@ def test_the_controller_reads_every_store_variable(variable: str, tmp_path: Path
     assert load_settings({**base, variable: value}).store != load_settings(base).store
 
 
-def test_configmap_defaults_equal_the_controller_defaults() -> None:
+def test_configmap_defaults_equal_the_controller_defaults(tmp_path: Path) -> None:
     config = render().config
-    settings = load_settings(config)
+    # The ConfigMap leaves authentication to the API keys file the container's `env` names (a mounted Secret).
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"keys": []}\n')
+    settings = load_settings({**config, "CERTA_AUTH_API_KEYS_FILE": str(keys)})
     # The Redis address is the release's; the replica id comes from the pod name (CERTA_REPLICA_ID in `env`).
     store = dataclasses.replace(
         StoreSettings(), redis_url="redis://rel-certa-redis:6379/0", replica_id=settings.store.replica_id
     )
-    expected = dataclasses.replace(Settings(), backends=settings.backends, store=store)
+    auth = dataclasses.replace(AuthSettings(), api_keys_file=str(keys))
+    expected = dataclasses.replace(Settings(), backends=settings.backends, store=store, auth=auth)
     assert settings == expected
     assert config["CERTA_INSTRUCTION"] == Settings().instruction
+    assert config["CERTA_HEALTH_LISTEN_ADDRESS"] == ""
 
 
-def test_every_controller_value_maps_to_its_variable() -> None:
-    config = render(
+def test_every_controller_value_maps_to_its_variable(tmp_path: Path) -> None:
+    rendered = render(
         "controller.port=6000",
         "controller.config.backendName=big",
         "controller.config.backendOptions.mode=tokens",
@@ -127,8 +171,8 @@ def test_every_controller_value_maps_to_its_variable() -> None:
         "redis.external.url=redis://redis-cluster.data.svc:7000/0",
         "redis.external.username=certa",
         "redis.external.cluster=true",
-    ).config
-    settings = load_settings(config)
+    )
+    settings = settings_of(rendered, tmp_path)
     assert settings.listen_address == "0.0.0.0:6000"
     assert [(spec.name, spec.url) for spec in settings.backends] == [
         ("big", "triton://rel-certa-triton:8001?mode=tokens"),
@@ -171,7 +215,12 @@ def test_container_runs_certa_serve_with_config_and_secret_as_env() -> None:
     container = render_scenario("existing-secret").controller_container
     assert container["command"] == ["certa"] and container["args"] == ["serve"]
     # Besides the envFrom sources, `env` holds only what a ConfigMap cannot: the pod name and mounted file paths.
-    assert [item["name"] for item in container["env"]] == ["CERTA_REPLICA_ID", "CERTA_REDIS_PASSWORD_FILE"]
+    assert [item["name"] for item in container["env"]] == [
+        "CERTA_REPLICA_ID",
+        "CERTA_REDIS_PASSWORD_FILE",
+        "CERTA_AUTH_API_KEYS_FILE",
+        "CERTA_TENANTS_FILE",
+    ]
     # The Secret comes after the ConfigMap, so its CERTA_* keys override the ConfigMap's.
     assert container["envFrom"] == [
         {"configMapRef": {"name": "rel-certa"}},
@@ -180,14 +229,14 @@ def test_container_runs_certa_serve_with_config_and_secret_as_env() -> None:
     assert render().controller_container["envFrom"] == [{"configMapRef": {"name": "rel-certa"}}]
 
 
-def test_metrics_are_served_when_enabled_or_scraped_by_a_service_monitor() -> None:
+def test_metrics_are_served_when_enabled_or_scraped_by_a_service_monitor(tmp_path: Path) -> None:
     default = render()
     assert default.config["CERTA_METRICS_PORT"] == "0"
     assert [port["name"] for port in default.controller_container["ports"]] == ["grpc"]
     assert [port["name"] for port in default.get("Service", "rel-certa")["spec"]["ports"]] == ["grpc"]
     for sets in (("metrics.enabled=true", "metrics.port=9100"), ("serviceMonitor.enabled=true", "metrics.port=9100")):
         rendered = render(*sets)
-        assert load_settings(rendered.config).metrics_port == 9100
+        assert settings_of(rendered, tmp_path / sets[0]).metrics_port == 9100
         assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in rendered.controller_container["ports"]
         service_ports = rendered.get("Service", "rel-certa")["spec"]["ports"]
         assert {
@@ -241,10 +290,13 @@ def test_hardened_security_context() -> None:
     assert context["privileged"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-    # The only writable path is an emptyDir on /tmp; the Redis password is a read-only Secret file.
+    # The only writable path is an emptyDir on /tmp; the Redis password, the API keys and the tenants file are
+    # read-only volumes.
     assert pod["containers"][0]["volumeMounts"] == [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "redis-password", "mountPath": "/etc/certa/redis", "readOnly": True},
+        {"name": "api-keys", "mountPath": "/etc/certa/api-keys", "readOnly": True},
+        {"name": "tenants", "mountPath": "/etc/certa/tenants", "readOnly": True},
     ]
     assert pod["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
 

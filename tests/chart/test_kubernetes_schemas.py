@@ -1,7 +1,8 @@
 """Every rendered object of every scenario is valid for every Kubernetes version the chart claims.
 
 Built-in kinds are validated with kubernetes-validate in strict mode (unknown fields are errors); custom resources
-(KEDA ScaledObject, Prometheus Operator ServiceMonitor) have no schema there and get shape checks instead.
+(KEDA ScaledObject, Prometheus Operator ServiceMonitor, cert-manager Certificate) have no schema there and get shape
+checks instead (the Certificate's in test_security.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tests.chart.conftest import CHART, KUBE_VERSIONS, SCENARIOS, render, render
 
 pytestmark = pytest.mark.chart
 
-CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor"}
+CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "Certificate"}
 # (object, version) pairs already validated: scenarios share most objects, and validation dominates the run time.
 _VALID: set[tuple[str, str]] = set()
 
@@ -99,6 +100,15 @@ def test_service_monitor_shape() -> None:
         assert re.fullmatch(r"\d+s", endpoint["interval"]) and re.fullmatch(r"\d+s", endpoint["scrapeTimeout"])
     metrics_port = next(p for p in rendered.get("Service", "rel-certa")["spec"]["ports"] if p["name"] == "metrics")
     assert metrics_port["port"] == 9464
+
+
+def test_custom_resources_are_only_the_known_kinds() -> None:
+    """Every object outside kubernetes-validate's built-in kinds is one of CUSTOM_KINDS, checked by shape."""
+    for scenario in SCENARIOS:
+        for obj in render_scenario(scenario).objects:
+            group = obj["apiVersion"].rpartition("/")[0]
+            if "." in group and not group.endswith(".k8s.io"):
+                assert obj["kind"] in CUSTOM_KINDS, (scenario, obj["kind"])
 
 
 def test_service_monitor_needs_the_prometheus_operator_api() -> None:

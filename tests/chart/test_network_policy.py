@@ -1,5 +1,7 @@
-"""NetworkPolicies: the controller reaches only Triton, Redis, DNS and configured extras; Triton accepts only the
-controller (and metrics scrapers), the bundled Redis only the controller."""
+"""NetworkPolicies: the controller reaches only Triton, Redis, DNS, the OTLP collector (when `otel.endpoint` is set)
+and configured extras, and accepts calls only from the configured namespaces / pod labels (by default the release
+namespace) and the test pod; Triton accepts only the controller (and metrics scrapers), the bundled Redis only the
+controller."""
 
 from __future__ import annotations
 
@@ -138,3 +140,78 @@ def test_triton_accepts_only_the_controller_and_scrapers() -> None:
     }
     assert metrics["ports"] == [{"port": 8002, "protocol": "TCP"}]
     assert not render_scenario("triton-off").find("NetworkPolicy", "rel-certa-triton")
+
+
+def test_otlp_egress_only_with_an_endpoint() -> None:
+    """The observability scenario sets otel.endpoint: the collector's port, to any destination without peers."""
+    spec = render_scenario("observability").get("NetworkPolicy", "rel-certa")["spec"]
+    assert len(spec["egress"]) == 4
+    assert spec["egress"][3] == {"ports": [{"port": 4317, "protocol": "TCP"}]}
+    # No endpoint, no OTLP rule (the peers alone open nothing).
+    spec = controller_policy("networkPolicy.egress.otlp.to[0].ipBlock.cidr=10.0.0.0/8")
+    assert len(spec["egress"]) == 3
+
+
+def test_otlp_egress_peers_and_ports() -> None:
+    spec = render_scenario("network-policy-namespaces").get("NetworkPolicy", "rel-certa")["spec"]
+    assert spec["egress"][3] == {
+        "ports": [{"port": 4317, "protocol": "TCP"}],
+        "to": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+    }
+    # An endpoint without a port: gRPC's default, 443.
+    spec = controller_policy("otel.endpoint=https://otel.example.com")
+    assert spec["egress"][3] == {"ports": [{"port": 443, "protocol": "TCP"}]}
+    spec = controller_policy("otel.endpoint=http://otel:4317", "networkPolicy.egress.otlp.ports={4317,55680}")
+    assert spec["egress"][3] == {"ports": [{"port": 4317, "protocol": "TCP"}, {"port": 55680, "protocol": "TCP"}]}
+    # Extra rules still come last.
+    spec = controller_policy("otel.endpoint=http://otel:4317", "networkPolicy.egress.extra[0].ports[0].port=443")
+    assert spec["egress"][4] == {"ports": [{"port": 443}]}
+
+
+def test_controller_ingress_from_named_namespaces_with_pod_labels() -> None:
+    (grpc,) = render_scenario("network-policy-namespaces").get("NetworkPolicy", "rel-certa")["spec"]["ingress"]
+    assert grpc["ports"] == [{"port": 50051, "protocol": "TCP"}]
+    client = {"matchLabels": {"role": "certa-client"}}
+    assert grpc["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}, "podSelector": client},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "batch"}}, "podSelector": client},
+        {"podSelector": {"matchLabels": TEST_POD}},
+    ]
+
+
+def test_controller_ingress_namespaces_pod_labels_and_peers_combine() -> None:
+    # Pod labels alone: those pods of the release namespace (no longer every pod of it).
+    (grpc,) = controller_policy("networkPolicy.ingress.podLabels.role=client")["ingress"]
+    assert grpc["from"] == [
+        {"podSelector": {"matchLabels": {"role": "client"}}},
+        {"podSelector": {"matchLabels": TEST_POD}},
+    ]
+    # Namespaces alone: every pod of them; `from` peers are added.
+    (grpc,) = controller_policy(
+        "networkPolicy.ingress.namespaces={apps}", "networkPolicy.ingress.from[0].ipBlock.cidr=10.9.0.0/16"
+    )["ingress"]
+    assert grpc["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}},
+        {"ipBlock": {"cidr": "10.9.0.0/16"}},
+        {"podSelector": {"matchLabels": TEST_POD}},
+    ]
+
+
+def test_with_tls_the_health_port_admits_only_the_test_pod() -> None:
+    """Kubelet probes are not subject to NetworkPolicy; `helm test` calls the plaintext health port."""
+    spec = render_scenario("tls-existing-secret").get("NetworkPolicy", "rel-certa")["spec"]
+    grpc, health = spec["ingress"]
+    assert grpc["ports"] == [{"port": 50051, "protocol": "TCP"}]
+    assert grpc["from"] == [{"podSelector": {}}, {"podSelector": {"matchLabels": TEST_POD}}]
+    assert health == {
+        "ports": [{"port": 8086, "protocol": "TCP"}],
+        "from": [{"podSelector": {"matchLabels": TEST_POD}}],
+    }
+    # Metrics still come after.
+    spec = controller_policy(
+        "tls.enabled=true",
+        "tls.existingSecret=t",
+        "metrics.enabled=true",
+        "networkPolicy.ingress.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+    )
+    assert [rule["ports"][0]["port"] for rule in spec["ingress"]] == [50051, 8086, 9464]

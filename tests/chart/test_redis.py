@@ -251,8 +251,13 @@ def test_external_redis_with_a_password_secret() -> None:
 def test_external_redis_without_a_password() -> None:
     rendered = render("redis.bundled.enabled=false", "redis.external.url=unix:///run/redis/redis.sock")
     assert rendered.config["CERTA_REDIS_URL"] == "unix:///run/redis/redis.sock"
-    assert set(env_of(rendered.controller_container)) == {"CERTA_REPLICA_ID"}
-    assert [volume["name"] for volume in pod_spec(rendered.controller)["volumes"]] == ["tmp"]
+    # No password file and no Redis volume: only the replica id, the API keys and the tenants file.
+    assert set(env_of(rendered.controller_container)) == {
+        "CERTA_REPLICA_ID",
+        "CERTA_AUTH_API_KEYS_FILE",
+        "CERTA_TENANTS_FILE",
+    }
+    assert [volume["name"] for volume in pod_spec(rendered.controller)["volumes"]] == ["tmp", "api-keys", "tenants"]
 
 
 def test_external_redis_over_tls_with_a_client_certificate() -> None:

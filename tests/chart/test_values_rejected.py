@@ -87,6 +87,55 @@ SCHEMA_CASES = [
     (("controller.config.redisPoolSize=0",), "/controller/config/redisPoolSize"),
     (("controller.config.redisKeyPrefix=certa{1}",), "/controller/config/redisKeyPrefix"),
     (("networkPolicy.egress.redis.ports[0]=redis",), "/networkPolicy/egress/redis/ports/0"),
+    # TLS, authentication and quotas: impossible combinations and wrong types.
+    (("tls.enabled=true",), "/tls/existingSecret"),
+    (("tls.enabled=on",), "/tls/enabled"),
+    (("tls.clientAuth=true",), "/tls/enabled"),
+    (("tls.certManager.enabled=true", "tls.certManager.issuerRef.name=ca"), "/tls/enabled"),
+    (("tls.enabled=true", "tls.certManager.enabled=true"), "/tls/certManager/issuerRef/name"),
+    (
+        (
+            "tls.enabled=true",
+            "tls.existingSecret=x",
+            "tls.certManager.enabled=true",
+            "tls.certManager.issuerRef.name=c",
+        ),
+        "/tls/existingSecret",
+    ),
+    (("tls.enabled=true", "tls.existingSecret=x", "tls.clientCaSecret=ca"), "/tls/clientAuth"),
+    (("tls.existingSecret=Certa_TLS",), "/tls/existingSecret"),
+    (("tls.certManager.duration=90d",), "/tls/certManager/duration"),
+    (("tls.certManager.privateKey.algorithm=DSA",), "/tls/certManager/privateKey/algorithm"),
+    (("tls.certManager.issuerRef.namespace=x",), "'namespace' not allowed"),
+    (("controller.healthPort=0",), "/controller/healthPort"),
+    (("auth.clientCert=true",), "/tls/clientAuth"),
+    (("tls.enabled=true", "tls.existingSecret=x", "auth.clientCert=true"), "/tls/clientAuth"),
+    (("auth.jwt.jwks.existingSecret=jwks",), "/auth/jwt/issuer"),
+    (("auth.jwt.jwks.existingConfigMap=jwks", "auth.jwt.issuer=https://i"), "/auth/jwt/audience"),
+    (("auth.jwt.issuer=https://i", "auth.jwt.audience=certa"), "/auth/jwt/jwks/existingSecret"),
+    (
+        (
+            "auth.jwt.jwks.existingSecret=j",
+            "auth.jwt.jwks.existingConfigMap=j",
+            "auth.jwt.issuer=https://i",
+            "auth.jwt.audience=certa",
+        ),
+        "/auth/jwt/jwks/existingConfigMap",
+    ),
+    (("auth.jwt.tenantClaim=",), "/auth/jwt/tenantClaim"),
+    (("auth.disabled=true",), "/auth/apiKeys/existingSecret"),
+    (("auth.disabled=yes",), "/auth/disabled"),
+    (("auth.apiKey.existingSecret=k",), "'apiKey' not allowed"),
+    (("quotas.default.maxInFlight=-1",), "/quotas/default/maxInFlight"),
+    (("quotas.default.tokensPerMinute=lots",), "/quotas/default/tokensPerMinute"),
+    (("quotas.default.logContent=yes",), "/quotas/default/logContent"),
+    (("quotas.tenants.acme.maxBatchSize=1.5",), "/quotas/tenants/acme/maxBatchSize"),
+    (("quotas.tenants.acme.tokensPerMinite=1",), "'tokensPerMinite' not allowed"),
+    (("quotas.tenants.-acme.maxInFlight=1",), "'-acme' does not match pattern"),
+    (("quotas.tenants.a/b.maxInFlight=1",), "'a/b' does not match pattern"),
+    (("networkPolicy.egress.otlp.ports[0]=otlp",), "/networkPolicy/egress/otlp/ports/0"),
+    (("networkPolicy.ingress.namespaces[0]=Apps_1",), "/networkPolicy/ingress/namespaces/0"),
+    (("networkPolicy.ingress.podLabels.role=true",), "/networkPolicy/ingress/podLabels/role"),
 ]
 
 
@@ -131,6 +180,50 @@ TEMPLATE_CASES = [
         ("redis.bundled.enabled=false", "redis.external.url=unix:///run/redis.sock", "redis.external.cluster=true"),
         "redis.external.cluster needs a TCP redis:// or rediss:// redis.external.url",
     ),
+]
+
+
+TEMPLATE_CASES += [
+    (("tls.clientAuth=true",), "tls.clientAuth and tls.certManager.enabled need tls.enabled=true"),
+    (
+        ("tls.certManager.enabled=true", "tls.certManager.issuerRef.name=ca"),
+        "tls.clientAuth and tls.certManager.enabled need tls.enabled=true",
+    ),
+    (("tls.enabled=true",), "tls.enabled needs the server certificate: set tls.existingSecret"),
+    (
+        (
+            "tls.enabled=true",
+            "tls.existingSecret=x",
+            "tls.certManager.enabled=true",
+            "tls.certManager.issuerRef.name=c",
+        ),
+        "tls.existingSecret and tls.certManager.enabled are mutually exclusive",
+    ),
+    (
+        ("tls.enabled=true", "tls.certManager.enabled=true"),
+        "tls.certManager.enabled needs tls.certManager.issuerRef.name",
+    ),
+    (
+        ("tls.enabled=true", "tls.existingSecret=x", "tls.clientCaSecret=ca"),
+        "tls.clientCaSecret is the CA of client certificates: it needs tls.clientAuth=true",
+    ),
+    (("auth.clientCert=true",), "auth.clientCert needs mutual TLS: set tls.enabled=true and tls.clientAuth=true"),
+    (
+        ("auth.jwt.jwks.existingSecret=j",),
+        "JWT authentication (auth.jwt.jwks) needs auth.jwt.issuer and auth.jwt.audience",
+    ),
+    (
+        (
+            "auth.jwt.jwks.existingSecret=j",
+            "auth.jwt.jwks.existingConfigMap=j",
+            "auth.jwt.issuer=i",
+            "auth.jwt.audience=a",
+        ),
+        "auth.jwt.jwks.existingSecret and auth.jwt.jwks.existingConfigMap are mutually exclusive",
+    ),
+    (("auth.jwt.audience=certa",), "auth.jwt.issuer and auth.jwt.audience need a JWKS to verify tokens"),
+    (("auth.disabled=true",), "auth.disabled turns authentication off: it excludes auth.apiKeys"),
+    (("quotas.tenants.-acme.maxInFlight=1",), 'quotas.tenants: "-acme" is not a tenant name'),
 ]
 
 

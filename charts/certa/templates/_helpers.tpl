@@ -231,6 +231,7 @@ Checks values.schema.json cannot express (and repeats the schema's combination c
 {{- fail "triton.autoscaling.maxReplicas must be >= triton.autoscaling.minReplicas" }}
 {{- end }}
 {{- include "certa.validateRedis" . }}
+{{- include "certa.validateSecurity" . }}
 {{- end }}
 
 {{/* The state store: exactly one Redis, and TLS / cluster settings that can work. Part of certa.validate. */}}
@@ -286,4 +287,150 @@ Checks values.schema.json cannot express (and repeats the schema's combination c
 {{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
 {{- end }}
 {{- join "," $pairs }}
+{{- end }}
+
+{{/* Name of the Secret holding the server certificate: tls.existingSecret, or the one the cert-manager Certificate
+writes. */}}
+{{- define "certa.tls.secretName" -}}
+{{- if .Values.tls.certManager.enabled }}
+{{- printf "%s-tls" (include "certa.fullname" . | trunc 59 | trimSuffix "-") }}
+{{- else }}
+{{- .Values.tls.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the ConfigMap holding the tenants file (CERTA_TENANTS_FILE). */}}
+{{- define "certa.tenants.name" -}}
+{{- printf "%s-tenants" (include "certa.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The controller's probe port: the plaintext health-only port with TLS, else the gRPC port. */}}
+{{- define "certa.probePort" -}}
+{{- ternary .Values.controller.healthPort .Values.controller.port .Values.tls.enabled }}
+{{- end }}
+
+{{/* One tenant policy of the tenants file: the quotas.* fields given, as the controller's snake_case fields. */}}
+{{- define "certa.tenantPolicy" -}}
+{{- $names := dict "maxInFlight" "max_in_flight" "tokensPerMinute" "tokens_per_minute" "maxTokensPerRequest" "max_tokens_per_request" "maxBatchSize" "max_batch_size" }}
+{{- $entry := . }}
+{{- $policy := dict }}
+{{- range $key, $field := $names }}
+{{- if hasKey $entry $key }}
+{{- $_ := set $policy $field (int64 (index $entry $key)) }}
+{{- end }}
+{{- end }}
+{{- if hasKey . "logContent" }}
+{{- $_ := set $policy "log_content" .logContent }}
+{{- end }}
+{{- toJson $policy }}
+{{- end }}
+
+{{/* CERTA_TENANTS_FILE: {"default": POLICY, "tenants": {NAME: POLICY}} from quotas.default and quotas.tenants. */}}
+{{- define "certa.tenantsJson" -}}
+{{- $tenants := dict }}
+{{- range $name, $entry := .Values.quotas.tenants }}
+{{- $_ := set $tenants $name (include "certa.tenantPolicy" ($entry | default dict) | fromJson) }}
+{{- end }}
+{{- toPrettyJson (dict "default" (include "certa.tenantPolicy" .Values.quotas.default | fromJson) "tenants" $tenants) }}
+{{- end }}
+
+{{/* Port of an http(s):// or host:port URL (JSON list of one), `default` when it names none: call with
+(dict "url" URL "default" PORT). */}}
+{{- define "certa.urlPort" -}}
+{{- $host := (urlParse .url).host }}
+{{- list (ternary (regexFind "[0-9]+$" $host) (toString .default) (regexMatch ":[0-9]+$" $host) | int) | toJson }}
+{{- end }}
+
+{{/* TCP ports of the OTLP collector (JSON list): networkPolicy.egress.otlp.ports, else the port of otel.endpoint
+(443, gRPC's default, when it names none). */}}
+{{- define "certa.otlp.ports" -}}
+{{- $ports := .Values.networkPolicy.egress.otlp.ports }}
+{{- if $ports }}
+{{- toJson $ports }}
+{{- else }}
+{{- include "certa.urlPort" (dict "url" .Values.otel.endpoint "default" 443) }}
+{{- end }}
+{{- end }}
+
+{{/* Peers allowed to call the controller's gRPC port (JSON list): networkPolicy.ingress.namespaces x podLabels, then
+ingress.from; the release namespace when all are empty. The test pod is added by the template. */}}
+{{- define "certa.ingressPeers" -}}
+{{- $ingress := .Values.networkPolicy.ingress }}
+{{- $peers := list }}
+{{- range $ingress.namespaces }}
+{{- $peer := dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .)) }}
+{{- if $ingress.podLabels }}
+{{- $_ := set $peer "podSelector" (dict "matchLabels" $ingress.podLabels) }}
+{{- end }}
+{{- $peers = append $peers $peer }}
+{{- end }}
+{{- if and $ingress.podLabels (not $ingress.namespaces) }}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" $ingress.podLabels)) }}
+{{- end }}
+{{- $peers = concat $peers $ingress.from }}
+{{- if not $peers }}
+{{- $peers = list (dict "podSelector" (dict)) }}
+{{- end }}
+{{- toJson $peers }}
+{{- end }}
+
+{{/*
+TLS, authentication and quotas: combinations the controller refuses at start (or that cannot work), refused when
+rendering instead. Part of certa.validate; values.schema.json says most of it too.
+*/}}
+{{- define "certa.validateSecurity" -}}
+{{- $tls := .Values.tls }}
+{{- $auth := .Values.auth }}
+{{- $jwks := $auth.jwt.jwks }}
+{{- if $tls.enabled }}
+{{- if and $tls.certManager.enabled $tls.existingSecret }}
+{{- fail "tls.existingSecret and tls.certManager.enabled are mutually exclusive: the cert-manager Certificate writes the Secret RELEASE-certa-tls; leave tls.existingSecret empty" }}
+{{- end }}
+{{- if not (or $tls.certManager.enabled $tls.existingSecret) }}
+{{- fail "tls.enabled needs the server certificate: set tls.existingSecret (a kubernetes.io/tls Secret) or tls.certManager.enabled=true" }}
+{{- end }}
+{{- if eq (int .Values.controller.healthPort) (int .Values.controller.port) }}
+{{- fail (printf "controller.healthPort (%v) must differ from controller.port: with TLS the plaintext health port is a second listener" .Values.controller.healthPort) }}
+{{- end }}
+{{- else }}
+{{- if or $tls.clientAuth $tls.certManager.enabled }}
+{{- fail "tls.clientAuth and tls.certManager.enabled need tls.enabled=true (they configure the controller's TLS)" }}
+{{- end }}
+{{- end }}
+{{- if and $tls.clientCaSecret (not $tls.clientAuth) }}
+{{- fail "tls.clientCaSecret is the CA of client certificates: it needs tls.clientAuth=true" }}
+{{- end }}
+{{- if $tls.certManager.enabled }}
+{{- if not $tls.certManager.issuerRef.name }}
+{{- fail "tls.certManager.enabled needs tls.certManager.issuerRef.name (the Issuer or ClusterIssuer signing the certificate)" }}
+{{- end }}
+{{- if not (.Capabilities.APIVersions.Has "cert-manager.io/v1") }}
+{{- fail "tls.certManager.enabled needs cert-manager: the cluster does not serve cert-manager.io/v1 (install cert-manager first; `helm template` needs --api-versions cert-manager.io/v1)" }}
+{{- end }}
+{{- end }}
+{{- if and $jwks.existingSecret $jwks.existingConfigMap }}
+{{- fail "auth.jwt.jwks.existingSecret and auth.jwt.jwks.existingConfigMap are mutually exclusive: the JWKS comes from one of them" }}
+{{- end }}
+{{- $jwt := or $jwks.existingSecret $jwks.existingConfigMap }}
+{{- if and $jwt (not (and $auth.jwt.issuer $auth.jwt.audience)) }}
+{{- fail "JWT authentication (auth.jwt.jwks) needs auth.jwt.issuer and auth.jwt.audience: tokens are checked against both" }}
+{{- end }}
+{{- if and (not $jwt) (or $auth.jwt.issuer $auth.jwt.audience) }}
+{{- fail "auth.jwt.issuer and auth.jwt.audience need a JWKS to verify tokens: set auth.jwt.jwks.existingSecret or auth.jwt.jwks.existingConfigMap" }}
+{{- end }}
+{{- if and $auth.clientCert (not $tls.clientAuth) }}
+{{- fail "auth.clientCert needs mutual TLS: set tls.enabled=true and tls.clientAuth=true (the verified client certificate names the tenant)" }}
+{{- end }}
+{{- $methods := or $auth.apiKeys.existingSecret $jwt $auth.clientCert }}
+{{- if and $auth.disabled $methods }}
+{{- fail "auth.disabled turns authentication off: it excludes auth.apiKeys, auth.jwt and auth.clientCert" }}
+{{- end }}
+{{- if not (or $auth.disabled $methods) }}
+{{- fail "no authentication configured: the controller refuses to start without one. Set auth.apiKeys.existingSecret (a Secret with the API keys file; `certa auth new-key --tenant NAME` makes a key), auth.jwt.jwks.existingSecret or auth.jwt.jwks.existingConfigMap with auth.jwt.issuer and auth.jwt.audience (JWT), or auth.clientCert=true with tls.clientAuth=true (client certificates); auth.disabled=true is for local development only" }}
+{{- end }}
+{{- range $name, $_ := .Values.quotas.tenants }}
+{{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" $name) }}
+{{- fail (printf "quotas.tenants: %q is not a tenant name (1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)" $name) }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -154,6 +154,21 @@ def _bench(args: argparse.Namespace) -> int:
     )
 
 
+def _consistency_bench(args: argparse.Namespace) -> int:
+    from certa.bench import consistency_bench
+    from certa.bench.dataset import load_questions
+
+    questions = load_questions(args.data, limit=args.questions, offset=args.offset)
+    budgets = sorted({int(n) for n in args.budgets.split(",")})
+    if not budgets or budgets[0] < 1 or budgets[-1] > args.samples:
+        print(f"--budgets must be in [1, --samples = {args.samples}], got {args.budgets}", file=sys.stderr)
+        return 2
+    title = f"{args.data.name}: {len(questions)} questions, temperature {consistency_bench.TEMPERATURE}"
+    return consistency_bench.run(
+        ClientTarget.from_args(args), questions, args.samples, budgets, args.budget, args.out, title
+    )
+
+
 def _replay(args: argparse.Namespace) -> int:
     from certa.bench import replay
     from certa.core.errors import InvalidArgument
@@ -252,6 +267,19 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--reuse", type=Path, help="an earlier dynasor-bench.json whose rows are reused, not re-run "
                        "(same model, budget and questions)")
 
+    consistency = commands.add_parser(
+        "bench-consistency",
+        help="self-consistency at equal budgets: fixed n vs bandit + Certaindex vs per-question Certaindex (live)",
+    )
+    add_target_options(consistency)
+    consistency.add_argument("--data", type=Path, default=GSM8K, help="dataset as JSON lines")
+    consistency.add_argument("--questions", type=int, default=20)
+    consistency.add_argument("--offset", type=int, default=0)
+    consistency.add_argument("--samples", type=int, default=8, help="samples recorded per question (the cap)")
+    consistency.add_argument("--budgets", default="2,4", help="samples per question at which to compare")
+    consistency.add_argument("--budget", type=int, default=320, help="path token budget per sample")
+    consistency.add_argument("--out", type=Path, default=Path("bench-results"))
+
     auth = commands.add_parser("auth", help="manage credentials")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
     new_key = auth_commands.add_parser(
@@ -307,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.command == "bench":
         return _bench(args)
+    if args.command == "bench-consistency":
+        return _consistency_bench(args)
     if args.command == "replay":
         return _replay(args)
     return asyncio.run(_solve(args) if args.command == "solve" else _health(args))

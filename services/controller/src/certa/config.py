@@ -107,7 +107,7 @@ class Settings:
     instruction: str = "Please reason step by step, and put your final answer within \\boxed{}."
     # Refinement prompt of integrated parallel–sequential sampling (string.Template with $question, $attempts);
     # "" is the built-in one (certa/prompts/refine.txt).
-    refinement_template_file: str = ""
+    refinement_template: str = ""
     backend_connect_timeout_s: float = 10.0
     drain_timeout_s: float = 60.0
     max_concurrent_requests: int = 256
@@ -177,7 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_batch_questions=int(_number(env, "MAX_BATCH_QUESTIONS", base.max_batch_questions, int, 1)),
         prompt_template=env.get(PREFIX + "PROMPT_TEMPLATE", base.prompt_template),
         instruction=env.get(PREFIX + "INSTRUCTION", base.instruction),
-        refinement_template_file=_existing_file(env, "REFINEMENT_TEMPLATE"),
+        refinement_template=_existing_file(env, "REFINEMENT_TEMPLATE"),
         backend_connect_timeout_s=_number(
             env, "BACKEND_CONNECT_TIMEOUT_S", base.backend_connect_timeout_s, float, 0.001
         ),

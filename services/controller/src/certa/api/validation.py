@@ -139,7 +139,7 @@ def _refinement(message: pb.SelfConsistency | pb.SolveBatchRequest, settings: Se
     given = message.refinement
     base = Refinement("")
     return Refinement(
-        template=refinement_template(settings.refinement_template_file),
+        template=refinement_template(settings.refinement_template),
         attempts=given.attempts if given.HasField("attempts") else base.attempts,
         attempt_chars=given.attempt_chars if given.HasField("attempt_chars") else base.attempt_chars,
     )
