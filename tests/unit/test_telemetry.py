@@ -240,11 +240,12 @@ def test_unsupported_exporters_are_refused(env: dict[str, str], variable: str) -
 
 @pytest.mark.unit
 def test_metrics_port_is_read_and_checked() -> None:
-    assert load_settings({"CERTA_STORE": "memory", "CERTA_AUTH_DISABLED": "true"}).metrics_port == 0
-    assert load_settings({"CERTA_STORE": "memory", "CERTA_AUTH_DISABLED": "true", "CERTA_METRICS_PORT": "9464"}).metrics_port == 9464
+    local = {"CERTA_STORE": "memory", "CERTA_AUTH_DISABLED": "true"}
+    assert load_settings(local).metrics_port == 0
+    assert load_settings({**local, "CERTA_METRICS_PORT": "9464"}).metrics_port == 9464
     for bad in ("-1", "70000", "x"):
         with pytest.raises(InvalidArgument, match="CERTA_METRICS_PORT"):
-            load_settings({"CERTA_STORE": "memory", "CERTA_AUTH_DISABLED": "true", "CERTA_METRICS_PORT": bad})
+            load_settings({**local, "CERTA_METRICS_PORT": bad})
 
 
 @pytest.mark.integration
