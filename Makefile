@@ -82,9 +82,24 @@ bench: install ## Benchmark plain CoT vs Dynasor-CoT presets on GSM8K with the l
 	bash deploy/local/stack.sh up
 	$(VENV)/bin/certa bench --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
 
+.PHONY: bench-consistency
+bench-consistency: install ## Self-consistency at equal budgets on GSM8K with the local stack (records samples for replay)
+	bash deploy/local/stack.sh up
+	$(VENV)/bin/certa bench-consistency --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
+
 .PHONY: bench-replay
 bench-replay: install ## Replay bandit vs uniform allocation and the stop rules over a synthetic answer pool (no model)
 	$(VENV)/bin/certa replay --synthetic $(REPLAY_QUESTIONS) --budget $(REPLAY_BUDGET) --seed 0
 
 clean: down ## Stop the stack and remove the virtual environment and state
 	rm -rf $(VENV) $(STATE_DIR)
+
+# -- load and fault campaign (issue "Security and resilience") ----------------------------------------------------
+
+BENCH_LOAD_REQUESTS ?= 1000
+BENCH_LOAD_ARGS ?=
+
+.PHONY: bench-load
+
+bench-load: install ## Load and faults: 1,000 requests at once, then backend/Redis/replica faults (bench-results/load.json)
+	$(PY) -m certa.bench.load --requests $(BENCH_LOAD_REQUESTS) --out bench-results/load.json $(BENCH_LOAD_ARGS)
