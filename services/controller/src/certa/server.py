@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = reasoning_pb2.DESCRIPTOR.services_by_name["ReasoningService"].full_name
 READINESS_INTERVAL_S = 5.0
+RPCS_PER_REQUEST = 4  # calls a running request may come with: its own, retries attached to it, GetSolve, Cancel
+UNREQUESTED_CALL_TIMEOUT_S = 600
 
 
 def build_backends(settings: Settings, telemetry: Telemetry | None = None) -> dict[str, Backend]:
@@ -81,7 +83,13 @@ class CertaServer:
             policies=TenantPolicies(settings.tenants_file),
         )
         self.health = health.aio.HealthServicer()
-        self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+        self._server = grpc.aio.server(
+            interceptors=[ErrorMappingInterceptor()],
+            # Past this many calls at once, gRPC answers RESOURCE_EXHAUSTED at once rather than queueing them.
+            maximum_concurrent_rpcs=RPCS_PER_REQUEST * settings.max_concurrent_requests,
+            # A saturated event loop picks new calls up slowly; gRPC's default would cancel them after 30 s.
+            options=[("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_TIMEOUT_S)],
+        )
         reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(
             ReasoningServicer(self.service, authenticator, telemetry), self._server
         )

@@ -412,6 +412,8 @@ class SolveService:
     async def _conclude(self, run: LocalRun, report: SolveReport | None, error: CertaError | None) -> None:
         """Record the outcome in the store (unless the lease was lost or the replica drains), then locally."""
         status = Status.RUNNING
+        if run.heartbeat is not None:  # before the final write, which ends the lease the heartbeat renews
+            run.heartbeat.cancel()
         try:
             cause = error.cause if isinstance(error, SolveInterrupted) else error
             if run.lost or isinstance(cause, LeaseLost):
@@ -446,8 +448,6 @@ class SolveService:
             else:
                 log.warning("request %s: its quota could not be released: %s", run.key, store_error)
         finally:
-            if run.heartbeat is not None:
-                run.heartbeat.cancel()
             await run.recorder.close()
             if self._local.get(run.key) is run:
                 del self._local[run.key]

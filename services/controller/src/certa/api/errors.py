@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -91,16 +92,17 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        # Requests arrive as bytes and are decoded inside the wrapper, so a body that does not decode is
+        # INVALID_ARGUMENT like any other bad input (gRPC's own decoding would answer UNKNOWN).
+        decode = handler.request_deserializer or (lambda raw: raw)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_unary(handler.unary_unary, method, decode),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_stream(handler.unary_stream, method, decode),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -113,10 +115,17 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exceptio
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
 
 
-def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+def _decoded(decode: Callable[[bytes], Any], raw: bytes, method: str) -> Any:
+    try:
+        return decode(raw)
+    except DecodeError as error:
+        raise InvalidArgument("request", f"is not a valid message for {method}: {error}") from None
+
+
+def _wrap_unary(behaviour: Callable[..., Any], method: str, decode: Callable[[bytes], Any]) -> Callable[..., Any]:
+    async def wrapped(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await behaviour(request, context)
+            return await behaviour(_decoded(decode, raw, method), context)
         except Exception as error:
             if isinstance(error, grpc.aio.AbortError):
                 raise
@@ -125,10 +134,12 @@ def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any
     return wrapped
 
 
-def _wrap_stream(behaviour: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+def _wrap_stream(
+    behaviour: Callable[..., AsyncIterator[Any]], method: str, decode: Callable[[bytes], Any]
+) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            async for response in behaviour(request, context):
+            async for response in behaviour(_decoded(decode, raw, method), context):
                 yield response
         except Exception as error:
             if isinstance(error, grpc.aio.AbortError):

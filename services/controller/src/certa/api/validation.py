@@ -276,7 +276,10 @@ def _token_budget(requested: int, strategy: StrategySpec | PathSpec, settings: S
 def _deadline(request: pb.SolveRequest | pb.SolveBatchRequest, settings: Settings) -> float:
     if not request.HasField("deadline"):
         return settings.default_deadline_s
-    deadline_s = request.deadline.ToTimedelta().total_seconds()
+    seconds, nanos = request.deadline.seconds, request.deadline.nanos
+    if not -999_999_999 <= nanos <= 999_999_999 or (seconds > 0 > nanos) or (seconds < 0 < nanos):
+        raise InvalidArgument("deadline", f"is not a valid Duration (seconds {seconds}, nanos {nanos})")
+    deadline_s = seconds + nanos / 1e9  # no timedelta: any int64 of seconds must be refused, not overflow
     if deadline_s <= 0:
         raise InvalidArgument("deadline", f"must be positive (the deadline has already passed: {deadline_s:g}s)")
     if deadline_s > settings.max_deadline_s:

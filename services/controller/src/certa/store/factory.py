@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
@@ -23,6 +23,9 @@ RETRY_ATTEMPTS = 8
 """Reconnection attempts per command (exponential backoff from 50 ms, at most 1 s apart): about 5 s in all, enough
 to ride out a Redis restart or failover without failing the requests it serves."""
 
+
+POOL_WAIT_S = 30.0
+"""How long a Redis command may wait for a free pooled connection before it fails."""
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
@@ -49,7 +52,14 @@ def redis_client(settings: StoreSettings) -> Redis | RedisCluster:
         return _sentinel_master(settings.redis_url, settings.redis_pool_size, options)
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, max_connections=settings.redis_pool_size, **options)
-    return Redis.from_url(settings.redis_url, max_connections=settings.redis_pool_size, **options)
+    # A blocking pool: under load a command waits for a free connection instead of failing "Too many connections".
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        timeout=max(POOL_WAIT_S, settings.redis_timeout_s),
+        **options,
+    )
+    return Redis(connection_pool=pool)
 
 
 def _sentinel_master(url: str, pool_size: int, options: dict[str, Any]) -> Redis:
