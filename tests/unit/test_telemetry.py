@@ -288,3 +288,28 @@ async def test_unreachable_collector_neither_slows_nor_fails_requests(monkeypatc
     [requests] = [line for line in samples if line.startswith("certa_requests_total{")]
     assert 'strategy="dynasor-cot"' in requests and 'stop_reason="certain"' in requests
     assert requests.endswith(" 3.0")
+
+
+@pytest.mark.integration
+async def test_multi_sample_metrics_record_certaindex_and_batch_spending(
+    stub: pb_grpc.ReasoningServiceStub, observed: Observed
+) -> None:
+    sampled = pb.SamplingParams(temperature=0.8, seed=1)
+    consistency = pb.Strategy(self_consistency=pb.SelfConsistency(plain=pb.PlainCot(), max_samples=10))
+    solved = await stub.Solve(pb.SolveRequest(question="Q", strategy=consistency, sampling=sampled))
+    batch = pb.SolveBatchRequest(
+        questions=[pb.BatchQuestion(id="a", question="Q"), pb.BatchQuestion(id="b", question="[[vote:18,7]] Q")],
+        plain=pb.PlainCot(),
+        sampling=sampled,
+        budget=pb.BatchBudget(samples=8),
+        warmup=2,
+    )
+    events = [event async for event in stub.SolveBatch(batch)]
+    summary = events[-1].result.batch
+    found = points(observed.metrics)
+    certaindex = {tuple(p.attributes.items()): p.count for p in found["certa.certaindex"]}
+    assert certaindex[(("strategy", "self-consistency"),)] == len(solved.result.rounds)
+    assert certaindex[(("strategy", "batch"),)] >= 2
+    assert value(found, "certa.batch.samples").value == summary.samples_spent
+    assert value(found, "certa.batch.tokens").value == summary.tokens_spent
+    assert sum(p.count for p in found["certa.batch.question.samples"]) == 2

@@ -40,6 +40,7 @@ DEFAULT_SERVICE_NAME = "certa"
 PROBE_ANSWER_MAX_CHARS = 32  # a probe's extracted answer (e.g. "18") is kept; anything longer is cut
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 STORE_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+CERTAINDEX_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 PROBE_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 
 TraceContext = otel_context.Context
@@ -70,6 +71,20 @@ class _Instruments:
             unit="s",
             description="Backend call latency, from start to last token (or cancellation)",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
+        self.certaindex = meter.create_histogram(
+            "certa.certaindex",
+            description="Certaindex after each round of a multi-sample strategy (1: every answer agrees)",
+            explicit_bucket_boundaries_advisory=CERTAINDEX_BUCKETS,
+        )
+        self.batch_samples = meter.create_counter("certa.batch.samples", description="Samples batches drew")
+        self.batch_tokens = meter.create_counter(
+            "certa.batch.tokens", description="Tokens batches generated (paths and probes)"
+        )
+        self.question_samples = meter.create_histogram(
+            "certa.batch.question.samples",
+            description="Samples one question of a batch got before it was retired, by retire reason",
+            explicit_bucket_boundaries_advisory=PROBE_BUCKETS,
         )
         self.store_duration = meter.create_histogram(
             "certa.store.operation.duration",
@@ -251,6 +266,11 @@ class Telemetry:
         self._metrics.probes.add(len(report.probes), strategy)
         self._metrics.early_exits.add(early_exits, strategy)
         self._metrics.probes_per_request.record(len(report.probes), labels)
+        for round_ in report.rounds:
+            self._metrics.certaindex.record(round_.certaindex, strategy)
+        if report.batch is not None:
+            self._metrics.batch_samples.add(report.batch.samples)
+            self._metrics.batch_tokens.add(report.batch.generated_tokens)
 
     def probe(self, record: ProbeRecord, chunk_index: int, log_content: bool = False) -> None:
         """A `certa.probe` event on the current (request) span."""
@@ -269,6 +289,9 @@ class Telemetry:
 
     def question_finished(self, event: QuestionFinished) -> None:
         """A `certa.question` event on the (batch) request's span: one question is final."""
+        self._metrics.question_samples.record(len(event.result.samples), {"retire_reason": str(event.reason)})
+        for round_ in event.result.rounds:
+            self._metrics.certaindex.record(round_.certaindex, {"strategy": "batch"})
         trace.get_current_span().add_event(
             "certa.question",
             {
