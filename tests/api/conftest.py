@@ -13,10 +13,10 @@ from certa.backends.base import Backend
 from certa.backends.triton import TritonBackend
 from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer
-from tests.redis_server import RedisServer
 
 
 def settings_for(

@@ -21,11 +21,11 @@ from certa import watched_file
 from certa.api.auth import TENANT_METADATA, new_api_key
 from certa.config import AuthSettings, TlsSettings
 from certa.server import CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from tests.api.conftest import settings_for
-from tests.redis_server import RedisServer
 from tests.tls_material import JwtIssuer, Pki
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,12 @@ import pytest
 from certa.api.auth import new_api_key
 from certa.config import AuthSettings
 from certa.server import CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.testing.scripted_model import DEFAULT_SCRIPT
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from tests.api.conftest import settings_for
-from tests.redis_server import RedisServer
 from tests.unit.test_telemetry import Observed, observed  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,11 @@ from grpc_status import rpc_status
 from certa import watched_file
 from certa.server import CertaServer
 from certa.store.quotas import WINDOW_MS, _window_wait_ms
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from tests.api.conftest import settings_for
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

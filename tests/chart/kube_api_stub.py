@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.redis_server import free_port
+from certa.testing.redis_server import free_port
 
 
 def plural(kind: str) -> str:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from certa.testing.redis_server import free_port
 from tests.chart.conftest import NAMESPACE, Rendered, render, render_scenario
 from tests.chart.kube_api_stub import KubeApiStub
-from tests.redis_server import free_port
 
 pytestmark = pytest.mark.chart
 

@@ -34,10 +34,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from certa.api.auth import new_api_key
 from certa.server import SERVICE_NAME
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
 from certa_triton_local.launcher import TritonServer, free_port
 from tests.chart.conftest import API_KEYS_SECRET, Rendered, render
-from tests.redis_server import RedisServer
 from tests.tls_material import Pki
 
 pytestmark = pytest.mark.chart

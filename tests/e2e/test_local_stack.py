@@ -15,10 +15,10 @@ import pytest
 from certa.backends.triton import TritonBackend
 from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 

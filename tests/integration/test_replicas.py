@@ -21,10 +21,10 @@ from grpc_status import rpc_status
 from redis.asyncio import Redis
 
 from certa.api.auth import TENANT_METADATA
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -18,12 +18,12 @@ from redis.asyncio import Redis
 from certa.backends.triton import TritonBackend
 from certa.server import CertaServer
 from certa.store.base import RequestKey
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
 from tests.api.conftest import settings_for
 from tests.integration.test_replicas import LONG, QUESTION, partial_of
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ import pytest
 from redis.asyncio import Redis
 
 from certa.store.base import RequestKey
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer
 from tests.integration.test_replicas import LONG, QUESTION
 from tests.integration.test_store_faults import controller
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -21,13 +21,13 @@ import pytest
 from certa.backends.triton import TritonBackend
 from certa.bench.load import InstantBackend, partial_of, read_stored
 from certa.server import CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer
 from tests.api.conftest import settings_for
 from tests.conftest import SCRIPTED_REPOSITORY
 from tests.integration.test_replicas import LONG, QUESTION
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

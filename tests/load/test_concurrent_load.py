@@ -14,10 +14,10 @@ import pytest
 
 from certa.bench.load import InstantBackend, codes, load_request, read_stored, run_wave, tokens_of
 from certa.server import CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_model import DEFAULT_SCRIPT
 from certa.v1 import reasoning_pb2 as pb
 from tests.api.conftest import settings_for
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

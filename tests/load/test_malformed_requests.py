@@ -34,10 +34,10 @@ from hypothesis import strategies as st
 
 from certa.api.auth import TENANT_METADATA
 from certa.server import CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from tests.api.conftest import settings_for
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

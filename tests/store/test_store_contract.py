@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from certa.core.errors import CorruptState, LeaseLost
 from certa.store import MemoryStore, RedisStore
 from certa.store.base import Append, Created, Existing, Failure, Finish, NewRequest, RequestKey, StateStore, Status
-from tests.redis_server import RedisServer
+from certa.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

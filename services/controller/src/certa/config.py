@@ -210,6 +210,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+def default_replica_id() -> str:
+    """The name leases carry when CERTA_REPLICA_ID is not set: host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 def _flag(env: Mapping[str, str], key: str) -> bool:
     raw = env.get(PREFIX + key, "").strip().lower()
     if raw in ("", "false", "0", "no"):
@@ -266,7 +271,7 @@ def _store_settings(env: Mapping[str, str]) -> StoreSettings:
         result_ttl_s=_number(env, "RESULT_TTL_S", base.result_ttl_s, float, 1.0),
         lease_s=_number(env, "LEASE_S", base.lease_s, float, 0.1),
         sweep_interval_s=_number(env, "SWEEP_INTERVAL_S", base.sweep_interval_s, float, 0.01),
-        replica_id=env.get(PREFIX + "REPLICA_ID", "") or f"{socket.gethostname()}-{os.getpid()}",
+        replica_id=env.get(PREFIX + "REPLICA_ID", "") or default_replica_id(),
     )
     if settings.result_ttl_s < settings.state_ttl_s:
         raise InvalidArgument(f"{PREFIX}RESULT_TTL_S", f"must be >= {PREFIX}STATE_TTL_S ({settings.state_ttl_s:g})")

@@ -24,9 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import random
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -38,7 +36,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from certa.api.mapping import event_to_proto, report_to_proto
 from certa.api.validation import SolveSpec, validate, validate_batch
 from certa.backends.base import Backend
-from certa.config import Settings
+from certa.config import Settings, default_replica_id
 from certa.core.commands import Strategy
 from certa.core.errors import (
     CertaError,
@@ -98,10 +96,6 @@ def requested_tokens(spec: SolveSpec) -> int:
     if isinstance(strategy, SelfConsistencySpec):
         return spec.token_budget * strategy.max_samples
     return spec.token_budget
-
-
-def default_replica_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def parameters_fingerprint(key: SolveSpec) -> str:

@@ -77,9 +77,7 @@ import json
 import math
 import os
 import resource
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -98,6 +96,7 @@ from redis.asyncio import Redis
 
 from certa.backends.base import Delta
 from certa.core.types import FinishReason, GenerationRequest, prompt_text
+from certa.testing.redis_server import RedisServer, free_port
 from certa.testing.scripted_model import Directives, ScriptedModel
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
@@ -178,12 +177,6 @@ class InstantBackend:
 # -- processes ----------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process, from `/proc/PID/stat`."""
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -217,71 +210,6 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-class RedisProcess:
-    """A `redis-server` on a free loopback port, persisting to an append-only file in `directory`."""
-
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> RedisProcess:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)),
-                *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
-                *("--logfile", str(self.directory / "redis.log")),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited:\n{tail(self.directory / 'redis.log')}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
-
-    def stop(self) -> None:
-        """SIGTERM: Redis flushes its append-only file and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=20)
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
 
 
 class ControllerProcess:
@@ -535,7 +463,7 @@ def load_request(run: str, index: int, strategy: pb.Strategy = LOAD_STRATEGY, qu
 # -- the load -----------------------------------------------------------------------------------------------------
 
 
-async def load_run(redis: RedisProcess, work: Path, args: argparse.Namespace, pool_size: int) -> dict[str, Any]:
+async def load_run(redis: RedisServer, work: Path, args: argparse.Namespace, pool_size: int) -> dict[str, Any]:
     """One measured run against a fresh controller whose Redis pool has `pool_size` connections."""
     prefix = f"load-{uuid.uuid4().hex[:8]}"
     controller = ControllerProcess(
@@ -640,7 +568,7 @@ def scenario(name: str, client_saw: dict[str, int], lost: int, tokens_lost: int,
     }
 
 
-async def deadline_scenario(redis: RedisProcess, work: Path, count: int) -> dict[str, Any]:
+async def deadline_scenario(redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """A model slower than the deadline: DEADLINE_EXCEEDED with the partial, stored `failed` with the same."""
     prefix = f"deadline-{uuid.uuid4().hex[:8]}"
     controller = ControllerProcess(redis.url, prefix, work)
@@ -674,7 +602,7 @@ async def deadline_scenario(redis: RedisProcess, work: Path, count: int) -> dict
     )
 
 
-async def redis_restart_scenario(redis: RedisProcess, work: Path, count: int) -> dict[str, Any]:
+async def redis_restart_scenario(redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """Redis restarted while requests run: all succeed, journals complete, every token on record."""
     prefix = f"restart-{uuid.uuid4().hex[:8]}"
     controller = ControllerProcess(redis.url, prefix, work)
@@ -751,7 +679,7 @@ async def stream_until(
     return Outcome(request.request_id, "STREAMING", time.perf_counter() - started), rest
 
 
-async def replica_kill_scenario(triton_url: str, redis: RedisProcess, work: Path, count: int) -> dict[str, Any]:
+async def replica_kill_scenario(triton_url: str, redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """`kill -9` of the replica running the requests; clients retry on the survivor with the same ids."""
     prefix = f"replicas-{uuid.uuid4().hex[:8]}"
     first = ServeProcess("replica-a", triton_url, redis.url, prefix, work)
@@ -789,7 +717,7 @@ async def replica_kill_scenario(triton_url: str, redis: RedisProcess, work: Path
     )
 
 
-async def backend_kill_scenario(triton: Any, redis: RedisProcess, work: Path, count: int) -> dict[str, Any]:
+async def backend_kill_scenario(triton: Any, redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """The Triton server killed (SIGKILL) while the requests stream."""
     prefix = f"backend-kill-{uuid.uuid4().hex[:8]}"
     controller = ServeProcess("replica", triton.grpc_url, redis.url, prefix, work)
@@ -923,7 +851,7 @@ def print_faults(faults: list[dict[str, Any]]) -> None:
 
 async def campaign(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="certa-bench-load-"))
-    redis = RedisProcess(work / "redis").start()
+    redis = RedisServer(work / "redis", appendfsync="everysec").start()
     report: dict[str, Any] = {"work_dir": str(work)}
     try:
         if args.requests:

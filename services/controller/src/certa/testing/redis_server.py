@@ -1,4 +1,4 @@
-"""A real `redis-server` on a free loopback port, for tests (the Debian package `.ci/run` installs).
+"""A real `redis-server` on a free loopback port, for tests and benchmarks (the Debian package `.ci/run` installs).
 
 The server persists to an append-only file in its own directory, so `restart()` brings back the same data (a
 Redis that restarts), while `kill()` followed by `start()` with `flush=True` models one that lost everything.
@@ -21,7 +21,9 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, password: str | None = None, appendfsync: str = "always"
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
@@ -29,12 +31,18 @@ class RedisServer:
         self.directory = directory
         self.port = port or free_port()
         self.password = password
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     @property
     def log_path(self) -> Path:
