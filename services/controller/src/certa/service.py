@@ -64,7 +64,7 @@ from certa.prompts import question_prompt, resolve_template
 from certa.runtime.driver import Driver
 from certa.runtime.journal import Recorder, Reply, decode_reply
 from certa.runtime.report import SolveReport
-from certa.store.base import Claim, Existing, NewRequest, RequestKey, StateStore, Status, StoredRequest
+from certa.store.base import Claim, Created, Existing, NewRequest, RequestKey, StateStore, Status, StoredRequest
 from certa.store.codec import failure_of, restore_error
 from certa.store.quotas import MemoryQuotaLedger, QuotaLedger
 from certa.telemetry import Telemetry, TraceContext
@@ -232,6 +232,27 @@ class SolveService:
                 f"{questions} questions exceed tenant {tenant!r}'s limit of {policy.max_batch_size} per batch"
             )
         await self._quotas.admit(tenant, spec.request_id, policy.max_in_flight, policy.tokens_per_minute)
+        try:
+            created = await self._create(request, spec, key, fingerprint, client_deadline_s)
+        except BaseException:
+            await asyncio.shield(self._release_quota(tenant, spec.request_id))  # it never started
+            raise
+        if isinstance(created, Existing):  # a concurrent retry created it first
+            if created.request.status is not Status.RUNNING:
+                await self._release_quota(tenant, spec.request_id)
+            return await self._attach(created.request, fingerprint)
+        self._launch(created.request, Claim(created.request, journal=(), writes=0), trace_context)
+        return created.request
+
+    async def _create(
+        self,
+        request: pb.SolveRequest | pb.SolveBatchRequest,
+        spec: SolveSpec,
+        key: RequestKey,
+        fingerprint: str,
+        client_deadline_s: float | None,
+    ) -> Created | Existing:
+        """Write the request's record: its parameters as run (deadline, seed, backend, model) and its prompt."""
         if client_deadline_s is not None:
             spec = replace(spec, deadline_s=max(min(spec.deadline_s, client_deadline_s), 0.001))
         if spec.sampling.seed is None and not spec.sampling.greedy:
@@ -250,7 +271,7 @@ class SolveService:
         if spec.sampling.seed is not None:
             stored_request.sampling.seed = spec.sampling.seed
         now = time.time()
-        created = await self._store.create(
+        return await self._store.create(
             NewRequest(
                 key=key,
                 fingerprint=fingerprint,
@@ -264,12 +285,13 @@ class SolveService:
             ),
             self._owner,
         )
-        if isinstance(created, Existing):  # a concurrent retry created it first
-            if created.request.status is not Status.RUNNING:
-                await self._quotas.release(tenant, spec.request_id)
-            return await self._attach(created.request, fingerprint)
-        self._launch(created.request, Claim(created.request, journal=(), writes=0), trace_context)
-        return created.request
+
+    async def _release_quota(self, tenant: str, request_id: str) -> None:
+        """Release an in-flight slot; if the store is down the slot goes stale by itself (after the state TTL)."""
+        try:
+            await self._quotas.release(tenant, request_id)
+        except StoreUnavailable as error:
+            log.warning("tenant %s: in-flight slot of %s not released: %s", tenant, request_id, error)
 
     async def _attach(self, existing: StoredRequest, fingerprint: str) -> StoredRequest:
         if existing.spec.fingerprint != fingerprint:
@@ -430,17 +452,14 @@ class SolveService:
                 final = Status.CANCELLED if report.stop_reason is StopReason.CANCELLED else Status.SUCCEEDED
             await run.recorder.finish(final, summary, failure_of(error) if error is not None else None)
             status = final
-            await self._quotas.release(run.key.tenant, run.key.request_id)
+            await self._release_quota(run.key.tenant, run.key.request_id)
         except LeaseLost:
             run.lost = True
-        except StoreUnavailable as store_error:
-            if status is Status.RUNNING:  # the outcome itself could not be written
-                run.unrecorded = True
-                if error is None:
-                    error = SolveInterrupted(str(store_error), partial=report, cause=store_error)
-                    report = None
-            else:
-                log.warning("request %s: its quota could not be released: %s", run.key, store_error)
+        except StoreUnavailable as store_error:  # the outcome itself could not be written
+            run.unrecorded = True
+            if error is None:
+                error = SolveInterrupted(str(store_error), partial=report, cause=store_error)
+                report = None
         finally:
             await run.recorder.close()
             if self._local.get(run.key) is run:
