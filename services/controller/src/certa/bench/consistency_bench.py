@@ -30,6 +30,7 @@ from certa.v1 import reasoning_pb2_grpc as pb_grpc
 SEED = 1234
 TEMPERATURE = 0.7
 WARMUP = 2
+DEADLINE_S = 3600  # a whole batch on a CPU model takes tens of minutes; the server's default (600 s) is too short
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def _batch_request(
         per_question_cap=cap,
         max_in_flight=16,
     )
+    request.deadline.FromSeconds(DEADLINE_S)
     if bandit:
         request.warmup = min(WARMUP, samples_per_question)
         request.stop_rule.certaindex.threshold = 0.7
@@ -117,14 +119,14 @@ async def _certaindex_per_question(
                 stop_rule=pb.StopRule(certaindex=pb.CertaindexRule(threshold=0.7, min_samples=2)),
             )
         )
-        response = await stub.Solve(
-            pb.SolveRequest(
-                question=question.question,
-                strategy=strategy,
-                token_budget=token_budget,
-                sampling=pb.SamplingParams(temperature=TEMPERATURE, seed=SEED),
-            )
+        request = pb.SolveRequest(
+            question=question.question,
+            strategy=strategy,
+            token_budget=token_budget,
+            sampling=pb.SamplingParams(temperature=TEMPERATURE, seed=SEED),
         )
+        request.deadline.FromSeconds(DEADLINE_S)
+        response = await stub.Solve(request)
         result = response.result
         correct += equivalent(result.answer, question.gold)
         samples += len(result.samples)
