@@ -20,7 +20,7 @@ async def test_the_bench_records_compares_and_plots(server: CertaServer, tmp_pat
     questions = [Question(0, "Q", "18"), Question(1, "[[vote:18,7]] Q", "18"), Question(2, "Other Q", "7")]
     target = ClientTarget(address=f"127.0.0.1:{server.port}")
     record = tmp_path / "consistency-samples.jsonl"
-    points = await consistency_bench.run_bench(target, questions, 4, [1, 2], 300, record)
+    points = await consistency_bench.run_bench(target, questions, 4, [1, 2], 300, record, deadline_s=60)
     consistency_bench.write_report(points, tmp_path, "test")
     report = json.loads((tmp_path / "consistency-bench.json").read_text())
     by_name = {(p["contender"], p["budget_per_question"]): p for p in report["points"]}

@@ -51,7 +51,13 @@ class Point:
 
 
 def _batch_request(
-    questions: Sequence[Question], samples_per_question: int, token_budget: int, *, bandit: bool, cap: int
+    questions: Sequence[Question],
+    samples_per_question: int,
+    token_budget: int,
+    *,
+    bandit: bool,
+    cap: int,
+    deadline_s: int,
 ) -> pb.SolveBatchRequest:
     request = pb.SolveBatchRequest(
         questions=[pb.BatchQuestion(id=str(q.index), question=q.question) for q in questions],
@@ -62,7 +68,7 @@ def _batch_request(
         per_question_cap=cap,
         max_in_flight=16,
     )
-    request.deadline.FromSeconds(DEADLINE_S)
+    request.deadline.FromSeconds(deadline_s)
     if bandit:
         request.warmup = min(WARMUP, samples_per_question)
         request.stop_rule.certaindex.threshold = 0.7
@@ -107,7 +113,7 @@ def _point(name: str, per_question: float, results: dict[str, pb.QuestionResult]
 
 
 async def _certaindex_per_question(
-    stub: pb_grpc.ReasoningServiceStub, questions: Sequence[Question], cap: int, token_budget: int
+    stub: pb_grpc.ReasoningServiceStub, questions: Sequence[Question], cap: int, token_budget: int, deadline_s: int
 ) -> Point:
     correct = samples = tokens = 0
     for done, question in enumerate(questions, start=1):
@@ -125,7 +131,7 @@ async def _certaindex_per_question(
             token_budget=token_budget,
             sampling=pb.SamplingParams(temperature=TEMPERATURE, seed=SEED),
         )
-        request.deadline.FromSeconds(DEADLINE_S)
+        request.deadline.FromSeconds(deadline_s)
         response = await stub.Solve(request)
         result = response.result
         correct += equivalent(result.answer, question.gold)
@@ -145,12 +151,15 @@ async def run_bench(
     budgets: Sequence[int],
     token_budget: int,
     record: Path,
+    deadline_s: int = DEADLINE_S,
 ) -> list[Point]:
     gold = {str(q.index): q.gold for q in questions}
     async with target.channel() as channel:
         stub = pb_grpc.ReasoningServiceStub(channel)
         print(f"recording {samples} samples of {len(questions)} questions", file=sys.stderr)
-        drawn = await _run_batch(stub, _batch_request(questions, samples, token_budget, bandit=False, cap=samples))
+        drawn = await _run_batch(
+            stub, _batch_request(questions, samples, token_budget, bandit=False, cap=samples, deadline_s=deadline_s)
+        )
         recorded = [
             replay.PooledQuestion(
                 id=qid,
@@ -165,10 +174,12 @@ async def run_bench(
         points = fixed_n_points(recorded, budgets)
         for n in budgets:
             print(f"bandit + certaindex at {n} samples per question", file=sys.stderr)
-            results = await _run_batch(stub, _batch_request(questions, n, token_budget, bandit=True, cap=samples))
+            results = await _run_batch(
+                stub, _batch_request(questions, n, token_budget, bandit=True, cap=samples, deadline_s=deadline_s)
+            )
             points.append(_point("bandit + certaindex", n, results, gold))
         print("self-consistency + certaindex, per question", file=sys.stderr)
-        points.append(await _certaindex_per_question(stub, questions, samples, token_budget))
+        points.append(await _certaindex_per_question(stub, questions, samples, token_budget, deadline_s))
     pool = replay.load_pool(record)
     for n in budgets:
         for row in replay.compare(pool, n, warmup=min(WARMUP, n), cap=samples):
