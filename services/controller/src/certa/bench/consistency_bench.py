@@ -30,6 +30,7 @@ from certa.v1 import reasoning_pb2_grpc as pb_grpc
 SEED = 1234
 TEMPERATURE = 0.7
 WARMUP = 2
+QUESTIONS_AT_ONCE = 8  # per-question requests in flight at once (each runs waves of WARMUP samples)
 DEADLINE_S = 3600  # a whole batch on a CPU model takes tens of minutes; the server's default (600 s) is too short
 
 
@@ -115,16 +116,20 @@ def _point(name: str, per_question: float, results: dict[str, pb.QuestionResult]
 async def _certaindex_per_question(
     stub: pb_grpc.ReasoningServiceStub, questions: Sequence[Question], cap: int, token_budget: int, deadline_s: int
 ) -> Point:
-    correct = samples = tokens = 0
-    for done, question in enumerate(questions, start=1):
-        strategy = pb.Strategy(
-            self_consistency=pb.SelfConsistency(
-                plain=pb.PlainCot(),
-                max_samples=cap,
-                wave_size=2,
-                stop_rule=pb.StopRule(certaindex=pb.CertaindexRule(threshold=0.7, min_samples=2)),
-            )
+    """Self-consistency with the Certaindex rule, each question its own request (`QUESTIONS_AT_ONCE` at a time)."""
+    strategy = pb.Strategy(
+        self_consistency=pb.SelfConsistency(
+            plain=pb.PlainCot(),
+            max_samples=cap,
+            wave_size=WARMUP,
+            stop_rule=pb.StopRule(certaindex=pb.CertaindexRule(threshold=0.7, min_samples=WARMUP)),
         )
+    )
+    gate = asyncio.Semaphore(QUESTIONS_AT_ONCE)
+    done = 0
+
+    async def solve(question: Question) -> pb.SolveResult:
+        nonlocal done
         request = pb.SolveRequest(
             question=question.question,
             strategy=strategy,
@@ -132,13 +137,17 @@ async def _certaindex_per_question(
             sampling=pb.SamplingParams(temperature=TEMPERATURE, seed=SEED),
         )
         request.deadline.FromSeconds(deadline_s)
-        response = await stub.Solve(request)
-        result = response.result
-        correct += equivalent(result.answer, question.gold)
-        samples += len(result.samples)
-        tokens += result.usage.path_tokens + result.usage.probe_tokens
+        async with gate:
+            result = (await stub.Solve(request)).result
+        done += 1
         print(f"\r  {done}/{len(questions)} questions", end="", file=sys.stderr, flush=True)
+        return result
+
+    results = await asyncio.gather(*(solve(question) for question in questions))
     print(file=sys.stderr)
+    correct = sum(equivalent(result.answer, question.gold) for result, question in zip(results, questions, strict=True))
+    samples = sum(len(result.samples) for result in results)
+    tokens = sum(result.usage.path_tokens + result.usage.probe_tokens for result in results)
     return Point(
         "self-consistency + certaindex", samples / len(questions), correct, len(questions), samples, tokens, live=True
     )
