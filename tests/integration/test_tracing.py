@@ -213,4 +213,13 @@ async def test_controller_and_triton_spans_share_the_clients_trace(
         for attribute in span.attributes
         if attribute.key == "triton.model_name"
     }
-    assert models >= {"preprocessing", "tensorrt_llm", "postprocessing"}
+    # Many calls reach tensorrt_llm and postprocessing, so some always join the trace; preprocessing runs once per
+    # request, and that single call may be one of the few that Triton puts in a fresh trace (see above).
+    assert models >= {"tensorrt_llm", "postprocessing"}
+    every_model = {
+        attribute.value.string_value
+        for span in from_triton.spans["triton"]
+        for attribute in span.attributes
+        if attribute.key == "triton.model_name"
+    }
+    assert "preprocessing" in every_model
