@@ -165,7 +165,14 @@ def _consistency_bench(args: argparse.Namespace) -> int:
         return 2
     title = f"{args.data.name}: {len(questions)} questions, temperature {consistency_bench.TEMPERATURE}"
     return consistency_bench.run(
-        ClientTarget.from_args(args), questions, args.samples, budgets, args.budget, args.out, title
+        ClientTarget.from_args(args),
+        questions,
+        args.samples,
+        budgets,
+        args.budget,
+        args.out,
+        title,
+        per_question=not args.no_per_question,
     )
 
 
@@ -279,6 +286,8 @@ def _parser() -> argparse.ArgumentParser:
     consistency.add_argument("--budgets", default="2,4", help="samples per question at which to compare")
     consistency.add_argument("--budget", type=int, default=320, help="path token budget per sample")
     consistency.add_argument("--out", type=Path, default=Path("bench-results"))
+    consistency.add_argument("--no-per-question", action="store_true",
+                             help="skip per-question self-consistency (the slowest contender on a CPU model)")
 
     auth = commands.add_parser("auth", help="manage credentials")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)

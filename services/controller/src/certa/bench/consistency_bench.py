@@ -161,6 +161,7 @@ async def run_bench(
     token_budget: int,
     record: Path,
     deadline_s: int = DEADLINE_S,
+    per_question: bool = True,
 ) -> list[Point]:
     gold = {str(q.index): q.gold for q in questions}
     async with target.channel() as channel:
@@ -187,8 +188,9 @@ async def run_bench(
                 stub, _batch_request(questions, n, token_budget, bandit=True, cap=samples, deadline_s=deadline_s)
             )
             points.append(_point("bandit + certaindex", n, results, gold))
-        print("self-consistency + certaindex, per question", file=sys.stderr)
-        points.append(await _certaindex_per_question(stub, questions, samples, token_budget, deadline_s))
+        if per_question:
+            print("self-consistency + certaindex, per question", file=sys.stderr)
+            points.append(await _certaindex_per_question(stub, questions, samples, token_budget, deadline_s))
     pool = replay.load_pool(record)
     for n in budgets:
         for row in replay.compare(pool, n, warmup=min(WARMUP, n), cap=samples):
@@ -260,9 +262,12 @@ def run(
     token_budget: int,
     out: Path,
     title: str,
+    per_question: bool = True,
 ) -> int:
     record = out / "consistency-samples.jsonl"
-    points = asyncio.run(run_bench(target, questions, samples, budgets, token_budget, record))
+    points = asyncio.run(
+        run_bench(target, questions, samples, budgets, token_budget, record, per_question=per_question)
+    )
     for path in (record, *write_report(points, out, title)):
         print(f"wrote {path}")
     return 0
