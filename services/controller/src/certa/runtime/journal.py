@@ -103,10 +103,6 @@ class Recorder:
         self._flusher: asyncio.Task[None] | None = None
         self._cancel_requested = False
 
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel_requested
-
     def event(self, event: bytes) -> None:
         """Queue an event; it is written with the next batch, which starts as soon as the store is free."""
         self._pending.append((False, event))
