@@ -212,6 +212,20 @@ def _chunk_tokens(spec: StrategySpec) -> int:
     return path.chunk_tokens if isinstance(path, DynasorConfig) else 1
 
 
+def _check_request_id(request_id: str) -> None:
+    if request_id and not _REQUEST_ID.match(request_id):
+        raise InvalidArgument(
+            "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
+        )
+
+
+def _check_length(text: str, field: str, settings: Settings) -> None:
+    if len(text) > settings.max_prompt_chars:
+        raise InvalidArgument(
+            field, f"is {len(text)} characters; the server accepts at most {settings.max_prompt_chars}"
+        )
+
+
 def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> SolveSpec:
     """Check a request against the API's ranges and the server's caps; return it in core terms."""
     kind = request.WhichOneof("input")
@@ -219,14 +233,8 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
     field = kind or "question"
     if not text.strip():
         raise InvalidArgument(field, "must not be empty: set question (or raw_prompt)")
-    if len(text) > settings.max_prompt_chars:
-        raise InvalidArgument(
-            field, f"is {len(text)} characters; the server accepts at most {settings.max_prompt_chars}"
-        )
-    if request.request_id and not _REQUEST_ID.match(request.request_id):
-        raise InvalidArgument(
-            "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
-        )
+    _check_length(text, field, settings)
+    _check_request_id(request.request_id)
     strategy = _strategy(request.strategy, settings)
     sampling = _sampling(request.sampling)
     if sampling.has_penalties and isinstance(_path_spec(strategy), DynasorConfig):
@@ -300,10 +308,7 @@ MAX_IN_FLIGHT = 256
 
 def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id: str) -> SolveSpec:
     """Check a batch against the API's ranges and the server's caps; the batch is the strategy of the result."""
-    if request.request_id and not _REQUEST_ID.match(request.request_id):
-        raise InvalidArgument(
-            "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
-        )
+    _check_request_id(request.request_id)
     if len(request.questions) > settings.max_batch_questions:
         raise InvalidArgument(
             "questions", f"at most {settings.max_batch_questions} per batch (server cap), got {len(request.questions)}"
@@ -313,11 +318,7 @@ def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id
             raise InvalidArgument(f"questions[{index}].id", "must be 1-128 characters")
         if not question.question.strip():
             raise InvalidArgument(f"questions[{index}].question", "must not be empty")
-        if len(question.question) > settings.max_prompt_chars:
-            raise InvalidArgument(
-                f"questions[{index}].question",
-                f"is {len(question.question)} characters; the server accepts at most {settings.max_prompt_chars}",
-            )
+        _check_length(question.question, f"questions[{index}].question", settings)
     inner = _inner(request, "batch")
     sampling = _sampling(request.sampling)
     if sampling.greedy:

@@ -33,13 +33,17 @@ class QuotaLedger(Protocol):
     async def spend(self, tenant: str, tokens: int) -> None: ...
 
 
+def _window_used(now_ms: int, current: int, previous: int) -> float:
+    """Tokens in the sliding minute: this minute's, plus the previous minute's share still inside the window."""
+    return current + previous * (WINDOW_MS - now_ms % WINDOW_MS) / WINDOW_MS
+
+
 def _window_wait_ms(now_ms: int, current: int, previous: int, limit: int) -> int:
     """How long until the sliding window holds less than `limit` tokens (0 when it already does)."""
     into = now_ms % WINDOW_MS
     if current >= limit:
         return WINDOW_MS - into + max(int(WINDOW_MS * (1 - (limit / max(current, 1)))), 0)
-    used = current + previous * (WINDOW_MS - into) / WINDOW_MS
-    if used < limit:
+    if _window_used(now_ms, current, previous) < limit:
         return 0
     needed_into = WINDOW_MS * (1 - (limit - current) / previous)  # previous' weight falls below what is left
     return max(int(needed_into - into) + 1, 1)
@@ -127,7 +131,7 @@ class MemoryQuotaLedger:
         elif tokens_per_minute:
             minute = now // WINDOW_MS
             current, previous = self._tokens[(tenant, minute)], self._tokens[(tenant, minute - 1)]
-            if current + previous * (WINDOW_MS - now % WINDOW_MS) / WINDOW_MS >= tokens_per_minute:
+            if _window_used(now, current, previous) >= tokens_per_minute:
                 outcome = 2
         _raise_for(outcome, tenant, max_in_flight, tokens_per_minute, now, current, previous)
         running.add(request_id)
