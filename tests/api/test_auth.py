@@ -259,3 +259,16 @@ async def test_the_cli_makes_keys_and_calls_over_tls_with_one(
         assert without.returncode == 1 and "UNAUTHENTICATED" in err.decode()
     finally:
         await server.stop()
+
+
+async def test_a_rotated_server_certificate_is_served_without_a_restart(
+    secured: Secured, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(watched_file, "RELOAD_CHECK_S", 0.0)
+    rotated = Pki.create().write(tmp_path / "rotated")  # a new CA: only the new certificate verifies against it
+    secured.files["server_cert"].write_bytes(rotated["server_cert"].read_bytes())
+    secured.files["server_key"].write_bytes(rotated["server_key"].read_bytes())
+    trusting_new = Secured(secured.server, {**secured.files, "ca": rotated["ca"]}, secured.keys)
+    async with trusting_new.channel() as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from certa.store.base import validate_tenant
-from certa.watched_file import WatchedFile
+from certa.watched_file import watched_json
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _parse(document: Any) -> tuple[TenantPolicy, dict[str, TenantPolicy]]:
 
 class TenantPolicies:
     def __init__(self, path: str = "") -> None:
-        self._file = WatchedFile(path, "CERTA_TENANTS_FILE", _parse) if path else None
+        self._file = watched_json(path, "CERTA_TENANTS_FILE", _parse) if path else None
 
     def of(self, tenant: str) -> TenantPolicy:
         if self._file is None:

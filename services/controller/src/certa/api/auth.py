@@ -30,7 +30,7 @@ import jwt
 from certa.config import AuthSettings
 from certa.core.errors import InvalidArgument, Unauthenticated
 from certa.store.base import validate_tenant
-from certa.watched_file import WatchedFile
+from certa.watched_file import watched_json
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,12 @@ class Authenticator:
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
         self._keys = (
-            WatchedFile(settings.api_keys_file, "CERTA_AUTH_API_KEYS_FILE", _parse_keys)
+            watched_json(settings.api_keys_file, "CERTA_AUTH_API_KEYS_FILE", _parse_keys)
             if settings.api_keys_file
             else None
         )
         self._jwks = (
-            WatchedFile(settings.jwks_file, "CERTA_AUTH_JWKS_FILE", _parse_jwks) if settings.jwks_file else None
+            watched_json(settings.jwks_file, "CERTA_AUTH_JWKS_FILE", _parse_jwks) if settings.jwks_file else None
         )
         if settings.disabled:
             log.warning(

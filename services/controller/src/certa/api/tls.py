@@ -1,38 +1,30 @@
 """The gRPC server's TLS credentials, read from files and re-read when they change (cert-manager rotates them).
 
-gRPC asks for the current certificate configuration before every TLS handshake; the files are checked at most
-every `RELOAD_CHECK_S` and a rotation applies to the next connection, without a restart. With a client CA, clients
+gRPC asks for the current certificate configuration before every TLS handshake; the files are watched
+(`certa.watched_file`) and a rotation applies to the next connection, without a restart. With a client CA, clients
 must present a certificate it signed (mutual TLS).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
 
 import grpc
 
 from certa.config import TlsSettings
 from certa.core.errors import InvalidArgument
-
-log = logging.getLogger(__name__)
-
-RELOAD_CHECK_S = 5.0
+from certa.watched_file import WatchedFiles
 
 
 class RotatingServerCredentials:
     def __init__(self, settings: TlsSettings) -> None:
-        self._files = [Path(p) for p in (settings.key_file, settings.cert_file, settings.client_ca_file) if p]
         self._settings = settings
-        self._checked_at = time.monotonic()
-        self._stamps = self._read_stamps()
+        files = [path for path in (settings.key_file, settings.cert_file, settings.client_ca_file) if path]
+        self._watched = WatchedFiles(files, "CERTA_TLS_CERT_FILE", self._configuration)
+        self._served = self._watched.value
         self.credentials = grpc.dynamic_ssl_server_credentials(
-            self._configuration(), self._fetch, require_client_authentication=bool(settings.client_ca_file)
+            self._served, self._fetch, require_client_authentication=bool(settings.client_ca_file)
         )
-
-    def _read_stamps(self) -> list[tuple[float, int]]:
-        return [(path.stat().st_mtime, path.stat().st_size) for path in self._files]
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
         try:
@@ -44,18 +36,9 @@ class RotatingServerCredentials:
         return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=client_ca)
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        now = time.monotonic()
-        if now - self._checked_at < RELOAD_CHECK_S:
+        """A new configuration when the files changed since the last one served, else None (keep the current)."""
+        configuration = self._watched.current()
+        if configuration is self._served:
             return None
-        self._checked_at = now
-        try:
-            stamps = self._read_stamps()
-            if stamps == self._stamps:
-                return None
-            configuration = self._configuration()
-        except (OSError, InvalidArgument) as error:
-            log.error("keeping the current TLS certificate: %s", error)
-            return None
-        self._stamps = stamps
-        log.info("TLS certificate reloaded from %s", self._settings.cert_file)
+        self._served = configuration
         return configuration
