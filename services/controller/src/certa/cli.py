@@ -283,8 +283,11 @@ def _parser() -> argparse.ArgumentParser:
     consistency.add_argument("--questions", type=int, default=20)
     consistency.add_argument("--offset", type=int, default=0)
     consistency.add_argument("--samples", type=int, default=8, help="samples recorded per question (the cap)")
-    consistency.add_argument("--budgets", default="2,4", help="samples per question at which to compare")
-    consistency.add_argument("--budget", type=int, default=320, help="path token budget per sample")
+    consistency.add_argument("--budgets", default="3,4",
+                             help="samples per question at which to compare (above the warm-up of 2, or nothing is "
+                                  "left to allocate)")
+    consistency.add_argument("--budget", type=int, default=512,
+                             help="path token budget per sample (the 0.5B model needs about 300 on GSM8K)")
     consistency.add_argument("--out", type=Path, default=Path("bench-results"))
     consistency.add_argument("--no-per-question", action="store_true",
                              help="skip per-question self-consistency (the slowest contender on a CPU model)")
