@@ -91,3 +91,45 @@ async def test_bad_batches_name_the_field(
             pass
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith(field), raised.value.details()
+
+
+async def test_a_failing_question_reports_its_error_and_the_batch_goes_on(stub: pb_grpc.ReasoningServiceStub) -> None:
+    request = batch(
+        *QUESTIONS,
+        ("broken", "[[fail-after:20]] Q"),
+        budget=pb.BatchBudget(samples=16),
+        warmup=2,
+        per_question_cap=4,
+        request_id="batch-broken",
+    )
+    events = [event async for event in stub.SolveBatch(request)]
+    finished = {event.question.id: event.question for event in events if event.HasField("question")}
+    broken = finished.pop("broken")
+    assert broken.retire_reason == "error" and broken.error.code == "UNAVAILABLE"
+    assert "scripted failure after 20 tokens" in broken.error.message
+    assert (broken.result.answer, broken.result.stop_reason) == ("", pb.STOP_REASON_ERROR)
+    assert all(not q.HasField("error") and q.result.answer for q in finished.values())
+    assert finished["settled"].result.answer == "18"
+    summary = events[-1].result.batch
+    assert (summary.questions, summary.failed_questions) == (4, 1)
+    stored = await stub.GetSolve(pb.GetSolveRequest(request_id="batch-broken"))
+    assert stored.status == pb.SOLVE_STATUS_SUCCEEDED
+
+
+async def test_a_batch_whose_every_question_failed_fails_with_their_error(stub: pb_grpc.ReasoningServiceStub) -> None:
+    request = batch(
+        ("a", "[[fail-after:5]] Q"),
+        ("b", "[[fail-after:9]] Q"),
+        budget=pb.BatchBudget(samples=4),
+        warmup=2,
+        request_id="batch-all-broken",
+    )
+    received: list[pb.SolveEvent] = []
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for event in stub.SolveBatch(request):
+            received.append(event)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    errors = {event.question.id: event.question.error.code for event in received if event.HasField("question")}
+    assert errors == {"a": "UNAVAILABLE", "b": "UNAVAILABLE"}
+    stored = await stub.GetSolve(pb.GetSolveRequest(request_id="batch-all-broken"))
+    assert stored.status == pb.SOLVE_STATUS_FAILED

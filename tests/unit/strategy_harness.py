@@ -6,10 +6,12 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from certa.core.commands import Cancel, Command, Emit, Handle, Start, Wait, WaitAny
+from certa.core.commands import CallFailed, Cancel, Command, Emit, Handle, Start, Wait, WaitAny
+from certa.core.errors import CertaError
 from certa.core.types import FinishReason, GenerationRequest, Outcome, Segment
 
-Respond = Callable[[GenerationRequest], Outcome]
+Respond = Callable[[GenerationRequest], Outcome | CertaError]
+"""A call's outcome, or the error it fails with (thrown into the strategy as `CallFailed` where it is awaited)."""
 
 
 def outcome(text: str, finish: FinishReason = FinishReason.LENGTH, tokens: int | None = None) -> Outcome:
@@ -18,24 +20,28 @@ def outcome(text: str, finish: FinishReason = FinishReason.LENGTH, tokens: int |
 
 @dataclass
 class Harness:
-    """Answers every Start with `respond(request)`; Cancel returns `cancelled_tokens` tokens of partial output."""
+    """Answers every Start with `respond(request)`; Cancel returns `cancelled_tokens` tokens of partial output, and a
+    failed call `failed_tokens`."""
 
     respond: Respond
     cancelled_tokens: int = 0
+    failed_tokens: int = 0
     started: list[GenerationRequest] = field(default_factory=list)
     cancelled: list[GenerationRequest] = field(default_factory=list)
     emitted: list[Any] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
     def run(self, strategy: Generator[Command, Any, Any]) -> Any:
-        outcomes: dict[Handle, Outcome] = {}
+        outcomes: dict[Handle, Outcome | CertaError] = {}
         requests: dict[Handle, GenerationRequest] = {}
         reply: Any = None
+        failure: CallFailed | None = None
         while True:
             try:
-                command = strategy.send(reply)
+                command = strategy.send(reply) if failure is None else strategy.throw(failure)
             except StopIteration as done:
                 return done.value
+            failure = None
             if isinstance(command, Start):
                 handle = Handle(len(self.started))
                 self.started.append(command.request)
@@ -46,9 +52,14 @@ class Harness:
             elif isinstance(command, Wait):
                 self.log.append(f"wait {requests[command.handle].purpose}")
                 reply = outcomes.pop(command.handle)
+                if isinstance(reply, CertaError):
+                    failure = self._failure(command.handle, reply)
             elif isinstance(command, WaitAny):
                 handle = next(h for h in command.handles if h in outcomes)
-                reply = (handle, outcomes.pop(handle))
+                result = outcomes.pop(handle)
+                if isinstance(result, CertaError):
+                    failure = self._failure(handle, result)
+                reply = (handle, result)
             elif isinstance(command, Cancel):
                 self.cancelled.append(requests[command.handle])
                 self.log.append(f"cancel {requests[command.handle].purpose}")
@@ -59,3 +70,7 @@ class Harness:
                 reply = None
             else:
                 raise AssertionError(f"unexpected command {command!r}")
+
+    def _failure(self, handle: Handle, error: CertaError) -> CallFailed:
+        self.log.append(f"failed {handle.id}")
+        return CallFailed(handle, Outcome(Segment(""), self.failed_tokens, FinishReason.ERROR), error)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from certa.core.allocator import AllocatorConfig, BatchBudget, Policy
 from certa.core.commands import QuestionFinished
-from certa.core.errors import InvalidArgument
+from certa.core.errors import BackendError, CertaError, InvalidArgument
 from certa.core.stop_rules import CertaindexRule, FixedCount
 from certa.core.strategies import DynasorConfig, PlainSpec, Refinement, path_factory, sample_max_tokens
 from certa.core.strategies.batch import BatchQuestion, batch_strategy
@@ -150,3 +152,71 @@ def test_invalid_batches_are_refused_before_anything_runs() -> None:
             refinement=Refinement("$question $attempts"),
         )
     assert raised.value.field == "batch.questions"
+
+
+def failing_hard_sample(number: int) -> Callable[[GenerationRequest], Outcome | CertaError]:
+    """`respond`, except that sample `number` of `hard` fails."""
+
+    def respond_or_fail(request: GenerationRequest) -> Outcome | CertaError:
+        if "hard" in prompt_text(request.prompt) and request.sampling.seed - 50 == number:
+            return BackendError("triton", "stream reset by peer")
+        return respond(request)
+
+    return respond_or_fail
+
+
+def test_a_failing_sample_fails_only_its_question_and_the_batch_goes_on() -> None:
+    harness = Harness(failing_hard_sample(4), failed_tokens=5, cancelled_tokens=2)
+    strategy = batch_strategy(QUESTIONS, path_factory(PlainSpec(), 100), SAMPLED, plain_config(), max_in_flight=2)
+    result = harness.run(strategy)
+    easy, hard = result.questions
+    assert easy.reason is RetireReason.CERTAIN and easy.result.answer == "18" and easy.error is None
+    assert hard.reason is RetireReason.ERROR
+    assert isinstance(hard.error, BackendError) and "stream reset" in str(hard.error)
+    # what it had, but no answer: samples 0-3 came back, the vote over them is not reported as an answer
+    assert (hard.result.answer, hard.result.text, hard.result.stop_reason) == ("", "", StopReason.ERROR)
+    assert [sample.answer for sample in hard.result.samples] == HARD_ANSWERS[:4]
+    assert hard.result.stop_detail == "sample 4 failed: backend 'triton': stream reset by peer"
+    hard_started = [r for r in harness.started if "hard" in prompt_text(r.prompt)]
+    assert len(hard_started) == 4 + 1 + len(harness.cancelled)  # nothing started for it after the failure
+    # the failed and cancelled samples' tokens count toward the question and the batch
+    assert hard.generated_tokens == 4 * 12 + 5 + 2 * len(harness.cancelled)
+    assert result.generated_tokens == easy.generated_tokens + hard.generated_tokens
+    assert [event.question_id for event in finished_events(harness)] == ["easy", "hard"]
+
+
+def test_the_batch_fails_with_the_error_when_every_question_failed() -> None:
+    harness = Harness(lambda request: BackendError("triton", "unreachable"))
+    strategy = batch_strategy(QUESTIONS, path_factory(PlainSpec(), 100), SAMPLED, plain_config(), max_in_flight=4)
+    with pytest.raises(BackendError, match="unreachable"):
+        harness.run(strategy)
+    assert sorted(event.question_id for event in finished_events(harness)) == ["easy", "hard"]
+    assert all(event.reason is RetireReason.ERROR for event in finished_events(harness))
+
+
+def test_a_failing_call_of_a_dynasor_sample_cancels_that_sample_s_other_calls() -> None:
+    def fail_hard_probes(request: GenerationRequest) -> Outcome | CertaError:
+        if "hard" not in prompt_text(request.prompt):
+            return respond(request)
+        if request.purpose is Purpose.PROBE:
+            return BackendError("triton", "probe refused")
+        return outcome("step ", FinishReason.LENGTH, tokens=4)  # a path that goes on, so it gets probed
+
+    config = DynasorConfig(chunk_tokens=4, certainty_threshold=2, probe_tokens=3)
+    harness = Harness(fail_hard_probes)
+    strategy = batch_strategy(
+        QUESTIONS,
+        path_factory(config, 40),
+        SAMPLED,
+        plain_config(sample_max_tokens=sample_max_tokens(config, 40)),
+        max_in_flight=2,
+    )
+    easy, hard = harness.run(strategy).questions
+    assert easy.reason is RetireReason.CERTAIN and hard.reason is RetireReason.ERROR
+    assert "probe refused" in str(hard.error) and hard.result.samples == ()
+    # the first failed probe took down the chunk its sample had started beside it, and the question's other samples
+    assert sum(1 for entry in harness.log if entry.startswith("failed")) == 1
+    cancelled = [r for r in harness.cancelled if "hard" in prompt_text(r.prompt)]
+    assert cancelled and all(r.purpose is Purpose.PATH for r in cancelled)
+    failed_sample = next(r.sample_index for r in harness.started if r.purpose is Purpose.PROBE)
+    assert failed_sample in {r.sample_index for r in cancelled}

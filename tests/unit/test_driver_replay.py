@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from certa.core.errors import CorruptState, SolveInterrupted
-from certa.core.strategies import DynasorConfig, MajorityVoteSpec, build_strategy
+from certa.core.allocator import AllocatorConfig, BatchBudget
+from certa.core.commands import QuestionFinished
+from certa.core.errors import BackendError, CorruptState, SolveInterrupted
+from certa.core.strategies import BatchSpec, DynasorConfig, MajorityVoteSpec, PlainSpec, build_batch, build_strategy
 from certa.core.types import ProbeRecord, SamplingParams
 from certa.runtime.driver import Driver, RuntimeEvent
 from certa.runtime.journal import Reply, ReplyKind, decode_reply, encode_reply
@@ -102,3 +104,42 @@ async def test_a_journal_that_does_not_fit_the_strategy_is_corrupt_state() -> No
 def test_journal_entries_that_are_not_ours_name_the_key() -> None:
     with pytest.raises(CorruptState, match=r"'req:journal'.*entry 3"):
         decode_reply("req:journal", 3, b'{"kind": "wait"}')
+
+
+BATCH = BatchSpec(
+    questions=(("fine", "Fine?"), ("broken", "Broken?")),
+    inner=PlainSpec(),
+    allocator=AllocatorConfig(budget=BatchBudget(samples=6), sample_max_tokens=400, per_question_cap=3, warmup=3),
+    max_in_flight=2,
+)
+BATCH_PROMPTS = [("Fine? [[answer:7]]\n",), ("Broken? [[fail-after:20]]\n",)]
+
+
+async def run_batch(
+    replay: tuple[Reply, ...] = (),
+) -> tuple[SolveReport, list[Reply], list[RuntimeEvent], ScriptedBackend]:
+    backend = ScriptedBackend()
+    journal: list[Reply] = []
+    events: list[RuntimeEvent] = []
+
+    async def checkpoint(reply: Reply) -> bool:
+        journal.append(decode_reply("test", len(journal), encode_reply(reply)))
+        return False
+
+    driver = Driver(backend, "m", token_budget=400, on_event=events.append, replay=replay, checkpoint=checkpoint)
+    report = await driver.run(build_batch(BATCH, BATCH_PROMPTS, 400, SAMPLED))
+    return report, journal, events, backend
+
+
+async def test_a_failed_call_of_a_batch_is_journaled_and_replays_as_the_same_question_error() -> None:
+    whole, journal, events, _ = await run_batch()
+    assert whole.complete and whole.batch is not None and whole.batch.failed == 1
+    finished = {event.question_id: event for event in events if isinstance(event, QuestionFinished)}
+    assert finished["fine"].error is None and finished["fine"].result.answer == "7"
+    assert isinstance(finished["broken"].error, BackendError) and finished["broken"].result.answer == ""
+    [failed] = [reply for reply in journal if reply.kind is ReplyKind.FAIL]
+    assert isinstance(failed.error, BackendError) and str(failed.error) == str(finished["broken"].error)
+    assert failed.outcome.tokens == 20  # what the call generated before it failed, counted
+    replayed, later, _, backend = await run_batch(replay=tuple(journal))
+    assert backend.requests == [] and later == []
+    assert (replayed.batch, replayed.usage) == (whole.batch, whole.usage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
 
+from certa.api.status_codes import status_code
 from certa.core.commands import Decision, QuestionFinished
 from certa.core.types import PathResult, ProbeRecord, Round, StopReason, StrategyResult
 from certa.runtime.driver import RuntimeEvent
@@ -17,6 +18,7 @@ _STOP_REASONS = {
     StopReason.BUDGET: pb.STOP_REASON_BUDGET,
     StopReason.CANCELLED: pb.STOP_REASON_CANCELLED,
     StopReason.VOTED: pb.STOP_REASON_VOTED,
+    StopReason.ERROR: pb.STOP_REASON_ERROR,
 }
 
 
@@ -82,6 +84,7 @@ def report_to_proto(report: SolveReport) -> pb.SolveResult:
         stop_detail=report.stop_detail,
         batch=pb.BatchSummary(
             questions=report.batch.questions,
+            failed_questions=report.batch.failed,
             samples_spent=report.batch.samples,
             tokens_spent=report.batch.generated_tokens,
         )
@@ -134,6 +137,9 @@ def event_to_proto(request_id: str, event: RuntimeEvent) -> pb.SolveEvent:
                 id=event.question_id,
                 result=question_to_proto(event.result, event.prompt_tokens),
                 retire_reason=str(event.reason),
+                error=pb.QuestionError(code=status_code(event.error).name, message=str(event.error))
+                if event.error is not None
+                else None,
             ),
         )
     if isinstance(event, Resumed):

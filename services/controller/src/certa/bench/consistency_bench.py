@@ -85,6 +85,9 @@ async def _run_batch(stub: pb_grpc.ReasoningServiceStub, request: pb.SolveBatchR
     finished = {}
     async for event in stub.SolveBatch(request):
         if event.HasField("question"):
+            if event.question.HasField("error"):  # its samples are cut short: comparing on them would mislead
+                error = event.question.error
+                raise RuntimeError(f"question {event.question.id} failed ({error.code}): {error.message}")
             finished[event.question.id] = event.question
             print(f"\r  {len(finished)}/{len(request.questions)} questions final", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -9,6 +9,9 @@ A strategy is a generator. It yields a command and receives the command's result
     yield Emit(event)                      # reports progress (probes, decisions, a batch's finished questions)
 
 Its `return` value is the result. `generate` is sugar for Start followed by Wait.
+
+A call that fails raises `CallFailed` at the `Wait`/`WaitAny` that awaited it. A strategy that does not catch it
+fails the request with the call's error; a batch catches it to fail only the question the call belonged to.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+from certa.core.errors import CertaError
 from certa.core.types import GenerationRequest, Outcome, ProbeRecord, RetireReason, StopReason, StrategyResult
 
 
@@ -25,6 +29,16 @@ class Handle:
     """An in-flight backend call, named by the runtime."""
 
     id: int
+
+
+class CallFailed(Exception):
+    """The call named by `handle` failed with `error`; `partial` is what it had produced (its tokens count)."""
+
+    def __init__(self, handle: Handle, partial: Outcome, error: CertaError) -> None:
+        super().__init__(str(error))
+        self.handle = handle
+        self.partial = partial
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -61,8 +75,9 @@ class Decision:
 class QuestionFinished:
     """One question of a batch is final: its result, why it got no more samples, and the tokens it cost.
 
-    `generated_tokens` counts paths and probes of all its samples, cancelled ones included; `prompt_tokens` is what
-    the backend reported for their prompts.
+    `generated_tokens` counts paths and probes of all its samples, cancelled and failed ones included;
+    `prompt_tokens` is what the backend reported for their prompts. `error` is set when the question was given up
+    because one of its samples failed (reason `error`); its result then has no answer, only the samples it had.
     """
 
     question_id: str
@@ -70,6 +85,7 @@ class QuestionFinished:
     reason: RetireReason
     generated_tokens: int
     prompt_tokens: int
+    error: CertaError | None = None
 
 
 Event = ProbeRecord | Decision | QuestionFinished

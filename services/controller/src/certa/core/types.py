@@ -14,6 +14,7 @@ class StopReason(StrEnum):
     BUDGET = "budget"
     CANCELLED = "cancelled"
     VOTED = "voted"
+    ERROR = "error"  # a question of a batch whose sample failed: it has no answer
 
 
 class RetireReason(StrEnum):
@@ -31,6 +32,7 @@ class FinishReason(StrEnum):
     LENGTH = "length"  # max_tokens reached
     STOP = "stop"  # the model ended by itself (end token or stop word)
     CANCELLED = "cancelled"  # the runtime cancelled the call
+    ERROR = "error"  # the call failed; what it had produced until then
 
 
 class Purpose(StrEnum):
@@ -167,6 +169,7 @@ class BatchTotals:
     questions: int
     samples: int
     generated_tokens: int
+    failed: int = 0  # questions given up on an error
 
 
 @dataclass(frozen=True)

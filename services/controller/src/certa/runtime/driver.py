@@ -7,6 +7,9 @@ and cancellation, and it keeps the accounting: every token the backend reported,
 calls that were cancelled. When the strategy returns, calls still in flight are cancelled. Each backend call runs
 in its own `certa.generate` span, and probes and decisions become events of the request's span (`certa.telemetry`).
 
+A call that fails with a `CertaError` is thrown into the strategy as `CallFailed` at the `Wait`/`WaitAny` that
+awaited it (a batch fails only that question); if the strategy lets it through, the run fails with the call's error.
+
 Checkpoints (`certa.runtime.journal`): every outcome the strategy consumes is handed to `checkpoint` before the
 strategy sees it. A driver built with the journal of an earlier run first replays it: the strategy receives the
 recorded outcomes, calls it starts meanwhile are held back, and the ones that were still running when the journal
@@ -24,7 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certa.backends.base import Backend
-from certa.core.commands import Cancel, Command, Decision, Emit, Handle, QuestionFinished, Start, Wait, WaitAny
+from certa.core.commands import (
+    CallFailed,
+    Cancel,
+    Command,
+    Decision,
+    Emit,
+    Handle,
+    QuestionFinished,
+    Start,
+    Wait,
+    WaitAny,
+)
 from certa.core.errors import BackendError, CertaError, CorruptState, DeadlineExceeded, SolveInterrupted
 from certa.core.types import (
     FinishReason,
@@ -164,26 +178,33 @@ class Driver:
         self, strategy: Generator[Command, Any, StrategyResult], cancel_waiter: asyncio.Future[Any]
     ) -> StrategyResult:
         reply: Any = None
+        failure: CallFailed | None = None
         while True:
             try:
-                command = strategy.send(reply)
+                command = strategy.send(reply) if failure is None else strategy.throw(failure)
             except StopIteration as finished:
                 return finished.value  # type: ignore[no-any-return]
-            reply = await self._execute(command, cancel_waiter)
+            except CallFailed as uncaught:
+                raise uncaught.error from None
+            try:
+                reply, failure = await self._execute(command, cancel_waiter), None
+            except CallFailed as failed:
+                reply, failure = None, failed
 
     async def _execute(self, command: Command, cancel_waiter: asyncio.Future[Any]) -> Any:
         if isinstance(command, Start):
             return self._start(command.request)
         if isinstance(command, Wait | WaitAny | Cancel) and self._replay:
             return self._replayed(command)
-        if isinstance(command, Wait):
-            handle, outcome = await self._wait_any((command.handle,), cancel_waiter)
+        if isinstance(command, Wait | WaitAny):
+            handles = command.handles if isinstance(command, WaitAny) else (command.handle,)
+            handle, outcome, error = await self._wait_any(handles, cancel_waiter)
+            if error is not None:
+                await self._record(Reply(ReplyKind.FAIL, handle.id, outcome, error))
+                log.warning("backend call %d failed: %s", handle.id, error)
+                raise CallFailed(handle, outcome, error)
             await self._record(Reply(ReplyKind.WAIT, handle.id, outcome))
-            return outcome
-        if isinstance(command, WaitAny):
-            handle, outcome = await self._wait_any(command.handles, cancel_waiter)
-            await self._record(Reply(ReplyKind.WAIT, handle.id, outcome))
-            return handle, outcome
+            return (handle, outcome) if isinstance(command, WaitAny) else outcome
         if isinstance(command, Cancel):
             outcome = await self._cancel(command.handle)
             await self._record(Reply(ReplyKind.CANCEL, command.handle.id, outcome))
@@ -214,9 +235,9 @@ class Driver:
         """The recorded reply to `command`, accounted as the original call was."""
         reply = self._replay.popleft()
         handle = Handle(reply.handle)
-        expected = ReplyKind.CANCEL if isinstance(command, Cancel) else ReplyKind.WAIT
+        expected = (ReplyKind.CANCEL,) if isinstance(command, Cancel) else (ReplyKind.WAIT, ReplyKind.FAIL)
         awaited = command.handles if isinstance(command, WaitAny) else (command.handle,)
-        if reply.kind is not expected or handle not in awaited or handle not in self._calls:
+        if reply.kind not in expected or handle not in awaited or handle not in self._calls:
             raise CorruptState(
                 "journal",
                 f"does not match the strategy: recorded {reply.kind} of call {reply.handle}, "
@@ -229,10 +250,12 @@ class Driver:
         self._settle(call)
         if call.request.purpose is Purpose.PATH:
             self._path_streamed[call.request.sample_index] += outcome.tokens
-            if reply.kind is ReplyKind.WAIT:
+            if reply.kind is not ReplyKind.CANCEL:
                 self._path_text[call.request.sample_index].append(outcome.text)
         if not self._replay:
             self._start_held_calls()
+        if reply.error is not None:
+            raise CallFailed(handle, outcome, reply.error)
         return (handle, outcome) if isinstance(command, WaitAny) else outcome
 
     def _start_held_calls(self) -> None:
@@ -327,16 +350,21 @@ class Driver:
 
     async def _wait_any(
         self, handles: tuple[Handle, ...], cancel_waiter: asyncio.Future[Any]
-    ) -> tuple[Handle, Outcome]:
+    ) -> tuple[Handle, Outcome, CertaError | None]:
+        """The first of `handles` to finish: its outcome, or its partial outcome and the `CertaError` it failed
+        with (any other exception is a bug and propagates)."""
         tasks = {handle: self._task(handle) for handle in handles}
         while True:
             for handle, task in tasks.items():
                 if task.done():
-                    outcome = task.result()  # a failed call stays listed, so its text joins the partial report
+                    error = task.exception()
+                    if error is not None and not isinstance(error, CertaError):
+                        raise error
                     call = self._calls.pop(handle)
+                    outcome = call.outcome(FinishReason.ERROR) if error is not None else task.result()
                     if call.request.purpose is Purpose.PATH:
                         self._path_text[call.request.sample_index].append(outcome.text)
-                    return handle, outcome
+                    return handle, outcome, error
             if cancel_waiter.done():
                 raise _Cancelled
             await asyncio.wait([*tasks.values(), cancel_waiter], return_when=asyncio.FIRST_COMPLETED)

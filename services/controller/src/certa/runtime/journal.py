@@ -1,11 +1,12 @@
 """Checkpoints by journal: what a run records so another replica can rebuild it exactly.
 
 A strategy is a pure generator, so its state after N commands is a function of the replies it received. The
-journal therefore holds one entry per backend call the strategy consumed (`Wait`/`WaitAny` → the outcome,
-`Cancel` → the partial outcome), in order; a replica that takes the request over replays these replies into a
-fresh generator (no backend call, no token counted again), re-issues the calls that were still running, and goes
-on. The entries are the checkpoint: text and token ids of every segment, tokens spent by purpose (the driver
-re-derives the totals), and, through the probes the strategy emits while replaying, the probe history.
+journal therefore holds one entry per backend call the strategy consumed (`Wait`/`WaitAny` → the outcome, or the
+error and the partial outcome of a call that failed; `Cancel` → the partial outcome), in order; a replica that
+takes the request over replays these replies into a fresh generator (no backend call, no token counted again),
+re-issues the calls that were still running, and goes on. The entries are the checkpoint: text and token ids of
+every segment, tokens spent by purpose (the driver re-derives the totals), and, through the probes the strategy
+emits while replaying, the probe history.
 
 `Recorder` writes one run's journal entries, its events and the latest partial result to the store, in order and
 in batches: a checkpoint waits until its entry is stored (a strategy never continues past an unrecorded round),
@@ -24,10 +25,12 @@ from enum import StrEnum
 from certa.core.errors import CertaError, CorruptState
 from certa.core.types import FinishReason, Outcome, Segment
 from certa.store.base import Append, Failure, Finish, RequestKey, StateStore, Status
+from certa.store.codec import failure_of, restore_error
 
 
 class ReplyKind(StrEnum):
     WAIT = "wait"
+    FAIL = "fail"  # the awaited call failed: `error`, and what it had produced
     CANCEL = "cancel"
 
 
@@ -38,6 +41,7 @@ class Reply:
     kind: ReplyKind
     handle: int
     outcome: Outcome
+    error: CertaError | None = None
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -52,6 +56,7 @@ def encode_reply(reply: Reply) -> bytes:
             "finish": outcome.finish.value,
             "prompt_tokens": outcome.prompt_tokens,
             "cached_prompt_tokens": outcome.cached_prompt_tokens,
+            **({"error": _error_fields(reply.error)} if reply.error is not None else {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -73,9 +78,15 @@ def decode_reply(label: str, index: int, raw: bytes) -> Reply:
                 prompt_tokens=int(entry["prompt_tokens"]),
                 cached_prompt_tokens=int(entry["cached_prompt_tokens"]),
             ),
+            error=restore_error(Failure(*entry["error"]), None) if "error" in entry else None,
         )
     except (ValueError, KeyError, TypeError) as error:
         raise CorruptState(label, f"journal entry {index} is not a Certa checkpoint: {error}") from None
+
+
+def _error_fields(error: CertaError) -> tuple[str, str]:
+    failure = failure_of(error)
+    return failure.kind, failure.message
 
 
 class Recorder:

@@ -24,6 +24,7 @@ class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STOP_REASON_BUDGET: _ClassVar[StopReason]
     STOP_REASON_CANCELLED: _ClassVar[StopReason]
     STOP_REASON_VOTED: _ClassVar[StopReason]
+    STOP_REASON_ERROR: _ClassVar[StopReason]
 
 class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -40,6 +41,7 @@ STOP_REASON_MODEL_FINISHED: StopReason
 STOP_REASON_BUDGET: StopReason
 STOP_REASON_CANCELLED: StopReason
 STOP_REASON_VOTED: StopReason
+STOP_REASON_ERROR: StopReason
 SOLVE_STATUS_UNSPECIFIED: SolveStatus
 SOLVE_STATUS_RUNNING: SolveStatus
 SOLVE_STATUS_SUCCEEDED: SolveStatus
@@ -261,26 +263,38 @@ class BatchBudget(_message.Message):
     def __init__(self, samples: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class QuestionResult(_message.Message):
-    __slots__ = ("id", "result", "retire_reason")
+    __slots__ = ("id", "result", "retire_reason", "error")
     ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RETIRE_REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     id: str
     result: SolveResult
     retire_reason: str
-    def __init__(self, id: _Optional[str] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., retire_reason: _Optional[str] = ...) -> None: ...
+    error: QuestionError
+    def __init__(self, id: _Optional[str] = ..., result: _Optional[_Union[SolveResult, _Mapping]] = ..., retire_reason: _Optional[str] = ..., error: _Optional[_Union[QuestionError, _Mapping]] = ...) -> None: ...
+
+class QuestionError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class BatchSummary(_message.Message):
-    __slots__ = ("questions", "samples_spent", "tokens_spent", "budget")
+    __slots__ = ("questions", "failed_questions", "samples_spent", "tokens_spent", "budget")
     QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_QUESTIONS_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SPENT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_SPENT_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     questions: int
+    failed_questions: int
     samples_spent: int
     tokens_spent: int
     budget: BatchBudget
-    def __init__(self, questions: _Optional[int] = ..., samples_spent: _Optional[int] = ..., tokens_spent: _Optional[int] = ..., budget: _Optional[_Union[BatchBudget, _Mapping]] = ...) -> None: ...
+    def __init__(self, questions: _Optional[int] = ..., failed_questions: _Optional[int] = ..., samples_spent: _Optional[int] = ..., tokens_spent: _Optional[int] = ..., budget: _Optional[_Union[BatchBudget, _Mapping]] = ...) -> None: ...
 
 class GetSolveRequest(_message.Message):
     __slots__ = ("request_id",)

@@ -193,13 +193,15 @@ def build_batch(
 
 def _batch_totals(batch: Generator[Command, Any, BatchResult]) -> Generator[Command, Any, StrategyResult]:
     result = yield from batch
-    totals = BatchTotals(len(result.questions), result.samples, result.generated_tokens)
+    failed = sum(1 for question in result.questions if question.error is not None)
+    totals = BatchTotals(len(result.questions), result.samples, result.generated_tokens, failed)
     return StrategyResult(
         answer="",
         stop_reason=StopReason.VOTED,
         text="",
         samples=(),
-        stop_detail=f"{totals.questions} questions: {totals.samples} samples, {totals.generated_tokens} tokens",
+        stop_detail=f"{totals.questions} questions ({failed} failed): {totals.samples} samples, "
+        f"{totals.generated_tokens} tokens",
         batch=totals,
     )
 

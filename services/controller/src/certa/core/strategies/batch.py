@@ -6,6 +6,10 @@ may retire its question (stop rule, cap, budget); the samples of a retired quest
 slots go to the questions the allocator picks next. A question's first `warmup` samples are independent; later
 ones are refinements of its earlier samples when a refinement is configured (see `refinement`).
 
+A sample whose backend call fails fails its question only: the question is retired with reason `error`, its other
+samples are cancelled, and its result carries the error and the samples it had, with no answer. The batch goes on;
+it fails (with that error) only when every question failed.
+
 Sample indices are unique across the batch (the allocator's grant id), so per-sample events and the runtime's
 per-sample token accounting never mix two questions; a question's sample number (0, 1, …) picks its seed.
 """
@@ -13,15 +17,15 @@ per-sample token accounting never mix two questions; a question's sample number 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from certa.core.allocator import Allocator, AllocatorConfig, Grant, Retirement
 from certa.core.commands import Command, Emit, QuestionFinished
-from certa.core.errors import InvalidArgument
+from certa.core.errors import CertaError, InvalidArgument
 from certa.core.stop_rules import StopDecision
 from certa.core.strategies.meter import TokenMeter
-from certa.core.strategies.pool import TaskPool
+from certa.core.strategies.pool import TaskFailure, TaskPool
 from certa.core.strategies.refinement import Refinement, RefinementPlan, Render, as_prompt, validate_refinement
 from certa.core.strategies.samples import PathFactory, sample_sampling, vote
 from certa.core.types import PathResult, PromptPiece, RetireReason, Round, SamplingParams, StopReason
@@ -30,6 +34,7 @@ _STOP_REASONS = {
     RetireReason.CERTAIN: StopReason.CERTAIN,
     RetireReason.CAP: StopReason.VOTED,
     RetireReason.BUDGET: StopReason.BUDGET,
+    RetireReason.ERROR: StopReason.ERROR,
 }
 
 
@@ -58,6 +63,7 @@ class _Question:
     samples: list[PathResult] = field(default_factory=list)
     rounds: list[Round] = field(default_factory=list)
     prompt_tokens: int = 0
+    error: CertaError | None = None
 
 
 @dataclass(frozen=True)
@@ -130,9 +136,12 @@ def _run(
         grant_id, result = yield from pool.next_finished()
         sample = running.pop(grant_id)
         state = states[sample.grant.question]
-        state.prompt_tokens += sample.meter.prompt_tokens
-        retirements = allocator.settle(sample.grant, result.answer, sample.meter.generated)
-        _record(state, allocator, result, sample.refined_from)
+        if isinstance(result, TaskFailure):
+            retirements = _fail(state, sample, result, allocator)
+        else:
+            state.prompt_tokens += sample.meter.prompt_tokens
+            retirements = allocator.settle(sample.grant, result.answer, sample.meter.generated)
+            _record(state, allocator, result, sample.refined_from)
         while retirements:
             retirement = retirements.pop(0)
             for grant in allocator.in_flight_grants(retirement.question):
@@ -145,6 +154,9 @@ def _run(
             for retirement in allocator.close():
                 finished[retirement.question] = _finish(states[retirement.question], allocator, retirement)
                 yield Emit(finished[retirement.question])
+    errors = [state.error for state in states.values()]
+    if errors[0] is not None and all(errors):
+        raise errors[0]  # nothing was answered: the batch fails, each question's error already reported
     return BatchResult(
         questions=tuple(finished[question] for question in states),
         samples=allocator.samples_started,
@@ -160,6 +172,17 @@ def _cancel(
         sample.meter.book(handle, outcome)
     states[sample.grant.question].prompt_tokens += sample.meter.prompt_tokens
     return allocator.abandon(sample.grant, sample.meter.generated)
+
+
+def _fail(state: _Question, sample: _Running, failure: TaskFailure, allocator: Allocator) -> list[Retirement]:
+    """A sample failed: its tokens count, and its question gets no more samples."""
+    for handle, outcome in failure.outcomes:
+        sample.meter.book(handle, outcome)
+    state.prompt_tokens += sample.meter.prompt_tokens
+    state.error = failure.error
+    detail = f"sample {sample.grant.number} failed: {failure.error}"
+    retired = allocator.retire(state.spec.id, RetireReason.ERROR, detail)
+    return [retired, *allocator.abandon(sample.grant, sample.meter.generated)]
 
 
 def _record(state: _Question, allocator: Allocator, result: PathResult, refined_from: tuple[int, ...]) -> None:
@@ -185,10 +208,13 @@ def _finish(state: _Question, allocator: Allocator, retirement: Retirement) -> Q
     if decision is None:
         decision = StopDecision(False, retirement.detail, stats.tally.certaindex)
     result = vote(state.samples, stats.tally, state.rounds, decision, _STOP_REASONS[retirement.reason])
+    if retirement.reason is RetireReason.ERROR:
+        result = replace(result, answer="", text="")  # what it had, but no answer: its vote was cut short
     return QuestionFinished(
         question_id=state.spec.id,
         result=result,
         reason=retirement.reason,
         generated_tokens=stats.tokens,
         prompt_tokens=state.prompt_tokens,
+        error=state.error if retirement.reason is RetireReason.ERROR else None,
     )

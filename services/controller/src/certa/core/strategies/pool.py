@@ -3,17 +3,30 @@
 `compose.run_concurrently` runs a fixed list to its end. A batch needs more: start a sample whenever a slot frees
 up, learn which sample finished first, and stop the samples of a query that has become certain. `TaskPool` does
 that with the same scheduling: it forwards each task's Start, Cancel and Emit, and when every runnable task is
-blocked, yields one `WaitAny` over all awaited handles and routes the outcome to the task that owns it.
+blocked, yields one `WaitAny` over all awaited handles and routes the outcome to the task that owns it. When a call
+fails (`CallFailed`), only the task that owns it ends: its other calls are cancelled and it finishes with a
+`TaskFailure` instead of a result, so the other tasks go on.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Generator, Hashable
+from dataclasses import dataclass
 from typing import Any
 
-from certa.core.commands import Cancel, Command, Handle, Start, Wait, WaitAny
+from certa.core.commands import CallFailed, Cancel, Command, Handle, Start, Wait, WaitAny
+from certa.core.errors import CertaError
 from certa.core.types import Outcome
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """What a task ended with when one of its calls failed: the error, and the outcomes of its calls (the failed
+    one's partial outcome and those of the calls cancelled with it), whose tokens were spent."""
+
+    error: CertaError
+    outcomes: tuple[tuple[Handle, Outcome], ...]
 
 
 class TaskPool:
@@ -37,7 +50,7 @@ class TaskPool:
         self._runnable.append(key)
 
     def next_finished(self) -> Generator[Command, Any, tuple[Hashable, Any]]:
-        """Run the tasks until one returns; its key and its result."""
+        """Run the tasks until one returns or fails; its key and its result, or its `TaskFailure`."""
         if not self._tasks:
             raise ValueError("the pool has no task")
         while True:
@@ -63,7 +76,12 @@ class TaskPool:
                 for command in self._waiting.values()
                 for handle in (command.handles if isinstance(command, WaitAny) else (command.handle,))
             )
-            handle, outcome = yield WaitAny(awaited)
+            try:
+                handle, outcome = yield WaitAny(awaited)
+            except CallFailed as failure:
+                key = self._owner.pop(failure.handle)
+                cancelled = yield from self.cancel(key)
+                return key, TaskFailure(failure.error, ((failure.handle, failure.partial), *cancelled))
             key = self._owner.pop(handle)
             command = self._waiting.pop(key)
             self._replies[key] = outcome if isinstance(command, Wait) else (handle, outcome)

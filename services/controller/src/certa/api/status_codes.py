@@ -1,0 +1,46 @@
+"""Which gRPC status code each domain error stands for."""
+
+from __future__ import annotations
+
+import grpc
+
+from certa.core.errors import (
+    BackendError,
+    BackendUnavailable,
+    CertaError,
+    Conflict,
+    CorruptState,
+    DeadlineExceeded,
+    InvalidArgument,
+    LeaseLost,
+    NotFound,
+    Overloaded,
+    ShuttingDown,
+    SolveInterrupted,
+    StoreUnavailable,
+    Unauthenticated,
+)
+
+
+def status_code(error: CertaError) -> grpc.StatusCode:
+    if isinstance(error, SolveInterrupted):
+        if isinstance(error, DeadlineExceeded):
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+        return status_code(error.cause) if error.cause is not None else grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, InvalidArgument):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(error, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(error, Conflict):
+        return grpc.StatusCode.ALREADY_EXISTS
+    if isinstance(error, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, BackendUnavailable | ShuttingDown | StoreUnavailable | LeaseLost):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, CorruptState):
+        return grpc.StatusCode.DATA_LOSS
+    if isinstance(error, BackendError):
+        return grpc.StatusCode.INVALID_ARGUMENT if error.rejected_input else grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
