@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from certa.config import StoreSettings
 from certa.store.base import StateStore
+from certa.store.budget_pools import BudgetPools, MemoryBudgetPools, RedisBudgetPools
 from certa.store.memory_store import MemoryStore
 from certa.store.quotas import MemoryQuotaLedger, QuotaLedger, RedisQuotaLedger
 from certa.store.redis_store import RedisStore
@@ -98,3 +99,10 @@ def build_quota_ledger(store: StateStore, settings: StoreSettings) -> QuotaLedge
     if isinstance(store, RedisStore):
         return RedisQuotaLedger(store, store.client, stale_after_s=settings.state_ttl_s)
     return MemoryQuotaLedger()
+
+
+def build_budget_pools(store: StateStore) -> BudgetPools:
+    """Budget pools kept where the store keeps requests: shared through Redis, or in this process."""
+    if isinstance(store, RedisStore):
+        return RedisBudgetPools(store)
+    return MemoryBudgetPools()
