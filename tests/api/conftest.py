@@ -3,12 +3,16 @@ Triton server."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
 
+from certa import watched_file
 from certa.backends.base import Backend
 from certa.backends.triton import TritonBackend
 from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
@@ -86,3 +90,31 @@ async def triton_stub(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield pb_grpc.ReasoningServiceStub(channel)
     await server.stop()
+
+
+class Replicas:
+    """Two controller replicas sharing one Redis and one tenants file (reloaded at once)."""
+
+    def __init__(self, servers: list[CertaServer], tenants_file: Path) -> None:
+        self.servers, self.tenants_file = servers, tenants_file
+
+    def limits(self, **tenants: dict[str, object]) -> None:
+        self.tenants_file.write_text(json.dumps({"default": {}, "tenants": tenants}))
+
+
+@pytest.fixture
+async def replicas(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Replicas]:
+    monkeypatch.setattr(watched_file, "RELOAD_CHECK_S", 0.0)
+    tenants_file = tmp_path / "tenants.json"
+    tenants_file.write_text(json.dumps({"tenants": {}}))
+    base = settings_for({"scripted": "scripted://"}, redis_server.url)
+    servers = []
+    for _ in range(2):  # two replicas sharing one Redis (and so one key prefix)
+        server = CertaServer(replace(base, tenants_file=str(tenants_file)), {"scripted": ScriptedBackend()})
+        await server.start()
+        servers.append(server)
+    yield Replicas(servers, tenants_file)
+    for server in servers:
+        await server.stop()

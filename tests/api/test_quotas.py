@@ -4,24 +4,17 @@ RESOURCE_EXHAUSTED says how long to wait, and limits reload without a restart.""
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
-from dataclasses import replace
-from pathlib import Path
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from certa import watched_file
 from certa.server import CertaServer
 from certa.store.quotas import WINDOW_MS, _window_wait_ms
-from certa.testing.redis_server import RedisServer
-from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
-from tests.api.conftest import settings_for
+from tests.api.conftest import Replicas
 
 pytestmark = pytest.mark.integration
 
@@ -41,32 +34,6 @@ def retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:
             detail.Unpack(info)
             return info.retry_delay.ToMilliseconds() / 1000
     return None
-
-
-class Replicas:
-    def __init__(self, servers: list[CertaServer], tenants_file: Path) -> None:
-        self.servers, self.tenants_file = servers, tenants_file
-
-    def limits(self, **tenants: dict[str, object]) -> None:
-        self.tenants_file.write_text(json.dumps({"default": {}, "tenants": tenants}))
-
-
-@pytest.fixture
-async def replicas(
-    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Replicas]:
-    monkeypatch.setattr(watched_file, "RELOAD_CHECK_S", 0.0)
-    tenants_file = tmp_path / "tenants.json"
-    tenants_file.write_text(json.dumps({"tenants": {}}))
-    base = settings_for({"scripted": "scripted://"}, redis_server.url)
-    servers = []
-    for _ in range(2):  # two replicas sharing one Redis (and so one key prefix)
-        server = CertaServer(replace(base, tenants_file=str(tenants_file)), {"scripted": ScriptedBackend()})
-        await server.start()
-        servers.append(server)
-    yield Replicas(servers, tenants_file)
-    for server in servers:
-        await server.stop()
 
 
 def stub(server: CertaServer) -> tuple[grpc.aio.Channel, pb_grpc.ReasoningServiceStub]:

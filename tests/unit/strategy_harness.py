@@ -6,7 +6,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from certa.core.commands import CallFailed, Cancel, Command, Emit, Handle, Start, Wait, WaitAny
+from certa.core.commands import AskPool, CallFailed, Cancel, Command, Emit, Handle, Start, Wait, WaitAny
 from certa.core.errors import CertaError
 from certa.core.types import FinishReason, GenerationRequest, Outcome, Segment
 
@@ -26,6 +26,8 @@ class Harness:
     respond: Respond
     cancelled_tokens: int = 0
     failed_tokens: int = 0
+    pool: Callable[[AskPool], int] | None = None  # answers AskPool (the samples granted)
+    asked: list[AskPool] = field(default_factory=list)
     started: list[GenerationRequest] = field(default_factory=list)
     cancelled: list[GenerationRequest] = field(default_factory=list)
     emitted: list[Any] = field(default_factory=list)
@@ -65,6 +67,11 @@ class Harness:
                 self.log.append(f"cancel {requests[command.handle].purpose}")
                 outcomes.pop(command.handle)
                 reply = Outcome(Segment(""), self.cancelled_tokens, FinishReason.CANCELLED)
+            elif isinstance(command, AskPool):
+                if self.pool is None:
+                    raise AssertionError(f"unexpected command {command!r}")
+                self.asked.append(command)
+                reply = self.pool(command)
             elif isinstance(command, Emit):
                 self.emitted.append(command.event)
                 reply = None

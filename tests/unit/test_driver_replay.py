@@ -6,9 +6,18 @@ from __future__ import annotations
 import pytest
 
 from certa.core.allocator import AllocatorConfig, BatchBudget
-from certa.core.commands import QuestionFinished
+from certa.core.commands import AskPool, QuestionFinished
 from certa.core.errors import BackendError, CorruptState, SolveInterrupted
-from certa.core.strategies import BatchSpec, DynasorConfig, MajorityVoteSpec, PlainSpec, build_batch, build_strategy
+from certa.core.stop_rules import CertaindexRule
+from certa.core.strategies import (
+    BatchSpec,
+    DynasorConfig,
+    MajorityVoteSpec,
+    PlainSpec,
+    SelfConsistencySpec,
+    build_batch,
+    build_strategy,
+)
 from certa.core.types import ProbeRecord, SamplingParams
 from certa.runtime.driver import Driver, RuntimeEvent
 from certa.runtime.journal import Reply, ReplyKind, decode_reply, encode_reply
@@ -143,3 +152,31 @@ async def test_a_failed_call_of_a_batch_is_journaled_and_replays_as_the_same_que
     replayed, later, _, backend = await run_batch(replay=tuple(journal))
     assert backend.requests == [] and later == []
     assert (replayed.batch, replayed.usage) == (whole.batch, whole.usage)
+
+
+async def test_pool_answers_are_journaled_and_a_replay_asks_the_pool_nothing() -> None:
+    spec = SelfConsistencySpec(PlainSpec(), CertaindexRule(0.99, 2), wave_size=2, max_samples=8, pool="chat")
+    prompt = ("[[vote:18,7,9,11]] Q\n",)
+    asked: list[AskPool] = []
+
+    async def pool(ask: AskPool) -> int:
+        asked.append(ask)
+        return ask.samples if ask.drawn < 4 else 0
+
+    async def run_pooled(replay: tuple[Reply, ...]) -> tuple[SolveReport, list[Reply], ScriptedBackend]:
+        backend, journal = ScriptedBackend(), []
+
+        async def checkpoint(reply: Reply) -> bool:
+            journal.append(decode_reply("test", len(journal), encode_reply(reply)))
+            return False
+
+        driver = Driver(backend, "m", token_budget=400, replay=replay, checkpoint=checkpoint, pool=pool)
+        return await driver.run(build_strategy(spec, prompt, 400, SAMPLED)), journal, backend
+
+    whole, journal, _ = await run_pooled(())
+    assert len(whole.samples) == 4 and whole.stop_reason.value == "budget"
+    assert [reply.granted for reply in journal if reply.kind is ReplyKind.POOL] == [2, 2, 0]
+    asked.clear()
+    replayed, later, backend = await run_pooled(tuple(journal))
+    assert asked == [] and backend.requests == [] and later == []
+    assert (replayed.answer, replayed.usage, replayed.stop_detail) == (whole.answer, whole.usage, whole.stop_detail)

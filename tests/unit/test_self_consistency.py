@@ -216,3 +216,31 @@ def test_the_shipped_template_loads_and_a_broken_one_is_refused(tmp_path: Path) 
     with pytest.raises(InvalidArgument) as raised:
         load_refinement_template(broken, "strategy.self_consistency.refinement")
     assert raised.value.field == "strategy.self_consistency.refinement.template"
+
+
+def test_in_a_pool_each_wave_is_asked_for_with_the_query_s_uncertainty() -> None:
+    answers = ["7", "8", "7", "7", "9", "7"] * 2
+    spec = SelfConsistencySpec(PlainSpec(), CertaindexRule(0.99, 2), wave_size=2, max_samples=6, pool="chat")
+    harness = Harness(answers_by_sample(answers), pool=lambda ask: ask.samples)
+    result = harness.run(build_strategy(spec, PROMPT, 100, SAMPLED))
+    assert len(result.samples) == 6 and result.stop_reason is StopReason.VOTED
+    first, second, third = harness.asked
+    assert (first.samples, first.drawn, first.uncertainty, first.mandatory) == (2, 0, 1.0, True)
+    assert (second.drawn, second.mandatory) == (2, False)
+    assert second.uncertainty == pytest.approx(1 - result.rounds[0].certaindex) and second.uncertainty == 1.0
+    assert third.drawn == 4 and third.uncertainty == pytest.approx(1 - result.rounds[1].certaindex)
+    assert third.uncertainty < 1.0  # the votes of the first four samples lean to 7
+
+
+def test_a_wave_the_pool_refuses_ends_the_query_with_what_it_has() -> None:
+    spec = SelfConsistencySpec(PlainSpec(), CertaindexRule(0.99, 2), wave_size=2, max_samples=10, pool="chat")
+    harness = Harness(answers_by_sample(["7", "8", "7", "7"] * 3), pool=lambda ask: ask.samples if ask.drawn < 4 else 0)
+    result = harness.run(build_strategy(spec, PROMPT, 100, SAMPLED))
+    assert (result.stop_reason, result.answer, len(result.samples)) == (StopReason.BUDGET, "7", 4)
+    assert len(harness.started) == 4 and len(result.rounds) == 2
+    assert result.stop_detail == "the budget pool granted no further wave (4 samples drawn)"
+
+
+def test_without_a_pool_nothing_is_asked() -> None:
+    result, harness = run(SelfConsistencySpec(PlainSpec(), FixedCount(), wave_size=2, max_samples=4), ["9"] * 4)
+    assert len(result.samples) == 4 and harness.asked == []

@@ -23,8 +23,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from certa.config import load_settings
+from certa.core.budget_pool import PoolPolicy
+from certa.core.commands import AskPool
 from certa.core.errors import InvalidArgument
+from certa.runtime.pool_gate import PoolGate
 from certa.server import CertaServer
+from certa.store.budget_pools import MemoryBudgetPools
 from certa.telemetry import Telemetry
 from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
@@ -276,6 +280,8 @@ async def test_unreachable_collector_neither_slows_nor_fails_requests(
             assert time.monotonic() - started < 5
             async for _ in stub.SolveBatch(BATCH):  # the batch metrics, charted too
                 pass
+        telemetry.pool_decision("acme", "chat", mandatory=False, granted=2, level=1.0)  # pool metrics, charted too
+        telemetry.pool_denied("acme", "chat")
         scrape = await asyncio.to_thread(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         )
@@ -294,6 +300,9 @@ async def test_unreachable_collector_neither_slows_nor_fails_requests(
         "certa_early_exits_total",
         "certa_request_probes_bucket",
         "certa_backend_call_duration_seconds_bucket",
+        "certa_pool_samples_total",
+        "certa_pool_denied_total",
+        "certa_pool_level",
     }
     dashboard = (ROOT / "deploy" / "grafana" / "certa-dashboard.json").read_text()
     charted = re.findall(r"certa_[a-z_]+", dashboard + (CHART / "values.yaml").read_text())
@@ -320,3 +329,15 @@ async def test_multi_sample_metrics_record_certaindex_and_batch_spending(
     assert value(found, "certa.batch.samples").value == summary.samples_spent
     assert value(found, "certa.batch.tokens").value == summary.tokens_spent
     assert sum(p.count for p in found["certa.batch.question.samples"]) == 2
+
+
+async def test_budget_pool_metrics_count_samples_spent_and_the_level_left(observed: Observed) -> None:
+    pools, policy = MemoryBudgetPools(), PoolPolicy(samples_per_second=0.01, burst=3, max_wait_s=0.05)
+    gate = PoolGate(pools, "acme", "chat", policy, "r1", observed.telemetry)
+    assert await gate.ask(AskPool(2, 0, 1.0, mandatory=True)) == 2
+    assert await gate.ask(AskPool(2, 2, 0.8)) == 0  # one sample left, a wave of two: refused after the wait
+    found = points(observed.metrics)
+    assert value(found, "certa.pool.samples", tenant="acme", pool="chat", wave="first").value == 2
+    assert "more" not in {p.attributes["wave"] for p in found["certa.pool.samples"]}
+    assert value(found, "certa.pool.level", tenant="acme", pool="chat").value == pytest.approx(1.0, abs=0.01)
+    assert value(found, "certa.pool.denied", tenant="acme", pool="chat").value == 1

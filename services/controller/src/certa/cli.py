@@ -59,7 +59,7 @@ def _strategy(args: argparse.Namespace) -> pb.Strategy:
     if args.strategy == StrategyName.DYNASOR_COT:
         return pb.Strategy(dynasor_cot=dynasor)
     if args.strategy == StrategyName.SELF_CONSISTENCY:
-        consistency = pb.SelfConsistency(max_samples=args.samples)
+        consistency = pb.SelfConsistency(max_samples=args.samples, pool=args.pool)
         multi: pb.SelfConsistency | pb.MajorityVote = consistency
         if args.refine:
             consistency.refinement.SetInParent()
@@ -242,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="exit only once the path stopped writing new numbers (Certa's guard)")
     solve.add_argument("--samples", type=int, default=5,
                        help="majority-vote samples; most samples of self-consistency (which stops at Certaindex 0.7)")
+    solve.add_argument("--pool", default="", help="self-consistency: the tenant's budget pool later waves come from")
     solve.add_argument("--refine", action="store_true",
                        help="self-consistency: later samples refine earlier ones (integrated sampling)")
     solve.add_argument("--inner", choices=[StrategyName.PLAIN.value, StrategyName.DYNASOR_COT.value],

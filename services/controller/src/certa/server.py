@@ -28,7 +28,7 @@ from certa.backends.factory import build_backend
 from certa.config import Settings
 from certa.core.errors import CertaError, InvalidArgument
 from certa.service import SolveService
-from certa.store import StateStore, build_quota_ledger, build_store
+from certa.store import StateStore, build_budget_pools, build_quota_ledger, build_store
 from certa.telemetry import Telemetry
 from certa.tenants import TenantPolicies
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
@@ -80,6 +80,7 @@ class CertaServer:
             store,
             telemetry,
             quotas=build_quota_ledger(store, settings.store),
+            pools=build_budget_pools(store),
             policies=TenantPolicies(settings.tenants_file),
         )
         self.health = health.aio.HealthServicer()

@@ -37,11 +37,13 @@ from certa.api.mapping import event_to_proto, report_to_proto
 from certa.api.validation import SolveSpec, validate, validate_batch
 from certa.backends.base import Backend
 from certa.config import Settings, default_replica_id
+from certa.core.budget_pool import PoolPolicy
 from certa.core.commands import Strategy
 from certa.core.errors import (
     CertaError,
     Conflict,
     CorruptState,
+    InvalidArgument,
     LeaseLost,
     NotFound,
     Overloaded,
@@ -63,8 +65,10 @@ from certa.core.types import StopReason
 from certa.prompts import question_prompt, resolve_template
 from certa.runtime.driver import Driver
 from certa.runtime.journal import Recorder, Reply, decode_reply
+from certa.runtime.pool_gate import PoolGate
 from certa.runtime.report import SolveReport
 from certa.store.base import Claim, Created, Existing, NewRequest, RequestKey, StateStore, Status, StoredRequest
+from certa.store.budget_pools import BudgetPools, MemoryBudgetPools
 from certa.store.codec import failure_of, restore_error
 from certa.store.quotas import MemoryQuotaLedger, QuotaLedger
 from certa.telemetry import Telemetry, TraceContext
@@ -157,12 +161,14 @@ class SolveService:
         rng: random.Random | None = None,
         quotas: QuotaLedger | None = None,
         policies: TenantPolicies | None = None,
+        pools: BudgetPools | None = None,
     ) -> None:
         self._settings = settings
         self._backends = dict(backends)
         self._store = store
         self._quotas = quotas or MemoryQuotaLedger()
         self._policies = policies or TenantPolicies()
+        self._pools = pools or MemoryBudgetPools()
         self._rng = rng or random.Random()
         self._telemetry = telemetry or Telemetry.disabled()
         self._owner = settings.store.replica_id or default_replica_id()
@@ -220,6 +226,7 @@ class SolveService:
                 f"{self._settings.max_concurrent_requests} requests are already in flight on this replica; retry later"
             )
         policy = self._policies.of(tenant)
+        self._pool_policy(tenant, spec.strategy)
         requested = requested_tokens(spec)
         if policy.max_tokens_per_request and requested > policy.max_tokens_per_request:
             raise QuotaExceeded(
@@ -286,6 +293,34 @@ class SolveService:
             self._owner,
         )
 
+    def _pool_policy(self, tenant: str, strategy: object) -> PoolPolicy | None:
+        """The budget pool a self-consistency request names, or None; `InvalidArgument` when it cannot use it."""
+        if not isinstance(strategy, SelfConsistencySpec) or not strategy.pool:
+            return None
+        field = "strategy.self_consistency"
+        pools = self._policies.of(tenant).pools
+        policy = pools.get(strategy.pool)
+        if policy is None:
+            configured = ", ".join(sorted(pools)) or "none"
+            raise InvalidArgument(
+                f"{field}.pool", f"tenant {tenant!r} has no budget pool {strategy.pool!r} (configured: {configured})"
+            )
+        if strategy.wave_size > policy.burst:
+            raise InvalidArgument(
+                f"{field}.wave_size",
+                f"must not exceed the burst of pool {strategy.pool!r} ({policy.burst}), got {strategy.wave_size}",
+            )
+        return policy
+
+    async def _close_pool_gate(self, gate: PoolGate, driver: Driver) -> None:
+        """Leave the pool's waiting set and book the request's tokens; if the store is down, the waiter goes stale
+        by itself (in seconds) and only the pool's token statistics miss this request."""
+        usage = driver.snapshot().usage
+        try:
+            await gate.close(usage.path_tokens + usage.probe_tokens)
+        except StoreUnavailable as error:
+            log.warning("budget pool not updated at the end of a request: %s", error)
+
     async def _release_quota(self, tenant: str, request_id: str) -> None:
         """Release an in-flight slot; if the store is down the slot goes stale by itself (after the state TTL)."""
         try:
@@ -342,6 +377,7 @@ class SolveService:
             label = f"{run.key}:journal"
             replay = [decode_reply(label, index, raw) for index, raw in enumerate(claim.journal)]
             strategy = await self._strategy(spec, stored)
+            pool_policy = self._pool_policy(run.key.tenant, spec.strategy)
         except (CertaError, DecodeError) as error:
             failure = error if isinstance(error, CertaError) else CorruptState(f"{run.key}:meta", f"request: {error}")
             log.warning("request %s cannot be resumed: %s", run.key, failure)
@@ -349,6 +385,11 @@ class SolveService:
             return
         resumed = stored.attempt > 1
         tenant = run.key.tenant
+        gate = None
+        if pool_policy is not None and isinstance(spec.strategy, SelfConsistencySpec):
+            gate = PoolGate(
+                self._pools, tenant, spec.strategy.pool, pool_policy, run.key.request_id, self._telemetry
+            )
 
         async def checkpoint(reply: Reply) -> bool:
             cancel = await run.recorder.checkpoint(reply)
@@ -366,6 +407,7 @@ class SolveService:
             resumed_attempt=stored.attempt if resumed else 0,
             elapsed_before_s=max(time.time() - stored.spec.created_at, 0.0) if resumed else 0.0,
             log_content=self._policies.of(tenant).log_content,
+            pool=gate.ask if gate is not None else None,
         )
         if stored.cancel_requested:
             run.cancel.set()
@@ -378,9 +420,13 @@ class SolveService:
             parent=trace_context,
         ) as observed:
             try:
-                report = await run.driver.run(
-                    strategy, deadline_s=max(stored.spec.deadline_at - time.time(), 0.001), cancel=run.cancel
-                )
+                try:
+                    report = await run.driver.run(
+                        strategy, deadline_s=max(stored.spec.deadline_at - time.time(), 0.001), cancel=run.cancel
+                    )
+                finally:
+                    if gate is not None:
+                        await asyncio.shield(self._close_pool_gate(gate, run.driver))
             except CertaError as error:
                 log.warning("request %s failed: %s", run.key, error)
                 observed.failed(error)

@@ -86,6 +86,18 @@ class _Instruments:
             description="Samples one question of a batch got before it was retired, by retire reason",
             explicit_bucket_boundaries_advisory=PROBE_BUCKETS,
         )
+        self.pool_samples = meter.create_counter(
+            "certa.pool.samples",
+            description="Samples budget pools granted (spent), by tenant, pool and wave (first: mandatory; more)",
+        )
+        self.pool_denied = meter.create_counter(
+            "certa.pool.denied",
+            description="Waves a request gave up on because its budget pool had none within its wait",
+        )
+        self.pool_level = meter.create_gauge(
+            "certa.pool.level",
+            description="Samples left in a budget pool (remaining; below 0: first waves drawn into debt)",
+        )
         self.store_duration = meter.create_histogram(
             "certa.store.operation.duration",
             unit="s",
@@ -312,6 +324,16 @@ class Telemetry:
                 "certa.certainty_met": decision.stop_reason is StopReason.CERTAIN,
             },
         )
+
+    def pool_decision(self, tenant: str, pool: str, mandatory: bool, granted: int, level: float) -> None:
+        """One answer of a budget pool: samples spent (when granted) and the level it left (remaining)."""
+        labels = {"tenant": tenant, "pool": pool}
+        self._metrics.pool_level.set(level, labels)
+        if granted:
+            self._metrics.pool_samples.add(granted, {**labels, "wave": "first" if mandatory else "more"})
+
+    def pool_denied(self, tenant: str, pool: str) -> None:
+        self._metrics.pool_denied.add(1, {"tenant": tenant, "pool": pool})
 
     def store_operation(self, operation: str, seconds: float) -> None:
         """Latency of one state store operation (checkpoint writes are `append`)."""

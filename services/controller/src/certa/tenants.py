@@ -2,18 +2,25 @@
 
     {"default": {"max_in_flight": 32, "tokens_per_minute": 0, "max_tokens_per_request": 0,
                  "max_batch_size": 0, "log_content": false},
-     "tenants": {"acme": {"tokens_per_minute": 100000, "log_content": true}}}
+     "tenants": {"acme": {"tokens_per_minute": 100000, "log_content": true,
+                          "pools": {"chat": {"samples_per_second": 2.0, "burst": 60, "max_wait_s": 2.0,
+                                             "exploration": 0.1}}}}}
 
-A tenant's entry overrides the default's fields; 0 means unlimited. `log_content` opts a tenant in to generated
-text (probe answers) in span attributes; without it spans and logs carry only sizes, counts and ids. Without a
-file every tenant is unlimited and nothing is logged.
+A tenant's entry overrides the default's fields (`pools` as a whole); 0 means unlimited. `pools` are the budget
+pools a self-consistency request may name (`certa.core.budget_pool`): waves of samples refilled at
+`samples_per_second` up to `burst`, shared by the tenant's requests on every replica. `log_content` opts a tenant
+in to generated text (probe answers) in span attributes; without it spans and logs carry only sizes, counts and
+ids. Without a file every tenant is unlimited, has no pool, and nothing is logged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from certa.core.budget_pool import PoolPolicy, validate_pool_name
+from certa.core.errors import InvalidArgument
 from certa.store.base import validate_tenant
 from certa.watched_file import watched_json
 
@@ -25,6 +32,7 @@ class TenantPolicy:
     max_tokens_per_request: int = 0  # token budget × samples of one request
     max_batch_size: int = 0  # questions in one batch
     log_content: bool = False
+    pools: Mapping[str, PoolPolicy] = field(default_factory=dict)  # budget pools, by name
 
 
 _NUMBERS = {f.name for f in fields(TenantPolicy) if f.type == "int"}
@@ -39,7 +47,35 @@ def _policy(base: TenantPolicy, entry: dict[str, Any], where: str) -> TenantPoli
             raise ValueError(f"{where}.{name}: must be a non-negative integer, got {value!r}")
         if name == "log_content" and not isinstance(value, bool):
             raise ValueError(f"{where}.log_content: must be true or false, got {value!r}")
+    if "pools" in entry:
+        entry = {**entry, "pools": _pools(entry["pools"], f"{where}.pools")}
     return replace(base, **entry)
+
+
+def _pools(document: Any, where: str) -> dict[str, PoolPolicy]:
+    if not isinstance(document, dict):
+        raise ValueError(f"{where}: must map pool names to their settings, got {document!r}")
+    pools = {}
+    for name, settings in document.items():
+        try:
+            validate_pool_name(name, f"{where}.{name}")
+        except InvalidArgument as error:
+            raise ValueError(str(error)) from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"{where}.{name}: must be an object, got {settings!r}")
+        unknown = set(settings) - {f.name for f in fields(PoolPolicy)}
+        if unknown:
+            raise ValueError(f"{where}.{name}: unknown fields {sorted(unknown)}")
+        if "samples_per_second" not in settings or "burst" not in settings:
+            raise ValueError(
+                f"{where}.{name}: needs samples_per_second and burst (optional: max_wait_s, exploration)"
+            )
+        if not isinstance(settings["burst"], int) or isinstance(settings["burst"], bool):
+            raise ValueError(f"{where}.{name}.burst: must be an integer, got {settings['burst']!r}")
+        policy = PoolPolicy(**settings)
+        policy.validate(f"{where}.{name}")
+        pools[name] = policy
+    return pools
 
 
 def _parse(document: Any) -> tuple[TenantPolicy, dict[str, TenantPolicy]]:

@@ -157,6 +157,7 @@ def _self_consistency(message: pb.SelfConsistency, settings: Settings) -> SelfCo
         if message.HasField("max_samples")
         else min(base.max_samples, settings.max_samples),
         refinement=refinement,
+        pool=message.pool,
     )
     return validate_self_consistency(spec, field, settings.max_samples)
 

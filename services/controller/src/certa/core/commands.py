@@ -6,6 +6,7 @@ A strategy is a generator. It yields a command and receives the command's result
     outcome = yield Wait(handle)           # the call's Outcome
     handle, outcome = yield WaitAny(hs)    # the first of several calls to finish
     partial = yield Cancel(handle)         # stops the call; its Outcome so far (tokens spent are kept)
+    granted = yield AskPool(samples, ...)  # asks the request's budget pool for a wave; the samples granted (or 0)
     yield Emit(event)                      # reports progress (probes, decisions, a batch's finished questions)
 
 Its `return` value is the result. `generate` is sugar for Start followed by Wait.
@@ -62,6 +63,20 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class AskPool:
+    """Ask the request's budget pool for a wave of `samples`, having drawn `drawn` with uncertainty 1 − Certaindex.
+
+    The reply is the samples granted: all of them, or 0 when the pool had none for this request within its wait
+    (the strategy then stops with what it has). A `mandatory` wave (the first) is always granted.
+    """
+
+    samples: int
+    drawn: int
+    uncertainty: float
+    mandatory: bool = False
+
+
+@dataclass(frozen=True)
 class Decision:
     """A path (or the whole request) stopped, and why."""
 
@@ -96,7 +111,7 @@ class Emit:
     event: Event
 
 
-Command = Start | Wait | WaitAny | Cancel | Emit
+Command = Start | Wait | WaitAny | Cancel | AskPool | Emit
 
 Strategy = Generator[Command, Any, Any]
 """A running strategy: yields commands, receives their results, returns its result."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from certa.backends.base import Backend
 from certa.core.commands import (
+    AskPool,
     CallFailed,
     Cancel,
     Command,
@@ -60,6 +61,8 @@ RuntimeEvent = TextDelta | ProbeRecord | Decision | QuestionFinished | Resumed
 EventSink = Callable[[RuntimeEvent], None]
 Checkpoint = Callable[[Reply], Awaitable[bool]]
 """Stores one journal entry; returns True when the request's cancellation was asked for (from any replica)."""
+PoolGate = Callable[[AskPool], Awaitable[int]]
+"""Asks the request's budget pool for a wave (waiting as the pool says); the samples granted."""
 
 
 class _Cancelled(Exception):
@@ -108,8 +111,10 @@ class Driver:
         resumed_attempt: int = 0,
         elapsed_before_s: float = 0.0,
         log_content: bool = False,
+        pool: PoolGate | None = None,
     ) -> None:
         self._backend = backend
+        self._pool = pool
         self._telemetry = telemetry or Telemetry.disabled()
         self._model = model
         self._token_budget = token_budget
@@ -194,8 +199,12 @@ class Driver:
     async def _execute(self, command: Command, cancel_waiter: asyncio.Future[Any]) -> Any:
         if isinstance(command, Start):
             return self._start(command.request)
-        if isinstance(command, Wait | WaitAny | Cancel) and self._replay:
+        if isinstance(command, Wait | WaitAny | Cancel | AskPool) and self._replay:
             return self._replayed(command)
+        if isinstance(command, AskPool):
+            granted = await self._ask_pool(command, cancel_waiter)
+            await self._record(Reply.pool(granted))
+            return granted
         if isinstance(command, Wait | WaitAny):
             handles = command.handles if isinstance(command, WaitAny) else (command.handle,)
             handle, outcome, error = await self._wait_any(handles, cancel_waiter)
@@ -231,9 +240,18 @@ class Driver:
     def _replaying(self) -> bool:
         return bool(self._replay)
 
-    def _replayed(self, command: Wait | WaitAny | Cancel) -> Any:
+    def _replayed(self, command: Wait | WaitAny | Cancel | AskPool) -> Any:
         """The recorded reply to `command`, accounted as the original call was."""
         reply = self._replay.popleft()
+        if isinstance(command, AskPool) or reply.kind is ReplyKind.POOL:
+            if not isinstance(command, AskPool) or reply.kind is not ReplyKind.POOL:
+                raise CorruptState(
+                    "journal",
+                    f"does not match the strategy: recorded {reply.kind}, the strategy asks {type(command).__name__}",
+                )
+            if not self._replay:
+                self._start_held_calls()
+            return reply.granted
         handle = Handle(reply.handle)
         expected = (ReplyKind.CANCEL,) if isinstance(command, Cancel) else (ReplyKind.WAIT, ReplyKind.FAIL)
         awaited = command.handles if isinstance(command, WaitAny) else (command.handle,)
@@ -257,6 +275,20 @@ class Driver:
         if reply.error is not None:
             raise CallFailed(handle, outcome, reply.error)
         return (handle, outcome) if isinstance(command, WaitAny) else outcome
+
+    async def _ask_pool(self, ask: AskPool, cancel_waiter: asyncio.Future[Any]) -> int:
+        if self._pool is None:
+            raise RuntimeError("the strategy asked a budget pool, but the request has none")
+        asking = asyncio.ensure_future(self._pool(ask))
+        try:
+            await asyncio.wait([asking, cancel_waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not asking.done():
+                asking.cancel()
+                await asyncio.wait([asking])
+        if not asking.done() or asking.cancelled():
+            raise _Cancelled
+        return asking.result()
 
     def _start_held_calls(self) -> None:
         """Once the journal is replayed, run the calls that were in flight when it was written."""

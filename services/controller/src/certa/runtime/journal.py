@@ -32,16 +32,26 @@ class ReplyKind(StrEnum):
     WAIT = "wait"
     FAIL = "fail"  # the awaited call failed: `error`, and what it had produced
     CANCEL = "cancel"
+    POOL = "pool"  # the budget pool's answer to a wave: `granted` samples
+
+
+_NO_CALL = Outcome(Segment(""), 0, FinishReason.STOP)
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One journal entry: the outcome the strategy received for the call named by `handle`."""
+    """One journal entry: the outcome the strategy received for the call named by `handle`, or (`POOL`) the
+    samples its budget pool granted."""
 
     kind: ReplyKind
     handle: int
     outcome: Outcome
     error: CertaError | None = None
+    granted: int = 0
+
+    @classmethod
+    def pool(cls, granted: int) -> Reply:
+        return cls(ReplyKind.POOL, -1, _NO_CALL, granted=granted)
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -57,6 +67,7 @@ def encode_reply(reply: Reply) -> bytes:
             "prompt_tokens": outcome.prompt_tokens,
             "cached_prompt_tokens": outcome.cached_prompt_tokens,
             **({"error": _error_fields(reply.error)} if reply.error is not None else {}),
+            **({"granted": reply.granted} if reply.kind is ReplyKind.POOL else {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -79,6 +90,7 @@ def decode_reply(label: str, index: int, raw: bytes) -> Reply:
                 cached_prompt_tokens=int(entry["cached_prompt_tokens"]),
             ),
             error=restore_error(Failure(*entry["error"]), None) if "error" in entry else None,
+            granted=int(entry.get("granted", 0)),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise CorruptState(label, f"journal entry {index} is not a Certa checkpoint: {error}") from None

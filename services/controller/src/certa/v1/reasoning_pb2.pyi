@@ -131,20 +131,22 @@ class MajorityVote(_message.Message):
     def __init__(self, n: _Optional[int] = ..., plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ...) -> None: ...
 
 class SelfConsistency(_message.Message):
-    __slots__ = ("plain", "dynasor_cot", "stop_rule", "wave_size", "max_samples", "refinement")
+    __slots__ = ("plain", "dynasor_cot", "stop_rule", "wave_size", "max_samples", "refinement", "pool")
     PLAIN_FIELD_NUMBER: _ClassVar[int]
     DYNASOR_COT_FIELD_NUMBER: _ClassVar[int]
     STOP_RULE_FIELD_NUMBER: _ClassVar[int]
     WAVE_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     REFINEMENT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
     plain: PlainCot
     dynasor_cot: DynasorCot
     stop_rule: StopRule
     wave_size: int
     max_samples: int
     refinement: Refinement
-    def __init__(self, plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ..., stop_rule: _Optional[_Union[StopRule, _Mapping]] = ..., wave_size: _Optional[int] = ..., max_samples: _Optional[int] = ..., refinement: _Optional[_Union[Refinement, _Mapping]] = ...) -> None: ...
+    pool: str
+    def __init__(self, plain: _Optional[_Union[PlainCot, _Mapping]] = ..., dynasor_cot: _Optional[_Union[DynasorCot, _Mapping]] = ..., stop_rule: _Optional[_Union[StopRule, _Mapping]] = ..., wave_size: _Optional[int] = ..., max_samples: _Optional[int] = ..., refinement: _Optional[_Union[Refinement, _Mapping]] = ..., pool: _Optional[str] = ...) -> None: ...
 
 class Refinement(_message.Message):
     __slots__ = ("attempts", "attempt_chars")

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from certa.core.allocator import AllocatorConfig
+from certa.core.budget_pool import validate_pool_name
 from certa.core.commands import Command
 from certa.core.errors import InvalidArgument
 from certa.core.stop_rules import DEFAULT_STOP_RULE, StopRule, validate_stop_rule
@@ -58,6 +59,7 @@ class SelfConsistencySpec:
     wave_size: int = 5
     max_samples: int = 40
     refinement: Refinement | None = None
+    pool: str = ""  # the tenant's budget pool its waves come from; empty: none
 
 
 StrategySpec = PlainSpec | DynasorConfig | MajorityVoteSpec | SelfConsistencySpec
@@ -89,6 +91,8 @@ def validate_self_consistency(
     validate_stop_rule(spec.stop_rule, f"{field}.stop_rule")
     if spec.refinement is not None:
         validate_refinement(spec.refinement, f"{field}.refinement")
+    if spec.pool:
+        validate_pool_name(spec.pool, f"{field}.pool")
     return spec
 
 
@@ -151,6 +155,7 @@ def build_strategy(
             wave_size=spec.wave_size,
             max_samples=spec.max_samples,
             refinement=_refinement_plan(spec.refinement, question, sampling, render),
+            pooled=bool(spec.pool),
         )
     return single_path(_path(spec, prompt, token_budget, sampling, 0))
 

@@ -7,6 +7,10 @@ is the majority over all samples (ties to the earliest), or the answer the rule 
 With a refinement plan, the first wave is independent samples and every later sample is a refinement: its prompt
 shows k samples of earlier waves as previous attempts (see `refinement`). Samples of one wave never see each other,
 so a wave's calls stay independent and batch on the backend.
+
+In a budget pool (`pooled`), each wave is first asked of the pool (`AskPool`, the first one mandatory): while
+several requests of the pool wait, the pool gives the next wave to the most uncertain. A wave the pool does not
+grant ends the query with what it has, stop reason `budget`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Generator
 from dataclasses import replace
 from typing import Any
 
-from certa.core.commands import Command
+from certa.core.commands import AskPool, Command
 from certa.core.stop_rules import StopDecision, StopRule
 from certa.core.strategies.compose import run_concurrently
 from certa.core.strategies.refinement import RefinementPlan
@@ -33,6 +37,7 @@ def self_consistency(
     wave_size: int,
     max_samples: int,
     refinement: RefinementPlan | None = None,
+    pooled: bool = False,
 ) -> Generator[Command, Any, StrategyResult]:
     """Draw waves until the stop rule fires or `max_samples` are drawn; sample i is seeded with seed + i."""
     samples: list[PathResult] = []
@@ -41,6 +46,11 @@ def self_consistency(
     decision = StopDecision(False, "no sample drawn", 0.0)
     while len(samples) < max_samples and not decision.stop:
         numbers = range(len(samples), min(len(samples) + wave_size, max_samples))
+        if pooled:
+            ask = AskPool(len(numbers), len(samples), 1.0 - tally.certaindex, mandatory=not samples)
+            if not (yield ask):
+                reason = f"the budget pool granted no further wave ({len(samples)} samples drawn)"
+                return vote(samples, tally, rounds, replace(decision, reason=reason), StopReason.BUDGET)
         prompts: list[tuple[PromptPiece, ...]] = []
         refined_from: list[tuple[int, ...]] = []
         for number in numbers:
