@@ -272,6 +272,14 @@ SCENARIOS: dict[str, dict] = {
             "quotas.tenants.acme.tokensPerMinute=100000",
             "quotas.tenants.acme.logContent=true",
             "quotas.tenants.beta-2.maxBatchSize=8",
+            "quotas.default.pools.default.samplesPerSecond=20",
+            "quotas.default.pools.default.burst=400",
+        ),
+        # --set makes 2.5 a string: fractional pool settings go as JSON.
+        "extra": (
+            "--set-json",
+            'quotas.tenants.acme.pools={"chat": {"samplesPerSecond": 2.5, "burst": 60, "maxWaitS": 1.5, '
+            '"exploration": 0.25}}',
         ),
     },
     "network-policy-namespaces": {

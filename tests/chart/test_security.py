@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from certa.config import AuthSettings, TlsSettings
+from certa.core.budget_pool import PoolPolicy
 from certa.server import SERVICE_NAME
 from certa.tenants import TenantPolicies, TenantPolicy
 from tests.chart.conftest import (
@@ -373,17 +374,50 @@ def test_quotas_values_become_the_tenants_file(tmp_path: Path) -> None:
             "max_tokens_per_request": 0,
             "max_batch_size": 0,
             "log_content": False,
+            # Only the pool settings given: the controller has defaults for max_wait_s and exploration.
+            "pools": {"default": {"samples_per_second": 20, "burst": 400}},
         },
         # Only the fields a tenant sets: the others come from the default.
-        "tenants": {"acme": {"tokens_per_minute": 100000, "log_content": True}, "beta-2": {"max_batch_size": 8}},
+        "tenants": {
+            "acme": {
+                "tokens_per_minute": 100000,
+                "log_content": True,
+                "pools": {"chat": {"samples_per_second": 2.5, "burst": 60, "max_wait_s": 1.5, "exploration": 0.25}},
+            },
+            "beta-2": {"max_batch_size": 8},
+        },
     }
+    # Fractions stay fractions, burst an integer (the controller refuses a fractional burst).
+    chat = document["tenants"]["acme"]["pools"]["chat"]
+    assert type(chat["samples_per_second"]) is float and type(chat["burst"]) is int
     path = tmp_path / "tenants.json"
     path.write_text(json.dumps(document))
     policies = TenantPolicies(str(path))
-    default = TenantPolicy(max_in_flight=32, tokens_per_minute=200000)
+    default = TenantPolicy(
+        max_in_flight=32, tokens_per_minute=200000, pools={"default": PoolPolicy(samples_per_second=20.0, burst=400)}
+    )
     assert policies.of("someone-else") == default
-    assert policies.of("acme") == dataclasses.replace(default, tokens_per_minute=100000, log_content=True)
+    # A tenant's pools replace the default's as a whole.
+    assert policies.of("acme") == dataclasses.replace(
+        default,
+        tokens_per_minute=100000,
+        log_content=True,
+        pools={"chat": PoolPolicy(samples_per_second=2.5, burst=60, max_wait_s=1.5, exploration=0.25)},
+    )
     assert policies.of("beta-2") == dataclasses.replace(default, max_batch_size=8)
+    assert policies.of("someone-else").pools["default"] == PoolPolicy(20.0, 400, max_wait_s=2.0, exploration=0.1)
+
+
+def test_a_tenant_may_have_no_pools(tmp_path: Path) -> None:
+    """`pools: {}` on a tenant is rendered (it takes the default's pools away); a tenant without `pools` gets none."""
+    document = tenants_file(
+        render_scenario("quotas", "--set-json", "quotas.tenants.beta-2.pools={}", "--set", "quotas.default.pools=null")
+    )
+    assert document["default"]["pools"] == {}
+    assert document["tenants"]["beta-2"] == {"max_batch_size": 8, "pools": {}}
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps(document))
+    assert TenantPolicies(str(path)).of("beta-2").pools == {}
 
 
 def test_gpu_values_quotas_parse(tmp_path: Path) -> None:
@@ -393,6 +427,8 @@ def test_gpu_values_quotas_parse(tmp_path: Path) -> None:
     assert policies.of("acme").max_in_flight == 128
     assert policies.of("acme-debug").log_content is True
     assert policies.of("other").max_in_flight == 32 and policies.of("other").log_content is False
+    pool = PoolPolicy(samples_per_second=20.0, burst=400, max_wait_s=2.0)
+    assert policies.of("other").pools == policies.of("acme").pools == {"default": pool}
 
 
 def test_quota_changes_apply_without_rolling_the_pods() -> None:

@@ -133,6 +133,40 @@ SCHEMA_CASES = [
     (("quotas.tenants.acme.tokensPerMinite=1",), "'tokensPerMinite' not allowed"),
     (("quotas.tenants.-acme.maxInFlight=1",), "'-acme' does not match pattern"),
     (("quotas.tenants.a/b.maxInFlight=1",), "'a/b' does not match pattern"),
+    # Budget pools: a refill rate > 0 and an integer burst >= 1 are required, nothing else is known.
+    (
+        ("quotas.default.pools.chat.samplesPerSecond=2", "quotas.default.pools.chat.burst=0"),
+        "/quotas/default/pools/chat/burst",
+    ),
+    (
+        ("quotas.default.pools.chat.samplesPerSecond=0", "quotas.default.pools.chat.burst=10"),
+        "/quotas/default/pools/chat/samplesPerSecond",
+    ),
+    (("quotas.default.pools.chat.burst=10",), "missing property 'samplesPerSecond'"),
+    (
+        ("quotas.tenants.acme.pools.chat.samplesPerSecond=2", "quotas.tenants.acme.pools.chat.burst=60.5"),
+        "/quotas/tenants/acme/pools/chat/burst",
+    ),
+    (
+        (
+            "quotas.tenants.acme.pools.chat.samplesPerSecond=2",
+            "quotas.tenants.acme.pools.chat.burst=60",
+            "quotas.tenants.acme.pools.chat.maxWait=1",
+        ),
+        "'maxWait' not allowed",
+    ),
+    (
+        (
+            "quotas.default.pools.chat.samplesPerSecond=2",
+            "quotas.default.pools.chat.burst=60",
+            "quotas.default.pools.chat.maxWaitS=-1",
+        ),
+        "/quotas/default/pools/chat/maxWaitS",
+    ),
+    (
+        ("quotas.default.pools.a/b.samplesPerSecond=2", "quotas.default.pools.a/b.burst=60"),
+        "'a/b' does not match pattern '^[A-Za-z0-9._-]{1,64}$'",
+    ),
     (("networkPolicy.egress.otlp.ports[0]=otlp",), "/networkPolicy/egress/otlp/ports/0"),
     (("networkPolicy.ingress.namespaces[0]=Apps_1",), "/networkPolicy/ingress/namespaces/0"),
     (("networkPolicy.ingress.podLabels.role=true",), "/networkPolicy/ingress/podLabels/role"),

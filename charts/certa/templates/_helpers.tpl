@@ -309,7 +309,9 @@ writes. */}}
 {{- ternary .Values.controller.healthPort .Values.controller.port .Values.tls.enabled }}
 {{- end }}
 
-{{/* One tenant policy of the tenants file: the quotas.* fields given, as the controller's snake_case fields. */}}
+{{/* One tenant policy of the tenants file: the quotas.* fields given, as the controller's snake_case fields; `pools`
+(when given) as {NAME: {"samples_per_second": F, "burst": N, "max_wait_s": F, "exploration": F}}, the optional keys
+only when set. */}}
 {{- define "certa.tenantPolicy" -}}
 {{- $names := dict "maxInFlight" "max_in_flight" "tokensPerMinute" "tokens_per_minute" "maxTokensPerRequest" "max_tokens_per_request" "maxBatchSize" "max_batch_size" }}
 {{- $entry := . }}
@@ -322,16 +324,36 @@ writes. */}}
 {{- if hasKey . "logContent" }}
 {{- $_ := set $policy "log_content" .logContent }}
 {{- end }}
+{{- if hasKey . "pools" }}
+{{- $pools := dict }}
+{{- range $name, $pool := (.pools | default dict) }}
+{{- $pool = $pool | default dict }}
+{{- $rendered := dict "samples_per_second" (float64 $pool.samplesPerSecond) "burst" (int64 $pool.burst) }}
+{{- if hasKey $pool "maxWaitS" }}
+{{- $_ := set $rendered "max_wait_s" (float64 $pool.maxWaitS) }}
+{{- end }}
+{{- if hasKey $pool "exploration" }}
+{{- $_ := set $rendered "exploration" (float64 $pool.exploration) }}
+{{- end }}
+{{- $_ := set $pools $name $rendered }}
+{{- end }}
+{{- $_ := set $policy "pools" $pools }}
+{{- end }}
 {{- toJson $policy }}
 {{- end }}
 
-{{/* CERTA_TENANTS_FILE: {"default": POLICY, "tenants": {NAME: POLICY}} from quotas.default and quotas.tenants. */}}
+{{/* CERTA_TENANTS_FILE: {"default": POLICY, "tenants": {NAME: POLICY}} from quotas.default and quotas.tenants. The
+default always has `pools` (as the controller's default does); a tenant only when it sets them. */}}
 {{- define "certa.tenantsJson" -}}
 {{- $tenants := dict }}
 {{- range $name, $entry := .Values.quotas.tenants }}
 {{- $_ := set $tenants $name (include "certa.tenantPolicy" ($entry | default dict) | fromJson) }}
 {{- end }}
-{{- toPrettyJson (dict "default" (include "certa.tenantPolicy" .Values.quotas.default | fromJson) "tenants" $tenants) }}
+{{- $default := include "certa.tenantPolicy" (.Values.quotas.default | default dict) | fromJson }}
+{{- if not (hasKey $default "pools") }}
+{{- $_ := set $default "pools" dict }}
+{{- end }}
+{{- toPrettyJson (dict "default" $default "tenants" $tenants) }}
 {{- end }}
 
 {{/* Port of an http(s):// or host:port URL (JSON list of one), `default` when it names none: call with
