@@ -88,8 +88,9 @@ bench-consistency: install ## Self-consistency at equal budgets on GSM8K with th
 	$(VENV)/bin/certa bench-consistency --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
 
 .PHONY: bench-replay
-bench-replay: install ## Replay bandit vs uniform allocation and the stop rules over a synthetic answer pool (no model)
+bench-replay: install ## Replay bandit vs uniform allocation, the stop rules and online budget pools over synthetic answers (no model)
 	$(VENV)/bin/certa replay --synthetic $(REPLAY_QUESTIONS) --budget $(REPLAY_BUDGET) --seed 0
+	$(VENV)/bin/certa replay --synthetic $(REPLAY_QUESTIONS) --budget 4 --seed 0 --online
 
 clean: down ## Stop the stack and remove the virtual environment and state
 	rm -rf $(VENV) $(STATE_DIR)

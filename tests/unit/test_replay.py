@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from certa.bench.online_replay import OnlineSetup, compare_online
 from certa.bench.replay import (
     Contender,
     compare,
@@ -68,3 +69,16 @@ def test_a_malformed_replay_file_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"id": "x", "gold": "1", "answers": ["1", "2"], "tokens": [3]}) + "\n")
     with pytest.raises(ValueError, match="differ in length"):
         load_pool(path)
+
+
+def test_online_pool_beats_fixed_n_and_first_come_first_served_with_arrivals_over_time() -> None:
+    pool = synthetic_pool(600, seed=3)
+    fixed, fixed_more, unpooled, uncertain_first, first_come = compare_online(pool, OnlineSetup(samples_per_question=4))
+    per_question = uncertain_first.samples / uncertain_first.questions
+    # it spends about n per question (the pool keeps refilling while the last questions finish) ...
+    assert fixed.samples / fixed.questions == 4 and 4 <= per_question < 4.5
+    # ... and answers more than fixed n, even than fixed n + 1, which spends more
+    assert uncertain_first.correct > fixed_more.correct > fixed.correct
+    # ranking by uncertainty is what pays: the same pool served in arrival order does worse
+    assert uncertain_first.correct > first_come.correct
+    assert unpooled.samples > 1.4 * uncertain_first.samples  # Certaindex alone, with no budget, spends far more

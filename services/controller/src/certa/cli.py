@@ -177,7 +177,7 @@ def _consistency_bench(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from certa.bench import replay
+    from certa.bench import online_replay, replay
     from certa.core.errors import InvalidArgument
 
     try:
@@ -185,6 +185,21 @@ def _replay(args: argparse.Namespace) -> int:
             pool = replay.load_pool(args.file, args.exact)
         else:
             pool = replay.synthetic_pool(args.synthetic, args.seed)
+        if args.online:
+            setup = online_replay.OnlineSetup(
+                samples_per_question=args.budget,
+                arrival_rate=args.arrival_rate,
+                wave_size=args.wave_size,
+                wave_s=args.wave_seconds,
+                cap=args.cap,
+                exploration=args.exploration,
+            )
+            print(replay.format_table(online_replay.compare_online(pool, setup), args.budget))
+            print(
+                f"online: one question every {1 / args.arrival_rate:g} s, waves of {args.wave_size} lasting "
+                f"{args.wave_seconds:g} s; the pool refills {args.budget * args.arrival_rate:g} samples/s"
+            )
+            return 0
         rows = replay.compare(
             pool,
             args.budget,
@@ -314,6 +329,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--cap", type=int, default=40, help="most samples one question may get")
     replay.add_argument("--concurrency", type=int, default=1, help="samples in flight at once")
     replay.add_argument("--exact", action="store_true", help="answers in --file are canonical: compare as strings")
+    replay.add_argument(
+        "--online",
+        action="store_true",
+        help="questions arrive over time and share a budget pool (certa.bench.online_replay), instead of a batch",
+    )
+    replay.add_argument("--arrival-rate", type=float, default=1.0, help="--online: questions per second")
+    replay.add_argument("--wave-size", type=int, default=1, help="--online: samples per wave")
+    replay.add_argument("--wave-seconds", type=float, default=4.0, help="--online: how long one wave takes")
 
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
     add_target_options(health)

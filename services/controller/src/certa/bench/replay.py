@@ -216,13 +216,13 @@ def compare(
 
 
 def format_table(rows: Sequence[ReplayRow], budget: int) -> str:
-    header = f"{'allocator':<22s} {'accuracy':>8s} {'samples':>8s} {'per q':>6s} {'tokens':>11s} {'vs fixed':>8s}"
+    header = f"{'allocator':<30s} {'accuracy':>8s} {'samples':>8s} {'per q':>6s} {'tokens':>11s} {'vs fixed':>8s}"
     baseline = rows[0].accuracy
     lines = [header, "-" * len(header)]
     for row in rows:
         tokens = f"{row.tokens:>11d}" if row.tokens is not None else f"{'-':>11s}"
         lines.append(
-            f"{row.contender:<22s} {row.accuracy:>8.1%} {row.samples:>8d} {row.samples / row.questions:>6.2f} "
+            f"{row.contender:<30s} {row.accuracy:>8.1%} {row.samples:>8d} {row.samples / row.questions:>6.2f} "
             f"{tokens} {(row.accuracy - baseline) * 100:>+7.1f}p"
         )
     lines.append(
