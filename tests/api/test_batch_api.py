@@ -43,6 +43,7 @@ async def test_questions_stream_as_they_finish_and_the_budget_holds(stub: pb_grp
     assert set(finished) == {"settled", "split", "also-settled"}
     summary = events[-1].result.batch
     assert summary.questions == 3 and summary.samples_spent <= 14
+    assert (summary.budget.samples, summary.budget.tokens) == (14, 0)  # spent against given
     assert sum(len(q.result.samples) for q in finished.values()) == summary.samples_spent
     # Settled questions are retired by the stop rule after their warm-up; the split one gets the rest.
     assert finished["settled"].retire_reason == "certain" and len(finished["settled"].result.samples) == 2

@@ -87,6 +87,7 @@ def report_to_proto(report: SolveReport) -> pb.SolveResult:
             failed_questions=report.batch.failed,
             samples_spent=report.batch.samples,
             tokens_spent=report.batch.generated_tokens,
+            budget=pb.BatchBudget(samples=report.batch.budget_samples, tokens=report.batch.budget_tokens),
         )
         if report.batch is not None
         else None,

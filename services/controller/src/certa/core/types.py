@@ -170,6 +170,8 @@ class BatchTotals:
     samples: int
     generated_tokens: int
     failed: int = 0  # questions given up on an error
+    budget_samples: int = 0  # what the batch was given (0: no limit of that kind)
+    budget_tokens: int = 0
 
 
 @dataclass(frozen=True)

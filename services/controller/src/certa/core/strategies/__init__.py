@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from certa.core.allocator import AllocatorConfig
+from certa.core.allocator import AllocatorConfig, BatchBudget
 from certa.core.budget_pool import validate_pool_name
 from certa.core.commands import Command
 from certa.core.errors import InvalidArgument
@@ -193,13 +193,22 @@ def build_batch(
         refinement=spec.refinement,
         render=render,
     )
-    return _batch_totals(batch)
+    return _batch_totals(batch, spec.allocator.budget)
 
 
-def _batch_totals(batch: Generator[Command, Any, BatchResult]) -> Generator[Command, Any, StrategyResult]:
+def _batch_totals(
+    batch: Generator[Command, Any, BatchResult], budget: BatchBudget
+) -> Generator[Command, Any, StrategyResult]:
     result = yield from batch
     failed = sum(1 for question in result.questions if question.error is not None)
-    totals = BatchTotals(len(result.questions), result.samples, result.generated_tokens, failed)
+    totals = BatchTotals(
+        len(result.questions),
+        result.samples,
+        result.generated_tokens,
+        failed,
+        budget_samples=budget.samples or 0,
+        budget_tokens=budget.tokens or 0,
+    )
     return StrategyResult(
         answer="",
         stop_reason=StopReason.VOTED,
