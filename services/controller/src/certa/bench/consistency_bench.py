@@ -191,9 +191,11 @@ async def run_bench(
                 stub, _batch_request(questions, n, token_budget, bandit=True, cap=samples, deadline_s=deadline_s)
             )
             points.append(_point("bandit + certaindex", n, results, gold))
+            print(format_table(points[-1:]), file=sys.stderr)  # an hour-long run shows each figure as it comes
         if per_question:
             print("self-consistency + certaindex, per question", file=sys.stderr)
             points.append(await _certaindex_per_question(stub, questions, samples, token_budget, deadline_s))
+            print(format_table(points[-1:]), file=sys.stderr)
     pool = replay.load_pool(record)
     for n in budgets:
         for row in replay.compare(pool, n, warmup=min(WARMUP, n), cap=samples):
