@@ -117,6 +117,7 @@ up() {
   CERTA_BACKENDS="local=triton://127.0.0.1:$TRITON_GRPC_PORT" \
   CERTA_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
   CERTA_AUTH_DISABLED="${CERTA_AUTH_DISABLED:-true}" \
+  CERTA_TENANTS_FILE="${CERTA_TENANTS_FILE:-$PWD/deploy/local/tenants.json}" \
   CERTA_LOG_FORMAT=text \
   CERTA_DRAIN_TIMEOUT_S=20 \
     start controller "$VENV/bin/certa" serve
