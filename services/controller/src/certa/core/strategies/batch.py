@@ -21,14 +21,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from certa.core.allocator import Allocator, AllocatorConfig, Grant, Retirement
-from certa.core.commands import Command, Emit, QuestionFinished
+from certa.core.commands import Command, Emit, Handle, QuestionFinished
 from certa.core.errors import CertaError, InvalidArgument
 from certa.core.stop_rules import StopDecision
 from certa.core.strategies.meter import TokenMeter
 from certa.core.strategies.pool import TaskFailure, TaskPool
 from certa.core.strategies.refinement import Refinement, RefinementPlan, Render, as_prompt, validate_refinement
 from certa.core.strategies.samples import PathFactory, sample_sampling, vote
-from certa.core.types import PathResult, PromptPiece, RetireReason, Round, SamplingParams, StopReason
+from certa.core.types import Outcome, PathResult, PromptPiece, RetireReason, Round, SamplingParams, StopReason
 
 _STOP_REASONS = {
     RetireReason.CERTAIN: StopReason.CERTAIN,
@@ -168,21 +168,27 @@ def _cancel(
     pool: TaskPool, sample: _Running, allocator: Allocator, states: dict[str, _Question]
 ) -> Generator[Command, Any, list[Retirement]]:
     """Stop a sample of a retired question; its tokens count toward the question and the budget."""
-    for handle, outcome in (yield from pool.cancel(sample.grant.id)):
-        sample.meter.book(handle, outcome)
-    states[sample.grant.question].prompt_tokens += sample.meter.prompt_tokens
-    return allocator.abandon(sample.grant, sample.meter.generated)
+    cancelled = yield from pool.cancel(sample.grant.id)
+    return _abandon(states[sample.grant.question], sample, cancelled, allocator)
 
 
 def _fail(state: _Question, sample: _Running, failure: TaskFailure, allocator: Allocator) -> list[Retirement]:
     """A sample failed: its tokens count, and its question gets no more samples."""
-    for handle, outcome in failure.outcomes:
-        sample.meter.book(handle, outcome)
-    state.prompt_tokens += sample.meter.prompt_tokens
     state.error = failure.error
     detail = f"sample {sample.grant.number} failed: {failure.error}"
     retired = allocator.retire(state.spec.id, RetireReason.ERROR, detail)
-    return [retired, *allocator.abandon(sample.grant, sample.meter.generated)]
+    return [retired, *_abandon(state, sample, failure.outcomes, allocator)]
+
+
+def _abandon(
+    state: _Question, sample: _Running, outcomes: Sequence[tuple[Handle, Outcome]], allocator: Allocator
+) -> list[Retirement]:
+    """Book a sample that ended without an answer (cancelled or failed): its calls' tokens count toward the
+    question and the budget."""
+    for handle, outcome in outcomes:
+        sample.meter.book(handle, outcome)
+    state.prompt_tokens += sample.meter.prompt_tokens
+    return allocator.abandon(sample.grant, sample.meter.generated)
 
 
 def _record(state: _Question, allocator: Allocator, result: PathResult, refined_from: tuple[int, ...]) -> None:
