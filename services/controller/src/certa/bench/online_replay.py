@@ -18,11 +18,12 @@ The pool decisions are the controller's own code (`certa.core.budget_pool.acquir
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from certa.bench.replay import PooledQuestion, ReplayRow
+from certa.bench.replay import Contender, PooledQuestion, ReplayRow, compare
+from certa.core.allocator import Policy
 from certa.core.budget_pool import BucketState, PoolPolicy, WaveRequest, acquire
-from certa.core.stop_rules import CertaindexRule, StopDecision
+from certa.core.stop_rules import CertaindexRule, FixedCount, StopDecision
 from certa.core.strategies.samples import voted_answer
 from certa.core.tally import AnswerTally
 
@@ -122,16 +123,9 @@ def simulate(
 
 
 def fixed_n(pool: Sequence[PooledQuestion], n: int) -> ReplayRow:
-    """The baseline: the vote over each question's first n samples."""
-    correct = samples = tokens = 0
-    for question in pool:
-        counted = AnswerTally()
-        for answer in question.answers[:n]:
-            counted = counted.add(answer)
-        correct += voted_answer(counted, StopDecision(False, "", 0.0)) == question.gold
-        samples += min(n, len(question.answers))
-        tokens += sum((question.tokens or ())[:n])
-    return ReplayRow(f"fixed n = {n}", len(pool), correct, samples, tokens if all(q.tokens for q in pool) else None)
+    """The baseline: the vote over each question's first n samples (the batch replay's uniform fixed n)."""
+    [row] = compare(pool, n, entrants=[Contender("", Policy.UNIFORM, FixedCount())])
+    return replace(row, contender=f"fixed n = {n}")
 
 
 def compare_online(pool: Sequence[PooledQuestion], setup: OnlineSetup) -> list[ReplayRow]:
@@ -141,11 +135,7 @@ def compare_online(pool: Sequence[PooledQuestion], setup: OnlineSetup) -> list[R
     return [
         fixed_n(pool, n),
         fixed_n(pool, n + 1),
-        _named(simulate(pool, setup, pooled=False), f"certaindex, no pool (cap {setup.cap})"),
-        _named(simulate(pool, setup, pooled=True), "pool, most uncertain first"),
-        _named(simulate(pool, setup, pooled=True, first_come=True), "pool, first come first served"),
+        replace(simulate(pool, setup, pooled=False), contender=f"certaindex, no pool (cap {setup.cap})"),
+        replace(simulate(pool, setup, pooled=True), contender="pool, most uncertain first"),
+        replace(simulate(pool, setup, pooled=True, first_come=True), contender="pool, first come first served"),
     ]
-
-
-def _named(row: ReplayRow, name: str) -> ReplayRow:
-    return ReplayRow(name, row.questions, row.correct, row.samples, row.tokens)
