@@ -23,7 +23,7 @@ from pathlib import Path
 from certa.bench import replay
 from certa.bench.dataset import Question
 from certa.client import ClientTarget
-from certa.core.answers import equivalent, group_answers
+from certa.core.answers import equivalent
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 
@@ -94,19 +94,14 @@ async def _run_batch(stub: pb_grpc.ReasoningServiceStub, request: pb.SolveBatchR
     return finished
 
 
-def _vote(answers: Sequence[str]) -> str:
-    classes = group_answers(list(answers))
-    return classes[0].answer if classes else ""
-
-
 def fixed_n_points(recorded: Sequence[replay.PooledQuestion], budgets: Sequence[int]) -> list[Point]:
     """Fixed-n self-consistency from the recorded samples: the vote over each question's first n."""
-    points = []
-    for n in budgets:
-        correct = sum(equivalent(_vote(q.answers[:n]), q.gold) for q in recorded)
-        tokens = sum(sum((q.tokens or [])[:n]) for q in recorded)
-        points.append(Point("fixed n", n, correct, len(recorded), n * len(recorded), tokens, live=False))
-    return points
+    pool = [replay.canonical(question) for question in recorded]
+    rows = [replay.fixed_n(pool, n) for n in budgets]
+    return [
+        Point("fixed n", n, row.correct, row.questions, row.samples, row.tokens or 0, live=False)
+        for n, row in zip(budgets, rows, strict=True)
+    ]
 
 
 def _point(name: str, per_question: float, results: dict[str, pb.QuestionResult], gold: dict[str, str]) -> Point:

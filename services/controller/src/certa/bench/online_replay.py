@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from certa.bench.replay import Contender, PooledQuestion, ReplayRow, compare
-from certa.core.allocator import Policy
+from certa.bench.replay import PooledQuestion, ReplayRow, fixed_n
 from certa.core.budget_pool import BucketState, PoolPolicy, WaveRequest, acquire
-from certa.core.stop_rules import CertaindexRule, FixedCount, StopDecision
+from certa.core.stop_rules import CertaindexRule, StopDecision
 from certa.core.strategies.samples import voted_answer
 from certa.core.tally import AnswerTally
 
@@ -120,12 +119,6 @@ def simulate(
         decision = setup.rule.decide(state.tally) if state.tally.samples else StopDecision(False, "", 0.0)
         correct += voted_answer(state.tally, decision) == state.question.gold
     return ReplayRow("", len(pool), correct, samples, tokens if all(q.tokens for q in pool) else None)
-
-
-def fixed_n(pool: Sequence[PooledQuestion], n: int) -> ReplayRow:
-    """The baseline: the vote over each question's first n samples (the batch replay's uniform fixed n)."""
-    [row] = compare(pool, n, entrants=[Contender("", Policy.UNIFORM, FixedCount())])
-    return replace(row, contender=f"fixed n = {n}")
 
 
 def compare_online(pool: Sequence[PooledQuestion], setup: OnlineSetup) -> list[ReplayRow]:

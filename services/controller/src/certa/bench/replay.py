@@ -215,6 +215,12 @@ def compare(
     return rows
 
 
+def fixed_n(pool: Sequence[PooledQuestion], n: int) -> ReplayRow:
+    """Fixed-n self-consistency: the vote over each question's first n samples (uniform allocation, no stop rule)."""
+    [row] = compare(pool, n, entrants=[Contender(f"fixed n = {n}", Policy.UNIFORM, FixedCount())])
+    return row
+
+
 def format_table(rows: Sequence[ReplayRow], budget: int) -> str:
     header = f"{'allocator':<30s} {'accuracy':>8s} {'samples':>8s} {'per q':>6s} {'tokens':>11s} {'vs fixed':>8s}"
     baseline = rows[0].accuracy
