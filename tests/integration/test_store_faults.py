@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
-from certa.backends.triton import TritonBackend
+from certa.backends.triton.backend import TritonBackend
 from certa.server import CertaServer
 from certa.store.base import RequestKey
 from certa.testing.redis_server import RedisServer

@@ -29,7 +29,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from certa.backends.triton import TritonBackend
+from certa.backends.triton.backend import TritonBackend
 from certa.server import CertaServer
 from certa.telemetry import Telemetry
 from certa.v1 import reasoning_pb2 as pb

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from certa.backends.triton import TritonBackend
+from certa.backends.triton.backend import TritonBackend
 from certa.bench.load import InstantBackend, partial_of, read_stored
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer

@@ -23,7 +23,7 @@ from certa.api.auth import Authenticator
 from certa.api.errors import ErrorMappingInterceptor
 from certa.api.servicer import ReasoningServicer
 from certa.api.tls import RotatingServerCredentials
-from certa.backends.base import Backend
+from certa.backends.port import Backend
 from certa.backends.factory import build_backend
 from certa.config import Settings
 from certa.core.errors import CertaError, InvalidArgument

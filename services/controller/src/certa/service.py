@@ -35,7 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from certa.api.mapping import event_to_proto, report_to_proto
 from certa.api.validation import SolveSpec, validate, validate_batch
-from certa.backends.base import Backend
+from certa.backends.port import Backend
 from certa.config import Settings, default_replica_id
 from certa.core.budget_pool import PoolPolicy
 from certa.core.commands import Strategy

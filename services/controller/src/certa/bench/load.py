@@ -83,7 +83,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
-from certa.backends.base import Delta
+from certa.backends.port import Delta
 from certa.core.types import FinishReason, GenerationRequest, prompt_text
 from certa.testing.redis_server import RedisServer, free_port
 from certa.testing.scripted_model import Directives, ScriptedModel

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from certa.backends.base import Backend
+from certa.backends.port import Backend
 from certa.core.commands import (
     AskPool,
     CallFailed,
