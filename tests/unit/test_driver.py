@@ -11,7 +11,7 @@ from certa.core.errors import BackendError, DeadlineExceeded, SolveInterrupted
 from certa.core.strategies import DynasorConfig, MajorityVoteSpec, PlainSpec, build_strategy
 from certa.core.types import GenerationRequest, SamplingParams, StopReason, StrategyResult
 from certa.runtime.driver import Driver
-from certa.runtime.report import TextDelta
+from certa.core.report import TextDelta
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.testing.scripted_model import DEFAULT_SCRIPT
 

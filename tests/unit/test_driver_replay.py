@@ -21,7 +21,7 @@ from certa.core.strategies import (
 from certa.core.types import ProbeRecord, SamplingParams
 from certa.runtime.driver import Driver, RuntimeEvent
 from certa.runtime.journal import Reply, ReplyKind, decode_reply, encode_reply
-from certa.runtime.report import Resumed, SolveReport
+from certa.core.report import Resumed, SolveReport
 from certa.testing.scripted_backend import ScriptedBackend
 
 pytestmark = pytest.mark.unit

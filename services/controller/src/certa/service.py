@@ -66,7 +66,7 @@ from certa.prompts import question_prompt, resolve_template
 from certa.runtime.driver import Driver
 from certa.runtime.journal import Recorder, Reply, decode_reply
 from certa.runtime.pool_gate import PoolGate
-from certa.runtime.report import SolveReport
+from certa.core.report import SolveReport
 from certa.store.base import Claim, Created, Existing, NewRequest, RequestKey, StateStore, Status, StoredRequest
 from certa.store.budget_pools import BudgetPools, MemoryBudgetPools
 from certa.store.codec import failure_of, restore_error

@@ -52,7 +52,7 @@ from certa.core.types import (
     StrategyResult,
 )
 from certa.runtime.journal import Reply, ReplyKind
-from certa.runtime.report import PathProgress, Resumed, SolveReport, TextDelta, Usage
+from certa.core.report import PathProgress, Resumed, SolveReport, TextDelta, Usage
 from certa.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
