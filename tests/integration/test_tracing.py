@@ -31,7 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from certa.backends.triton.backend import TritonBackend
 from certa.server import CertaServer
-from certa.telemetry import Telemetry
+from certa.observability.telemetry import Telemetry
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port

@@ -12,7 +12,7 @@ from certa.core.commands import AskPool
 from certa.core.errors import InvalidArgument
 from certa.runtime.pool_gate import PoolGate
 from certa.store.budget_pools import MemoryBudgetPools
-from certa.telemetry import Telemetry
+from certa.observability.telemetry import Telemetry
 from certa.tenants import TenantPolicies
 
 pytestmark = pytest.mark.unit

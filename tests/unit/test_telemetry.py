@@ -29,7 +29,7 @@ from certa.core.errors import InvalidArgument
 from certa.runtime.pool_gate import PoolGate
 from certa.server import CertaServer
 from certa.store.budget_pools import MemoryBudgetPools
-from certa.telemetry import Telemetry
+from certa.observability.telemetry import Telemetry
 from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb

@@ -29,7 +29,7 @@ from certa.config import Settings
 from certa.core.errors import CertaError, InvalidArgument
 from certa.service import SolveService
 from certa.store import StateStore, build_budget_pools, build_quota_ledger, build_store
-from certa.telemetry import Telemetry
+from certa.observability.telemetry import Telemetry
 from certa.tenants import TenantPolicies
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
 

@@ -71,7 +71,7 @@ from certa.store.base import Claim, Created, Existing, NewRequest, RequestKey, S
 from certa.store.budget_pools import BudgetPools, MemoryBudgetPools
 from certa.store.codec import failure_of, restore_error
 from certa.store.quotas import MemoryQuotaLedger, QuotaLedger
-from certa.telemetry import Telemetry, TraceContext
+from certa.observability.telemetry import Telemetry, TraceContext
 from certa.tenants import TenantPolicies
 from certa.v1 import reasoning_pb2 as pb
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from certa.core.budget_pool import PoolPolicy, WaveRequest
 from certa.core.commands import AskPool
 from certa.store.budget_pools import BudgetPools
-from certa.telemetry import Telemetry
+from certa.observability.telemetry import Telemetry
 
 
 class PoolGate:
