@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from certa.bench import consistency_bench
-from certa.bench.dataset import Question
+from certa.datasets import Question
 from certa.client import ClientTarget
 from certa.server import CertaServer
 

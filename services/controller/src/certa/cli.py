@@ -129,7 +129,7 @@ async def _health(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from certa.bench import dynasor_bench
-    from certa.bench.dataset import load_questions
+    from certa.datasets import load_questions
 
     configs = dynasor_bench.CONFIGS
     if args.configs:
@@ -156,7 +156,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _consistency_bench(args: argparse.Namespace) -> int:
     from certa.bench import consistency_bench
-    from certa.bench.dataset import load_questions
+    from certa.datasets import load_questions
 
     questions = load_questions(args.data, limit=args.questions, offset=args.offset)
     budgets = sorted({int(n) for n in args.budgets.split(",")})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from certa.bench.dataset import load_questions
+from certa.datasets import load_questions
 from certa.client import ClientTarget
 from certa.console import STOP_NAMES, describe, stream_solve
 from certa.core.answers import equivalent

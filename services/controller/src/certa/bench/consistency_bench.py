@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from certa.bench import replay
-from certa.bench.dataset import Question
+from certa.datasets import Question
 from certa.client import ClientTarget
 from certa.core.answers import equivalent
 from certa.v1 import reasoning_pb2 as pb

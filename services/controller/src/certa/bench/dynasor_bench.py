@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from certa.bench.dataset import Question
+from certa.datasets import Question
 from certa.client import ClientTarget
 from certa.console import STOP_NAMES
 from certa.core.answers import equivalent
