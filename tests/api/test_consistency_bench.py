@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from certa.bench import consistency_bench
+from certa_bench import consistency as consistency_bench
 from certa.datasets import Question
 from certa.client import ClientTarget
 from certa.server import CertaServer

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from certa.bench.online_replay import OnlineSetup, compare_online
-from certa.bench.replay import (
+from certa_bench.online_replay import OnlineSetup, compare_online
+from certa_bench.replay import (
     Contender,
     compare,
     format_table,
