@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-
 from certa_bench.load import InstantBackend, codes, load_request, read_stored, run_wave, tokens_of
+
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_model import DEFAULT_SCRIPT

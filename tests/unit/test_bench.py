@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from certa_bench.dynasor import PLAIN, REFERENCE_CONFIGS, Row, format_table, load_rows, summarise, write_outputs
 
 pytestmark = pytest.mark.unit

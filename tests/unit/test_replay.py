@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from certa_bench.online_replay import OnlineSetup, compare_online
 from certa_bench.replay import (
     Contender,
@@ -15,6 +14,7 @@ from certa_bench.replay import (
     load_pool,
     synthetic_pool,
 )
+
 from certa.core.allocator import Policy
 from certa.core.stop_rules import CertaindexRule, FixedCount
 

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from certa_bench import replay
-from certa.datasets import Question
 from certa.client import ClientTarget
 from certa.core.answers import equivalent
+from certa.datasets import Question
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_bench import replay
 
 SEED = 1234
 TEMPERATURE = 0.7

@@ -387,7 +387,7 @@ class Stored:
 async def read_stored(
     redis_url: str, prefix: str, request_ids: Sequence[str], tenant: str = TENANT
 ) -> dict[str, Stored]:
-    """Each request's record as the store keeps it (`certa.store.redis_store` layout), read straight from Redis."""
+    """Each request's record as the store keeps it (`certa.store.requests.redis` layout), read straight from Redis."""
     client = Redis.from_url(redis_url)
     try:
         stored: dict[str, Stored] = {}

@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from certa_bench.replay import PooledQuestion, ReplayRow, fixed_n
 from certa.core.budget_pool import BucketState, PoolPolicy, WaveRequest, acquire
 from certa.core.stop_rules import CertaindexRule, StopDecision
 from certa.core.strategies.samples import voted_answer
 from certa.core.tally import AnswerTally
+from certa_bench.replay import PooledQuestion, ReplayRow, fixed_n
 
 TICK_S = 0.25
 

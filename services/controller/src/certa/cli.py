@@ -130,7 +130,7 @@ async def _health(args: argparse.Namespace) -> int:
 def _new_key(tenant: str, name: str) -> int:
     from certa.api.auth import new_api_key
     from certa.core.errors import InvalidArgument
-    from certa.store.base import validate_tenant
+    from certa.store.requests.port import validate_tenant
 
     try:
         validate_tenant(tenant)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from certa.backends.port import Delta
 from certa.backends.call_metadata import MetadataProvider
+from certa.backends.port import Delta
 from certa.backends.triton.options import TritonOptions
 from certa.backends.triton.rpc import TritonConnection
 from certa.backends.triton.text import stream_text

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from certa.backends.port import Delta
 from certa.backends.incremental_detokenizer import INCOMPLETE_CHARACTER
+from certa.backends.port import Delta
 from certa.backends.triton.prompt_counts import PromptCounts, prompt_count_request
 from certa.backends.triton.rpc import TritonConnection
 from certa.backends.triton.sampling import text_contract_sampling

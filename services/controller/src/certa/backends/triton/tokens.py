@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from certa.backends.port import Delta
 from certa.backends.incremental_detokenizer import IncrementalDetokenizer
+from certa.backends.port import Delta
 from certa.backends.token_prompt import prompt_ids
 from certa.backends.triton.prompt_counts import PromptCounts, prompt_count_request
 from certa.backends.triton.rpc import TritonConnection
