@@ -92,7 +92,7 @@ class CertaServer:
             options=[("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_TIMEOUT_S)],
         )
         reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(
-            ReasoningServicer(self.service, authenticator, telemetry), self._server
+            ReasoningServicer(self.service, authenticator, settings, telemetry), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
