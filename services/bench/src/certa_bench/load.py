@@ -83,7 +83,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
-from certa.api.mapping import report_to_proto
+from certa.api.grpc.mapping import report_to_proto
 from certa.backends.port import Delta
 from certa.core.report import SolveReport
 from certa.core.types import FinishReason, GenerationRequest, prompt_text

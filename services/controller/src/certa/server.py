@@ -20,8 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from certa.api.auth import Authenticator
-from certa.api.errors import ErrorMappingInterceptor
-from certa.api.servicer import ReasoningServicer
+from certa.api.grpc.errors import ErrorMappingInterceptor
+from certa.api.grpc.servicer import ReasoningServicer
 from certa.api.tls import RotatingServerCredentials
 from certa.backends.factory import build_backend
 from certa.backends.port import Backend

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from certa.api.mapping import report_to_proto
+from certa.api.grpc.mapping import report_to_proto
 from certa.api.status_codes import status_code
 from certa.core.errors import (
     CertaError,

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from certa.api.auth import Authenticator
-from certa.api.errors import ErrorMappingInterceptor
-from certa.api.mapping import followed_to_proto, view_to_response
+from certa.api.grpc.errors import ErrorMappingInterceptor
+from certa.api.grpc.mapping import followed_to_proto, view_to_response
 from certa.api.validation import validate, validate_batch
 from certa.config import Settings
 from certa.observability.telemetry import Telemetry
