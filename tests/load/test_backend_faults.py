@@ -17,11 +17,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from certa_bench.load import InstantBackend, partial_of, read_stored
+from certa_bench.load import partial_of, read_stored
 
 from certa.backends.triton.backend import TritonBackend
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
+from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer
@@ -136,7 +137,7 @@ async def test_a_backend_killed_mid_stream_fails_the_requests_with_their_partial
 async def test_a_backend_slower_than_the_deadline_fails_deadline_exceeded_and_stores_the_partial(
     redis_server: RedisServer,
 ) -> None:
-    backend = InstantBackend()
+    backend = ScriptedBackend(name="instant", record=False)
     settings = settings_for({"instant": "scripted://"}, redis_server.url)
     server = CertaServer(settings, {"instant": backend})
     await server.start()

@@ -1,5 +1,5 @@
-"""Many requests at once against the real gRPC server and a real Redis, with the instant scripted backend of
-`certa_bench.load`: none fails, every result is complete and stored, every generated token is on record.
+"""Many requests at once against the real gRPC server and a real Redis, with the scripted backend in its instant form
+(what `make bench-load` runs): none fails, every result is complete and stored, every generated token is on record.
 
 Not timed: performance figures come from `make bench-load`, not from tests.
 """
@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-from certa_bench.load import InstantBackend, codes, load_request, read_stored, run_wave, tokens_of
+from certa_bench.load import codes, load_request, read_stored, run_wave, tokens_of
 
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
+from certa.testing.scripted_backend import ScriptedBackend
 from certa.testing.scripted_model import DEFAULT_SCRIPT
 from certa.v1 import reasoning_pb2 as pb
 from tests.api.conftest import settings_for
@@ -25,7 +26,7 @@ CONCURRENT = 200
 SCRIPT = DEFAULT_SCRIPT.replace("ANSWER", "18")
 
 
-async def serve(redis_url: str, backend: InstantBackend, **store: object) -> CertaServer:
+async def serve(redis_url: str, backend: ScriptedBackend, **store: object) -> CertaServer:
     settings = settings_for({"instant": "scripted://"}, redis_url, **store)
     server = CertaServer(replace(settings, max_concurrent_requests=CONCURRENT + 10), {"instant": backend})
     await server.start()
@@ -33,8 +34,8 @@ async def serve(redis_url: str, backend: InstantBackend, **store: object) -> Cer
 
 
 @pytest.fixture
-async def loaded(redis_server: RedisServer) -> AsyncIterator[tuple[CertaServer, InstantBackend]]:
-    backend = InstantBackend()
+async def loaded(redis_server: RedisServer) -> AsyncIterator[tuple[CertaServer, ScriptedBackend]]:
+    backend = ScriptedBackend(name="instant", record=False)
     # A pool with room to spare (a request in flight may hold more than one connection: about 230 were in use at
     # once for 200 requests); the default pool, which makes commands wait, is the next test.
     server = await serve(redis_server.url, backend, redis_pool_size=4 * CONCURRENT)
@@ -43,7 +44,7 @@ async def loaded(redis_server: RedisServer) -> AsyncIterator[tuple[CertaServer, 
 
 
 async def test_concurrent_requests_all_succeed_complete_and_stored(
-    loaded: tuple[CertaServer, InstantBackend], redis_server: RedisServer
+    loaded: tuple[CertaServer, ScriptedBackend], redis_server: RedisServer
 ) -> None:
     server, backend = loaded
     run = f"load-{uuid.uuid4().hex[:6]}"
@@ -78,7 +79,7 @@ async def test_concurrent_requests_all_succeed_complete_and_stored(
 
 
 async def test_the_default_redis_pool_serves_every_request_the_replica_admits(redis_server: RedisServer) -> None:
-    server = await serve(redis_server.url, InstantBackend())
+    server = await serve(redis_server.url, ScriptedBackend(name="instant", record=False))
     try:
         run = f"pool-{uuid.uuid4().hex[:6]}"
         outcomes = await run_wave(

@@ -1,11 +1,13 @@
 """`python -m certa_bench.load` (`make bench-load`): the load and fault campaign against a real controller.
 
 Everything is real except the model: a real `redis-server` (started here, on a free loopback port, append-only
-file with `appendfsync everysec` as the chart configures it), the real gRPC server (`CertaServer`) in **its own
-process**, so the load generator does not share its event loop or its core, and clients speaking gRPC over
-loopback. The model is `InstantBackend`: the deterministic script of `certa.testing.scripted_model`, streamed one
-token per delta with no delay (it hands the event loop over once per token, as a network stream does), so what
-is measured is the controller — validation, the strategy, checkpoints and events in Redis, gRPC — not a model.
+file with `appendfsync everysec` as the chart configures it), the real server (`certa serve`, configured by
+`CERTA_*` variables) in **its own process**, so the load generator does not share its event loop or its core, and
+clients speaking gRPC over loopback. The model is the scripted backend in its instant form
+(`CERTA_BACKENDS=instant=scripted://?books=FILE`, `certa.testing.scripted_backend`): the deterministic script of
+`certa.testing.scripted_model`, streamed one token per delta with no delay (it hands the event loop over once per
+token, as a network stream does), so what is measured is the controller — validation, the strategy, checkpoints
+and events in Redis, gRPC — not a model.
 
 **Load.** `--requests` Dynasor-CoT requests (default 1,000), all in flight at once (`--concurrency`), each with
 its own request id, over `--channels` gRPC connections. Reported:
@@ -73,8 +75,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +86,12 @@ from grpc_status import rpc_status
 from redis.asyncio import Redis
 
 from certa.api.grpc.mapping import report_to_proto
-from certa.backends.port import Delta
 from certa.core.report import SolveReport
-from certa.core.types import FinishReason, GenerationRequest, prompt_text
 from certa.store.requests import values as stored_values
 from certa.testing.redis_server import RedisServer, free_port
-from certa.testing.scripted_model import Directives, ScriptedModel
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_bench.profile import Profiler
 
 TENANT = "default"
 SERVICE = "certa.v1.ReasoningService"
@@ -106,64 +106,6 @@ LONG_STRATEGY = pb.Strategy(
 )
 LONG_CHUNK = 16
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-# -- the instant backend ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class InstantBackend:
-    """The scripted model as an instant backend, counting what it generates.
-
-    Like `certa.testing.scripted_backend.ScriptedBackend` (one token, one character, per delta; `[[slow:S]]`
-    sleeps S per token), but it keeps the books the campaign compares the controller's records against: calls,
-    tokens streamed, and the time spent in its own code (`busy_s`, excluding the hand-over to the event loop).
-    """
-
-    model: ScriptedModel = field(default_factory=ScriptedModel)
-    name: str = "instant"
-    default_model: str = "scripted"
-    calls: int = 0
-    tokens: int = 0
-    busy_s: float = 0.0
-
-    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
-        started = time.perf_counter()
-        self.calls += 1
-        prompt = prompt_text(request.prompt)
-        slow_s = Directives.parse(prompt).slow_s
-        text, finished = self.model.completion(prompt, request.max_tokens, request.sampling.seed)
-        self.busy_s += time.perf_counter() - started
-        if not text:
-            yield Delta(text="", tokens=0, token_ids=(), finish=FinishReason.STOP, prompt_tokens=len(prompt))
-            return
-        last = len(text) - 1
-        for position, char in enumerate(text):
-            await asyncio.sleep(slow_s)  # 0: hand the loop over once per token, as a streamed response does
-            started = time.perf_counter()
-            finish = (FinishReason.STOP if finished else FinishReason.LENGTH) if position == last else None
-            delta = Delta(
-                text=char,
-                tokens=1,
-                token_ids=(ord(char),),
-                finish=finish,
-                prompt_tokens=len(prompt) if finish is not None else 0,
-            )
-            self.tokens += 1  # counted as handed over: the consumer accounts it before it can be cancelled
-            self.busy_s += time.perf_counter() - started
-            yield delta
-
-    async def check_ready(self) -> None:
-        return None
-
-    async def chat_template(self, model: str) -> str | None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def stats(self) -> dict[str, float]:
-        return {"calls": self.calls, "tokens": self.tokens, "busy_s": self.busy_s}
 
 
 # -- processes ----------------------------------------------------------------------------------------------------
@@ -204,37 +146,39 @@ def tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-class ControllerProcess:
-    """`CertaServer` with an `InstantBackend`, run by this module's `controller` command in a child process.
+def certa_serve(environment: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`certa serve` configured by `environment` (`CERTA_*` and `OTEL_*` of this process left out)."""
+    certa = Path(sys.executable).parent / "certa"
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith(("CERTA_", "OTEL_"))}
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [str(certa), "serve"], env={**inherited, **environment}, stdout=log, stderr=subprocess.STDOUT
+        )
 
-    Configured from `CERTA_*` variables exactly like `certa serve` (`certa.config.load_settings`); on SIGTERM it
-    drains, stops, and writes the backend's books to `stats_path`.
-    """
+
+class ControllerProcess:
+    """`certa serve` with the instant scripted model (`CERTA_BACKENDS=instant=scripted://?books=FILE`); on SIGTERM
+    it drains, stops, and the backend writes its books (calls, tokens, busy_s) to FILE."""
 
     def __init__(self, redis_url: str, prefix: str, work: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        self.stats_path = work / f"{prefix}-backend.json"
+        self.books_path = work / f"{prefix}-backend.json"
         self.log_path = work / f"{prefix}-controller.log"
-        environment = {
-            **{key: value for key, value in os.environ.items() if not key.startswith(("CERTA_", "OTEL_"))},
-            "CERTA_LISTEN_ADDRESS": self.address,
-            "CERTA_BACKENDS": "instant=scripted://",
-            "CERTA_REDIS_URL": redis_url,
-            "CERTA_REDIS_KEY_PREFIX": prefix,
-            "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant; authentication is tests/api/test_auth.py
-            "CERTA_LOG_FORMAT": "text",
-            "CERTA_LOG_LEVEL": "WARNING",
-            "CERTA_DRAIN_TIMEOUT_S": "1",
-            "OTEL_SDK_DISABLED": "true",
-            **(env or {}),
-        }
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "certa_bench.load", "controller", "--stats", str(self.stats_path)],
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = certa_serve(
+            {
+                "CERTA_LISTEN_ADDRESS": self.address,
+                "CERTA_BACKENDS": f"instant=scripted://?books={self.books_path}",
+                "CERTA_REDIS_URL": redis_url,
+                "CERTA_REDIS_KEY_PREFIX": prefix,
+                "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant; authentication: tests/api/test_auth.py
+                "CERTA_LOG_FORMAT": "text",
+                "CERTA_LOG_LEVEL": "WARNING",
+                "CERTA_DRAIN_TIMEOUT_S": "1",
+                "OTEL_SDK_DISABLED": "true",
+                **(env or {}),
+            },
+            self.log_path,
+        )
         wait_serving(self.address, self.process, self.log_path)
 
     @property
@@ -254,7 +198,7 @@ class ControllerProcess:
                 self.process.kill()
                 self.process.wait()
                 raise RuntimeError(f"controller did not stop on SIGTERM:\n{tail(self.log_path)}") from None
-        return json.loads(self.stats_path.read_text())
+        return json.loads(self.books_path.read_text())
 
 
 class ServeProcess:
@@ -264,9 +208,7 @@ class ServeProcess:
         self.name = name
         self.port = free_port()
         self.log_path = work / f"{prefix}-{name}.log"
-        certa = Path(sys.executable).parent / "certa"
         environment = {
-            **{key: value for key, value in os.environ.items() if not key.startswith(("CERTA_", "OTEL_"))},
             "CERTA_LISTEN_ADDRESS": self.address,
             "CERTA_BACKENDS": f"trtllm=triton://{triton_url}",
             "CERTA_REDIS_URL": redis_url,
@@ -279,10 +221,7 @@ class ServeProcess:
             "CERTA_DRAIN_TIMEOUT_S": "1",
             "OTEL_SDK_DISABLED": "true",
         }
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(certa), "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT
-            )
+        self.process = certa_serve(environment, self.log_path)
         wait_serving(self.address, self.process, self.log_path)
 
     @property
@@ -478,11 +417,15 @@ async def load_run(redis: RedisServer, work: Path, args: argparse.Namespace, poo
         requests = [load_request("load", i) for i in range(args.requests)]
         cpu_before, redis_before = controller.cpu_seconds(), cpu_seconds(redis.pid)
         own_before = resource.getrusage(resource.RUSAGE_SELF)
+        profile = Path(args.profile.format(pool=pool_size)) if args.profile else None
+        profiler = Profiler(controller.process.pid, profile) if profile is not None else None
         started = time.perf_counter()
         outcomes = await run_wave(
             address, requests, concurrency=args.concurrency, channels=args.channels, timeout_s=args.timeout
         )
         wall_s = time.perf_counter() - started
+        if profiler is not None:
+            profiler.stop()
         cpu_s = controller.cpu_seconds() - cpu_before
         redis_cpu_s = cpu_seconds(redis.pid) - redis_before
         own_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -892,6 +835,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fault-requests", type=int, default=20, help="requests in flight in each fault scenario")
     parser.add_argument("--no-faults", dest="faults", action="store_false", help="skip the fault scenarios")
     parser.add_argument("--scripted-triton", default="", help="the scripted Triton model repository")
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="FILE",
+        help="record the controller with py-spy during each measured run ({pool} in FILE: the pool size)",
+    )
     parser.add_argument("--out", default="bench-results/load.json", help="JSON results ('' for none)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target (no error, nothing lost) is missed")
     args = parser.parse_args(argv)
@@ -900,9 +849,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["controller"]:
-        return controller_main(argv[1:])
     args = parse_args(argv)
     report = asyncio.run(campaign(args))
     if args.out:
@@ -917,38 +863,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failures:
         print(f"targets missed: {'; '.join(failures)}")
     return 1 if failures and args.check else 0
-
-
-# -- the controller process ---------------------------------------------------------------------------------------
-
-
-def controller_main(argv: Sequence[str]) -> int:
-    """`python -m certa_bench.load controller --stats FILE`: `CertaServer` with an `InstantBackend`, until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m certa_bench.load controller")
-    parser.add_argument("--stats", required=True, help="where to write the backend's books on exit")
-    args = parser.parse_args(argv)
-
-    from certa.cli import setup_logging
-    from certa.config import load_settings
-    from certa.server import CertaServer
-
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format)
-    backend = InstantBackend()
-
-    async def serve() -> None:
-        server = CertaServer(settings, {settings.backends[0].name: backend})
-        await server.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        await server.stop()
-
-    asyncio.run(serve())
-    Path(args.stats).write_text(json.dumps(backend.stats()))
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Mapping
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,12 +26,14 @@ from certa.api.grpc.servicer import ReasoningServicer
 from certa.api.tls import RotatingServerCredentials
 from certa.backends.factory import build_backend
 from certa.backends.port import Backend
-from certa.config import Settings
+from certa.backends.url_options import UrlOptions
+from certa.config import BackendSpec, Settings
 from certa.core.errors import CertaError, InvalidArgument
 from certa.observability.telemetry import Telemetry
 from certa.service import SolveService
 from certa.store import StateStore, build_budget_pools, build_quota_ledger, build_store
 from certa.tenants import TenantPolicies
+from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -49,11 +52,26 @@ def build_backends(settings: Settings, telemetry: Telemetry | None = None) -> di
         )
     metadata_provider = (telemetry or Telemetry.disabled()).trace_metadata
     return {
-        spec.name: build_backend(
+        spec.name: scripted_backend(spec)
+        if spec.scheme == SCRIPTED_SCHEME
+        else build_backend(
             spec, connect_timeout_s=settings.backend_connect_timeout_s, metadata_provider=metadata_provider
         )
         for spec in settings.backends
     }
+
+
+SCRIPTED_SCHEME = "scripted"
+
+
+def scripted_backend(spec: BackendSpec) -> Backend:
+    """`scripted://[?books=FILE]`: the scripted model of `certa.testing` instead of a model server, for load
+    campaigns (`make bench-load`) that measure the controller alone; `books` is where it writes what it generated
+    when the server stops."""
+    options = UrlOptions(spec)
+    books = options.optional_text("books")
+    options.finish()
+    return ScriptedBackend(name=spec.name, record=False, books_path=Path(books) if books else None)
 
 
 class CertaServer:

@@ -9,21 +9,30 @@ every segment, tokens spent by purpose (the driver re-derives the totals), and, 
 emits while replaying, the probe history.
 
 `Recorder` writes one run's journal entries, its events and the latest partial result to the store, in order and
-in batches: a checkpoint waits until its entry is stored (a strategy never continues past an unrecorded round),
-events go out as soon as the previous write returns. A write that fails is reported at the next checkpoint or at
-the finish, so a run never succeeds with a checkpoint missing.
+in batches, one store round trip per batch: a checkpoint waits until its entry is stored (a strategy never continues
+past an unrecorded round) and carries every event queued before it; events queued between checkpoints go out at
+most `event_flush_s` later. Text events of a batch are coalesced: consecutive `TextDelta`s become one per sample
+(its text joined, its token count the last one), never across a journal entry or another event, so a client reads
+the same text in the same order and the checkpoint boundary a resumption cuts the stream at is where it was. The
+partial result (`summarize`, O(text)) is written with a checkpoint at most every `summary_interval_s`: it only
+serves readers on other replicas while the run goes on (a resumption rebuilds from the journal, the finish writes
+the final one). A write that fails is reported at the next checkpoint or at the finish, so a run never succeeds
+with a checkpoint missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from certa.core.errors import CertaError, CorruptState
+from certa.core.report import RuntimeEvent, TextDelta
 from certa.core.types import FinishReason, Outcome, Segment
+from certa.store.requests import values
 from certa.store.requests.codec import failure_of, restore_error
 from certa.store.requests.port import Append, Failure, Finish, RequestKey, StateStore, Status
 
@@ -101,6 +110,35 @@ def _error_fields(error: CertaError) -> tuple[str, str]:
     return failure.kind, failure.message
 
 
+EVENT_FLUSH_S = 0.05
+"""How long an event may wait for the next checkpoint to carry it before it is written on its own."""
+SUMMARY_INTERVAL_S = 1.0
+"""How stale the stored partial result of a running request may be (readers on other replicas)."""
+
+_Pending = tuple[bool, "Reply | RuntimeEvent"]  # (is a journal entry, the entry or the event), in order
+
+
+def coalesce(events: Sequence[RuntimeEvent]) -> list[RuntimeEvent]:
+    """`events` with each run of consecutive `TextDelta`s merged into one per sample, in order of first appearance:
+    every sample's text is kept whole and in order, and so is the order of the other events."""
+    merged: list[RuntimeEvent] = []
+    texts: dict[int, int] = {}  # sample -> index in `merged` of the current run's delta
+    for event in events:
+        if not isinstance(event, TextDelta):
+            merged.append(event)
+            texts.clear()
+            continue
+        at = texts.get(event.sample_index)
+        if at is None:
+            texts[event.sample_index] = len(merged)
+            merged.append(event)
+            continue
+        earlier = merged[at]
+        assert isinstance(earlier, TextDelta)
+        merged[at] = TextDelta(event.sample_index, earlier.text + event.text, event.path_tokens)
+    return merged
+
+
 class Recorder:
     """The store writer of one run this replica owns."""
 
@@ -113,6 +151,9 @@ class Recorder:
         writes: int = 0,
         summarize: Callable[[], bytes] = lambda: b"",
         on_written: Callable[[], None] = lambda: None,
+        event_flush_s: float = EVENT_FLUSH_S,
+        summary_interval_s: float = SUMMARY_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._key = key
@@ -120,21 +161,25 @@ class Recorder:
         self._writes = writes
         self._summarize = summarize
         self._on_written = on_written
-        self._pending: list[tuple[bool, bytes]] = []  # (is a journal entry, payload), in order
+        self._event_flush_s = event_flush_s
+        self._summary_interval_s = summary_interval_s
+        self._clock = clock
+        self._summarized_at: float | None = None
+        self._pending: list[_Pending] = []
         self._lock = asyncio.Lock()
         self._failure: CertaError | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._cancel_requested = False
 
-    def event(self, event: bytes) -> None:
-        """Queue an event; it is written with the next batch, which starts as soon as the store is free."""
+    def event(self, event: RuntimeEvent) -> None:
+        """Queue an event; it is written with the next checkpoint, or on its own `event_flush_s` from now."""
         self._pending.append((False, event))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_in_background())
 
     async def checkpoint(self, reply: Reply) -> bool:
         """Store a journal entry (with the events before it and the partial result); True if cancel was asked."""
-        self._pending.append((True, encode_reply(reply)))
+        self._pending.append((True, reply))
         await self._flush()
         return self._cancel_requested
 
@@ -166,9 +211,17 @@ class Recorder:
 
     async def _flush_in_background(self) -> None:
         try:
+            await asyncio.sleep(self._event_flush_s)
             await self._flush()
         except CertaError as error:
             self._failure = self._failure or error  # reported by the next checkpoint or the finish
+
+    def _due_summary(self) -> bytes | None:
+        now = self._clock()
+        if self._summarized_at is not None and now - self._summarized_at < self._summary_interval_s:
+            return None
+        self._summarized_at = now
+        return self._summarize()
 
     async def _flush(self) -> None:
         async with self._lock:
@@ -177,13 +230,27 @@ class Recorder:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            last_entry = max((index for index, (is_entry, _) in enumerate(batch) if is_entry), default=-1)
+            journal: list[bytes] = []
+            events: list[bytes] = []
+            checkpointed_events = 0
+            run: list[RuntimeEvent] = []  # events since the last journal entry
+            for is_entry, item in batch:
+                if is_entry:
+                    assert isinstance(item, Reply)
+                    events += [values.encode(event) for event in coalesce(run)]
+                    run = []
+                    checkpointed_events = len(events)
+                    journal.append(encode_reply(item))
+                else:
+                    assert not isinstance(item, Reply)
+                    run.append(item)
+            events += [values.encode(event) for event in coalesce(run)]
             append = Append(
                 write=self._writes + 1,
-                journal=[payload for is_entry, payload in batch if is_entry],
-                events=[payload for is_entry, payload in batch if not is_entry],
-                checkpointed_events=sum(1 for is_entry, _ in batch[: last_entry + 1] if not is_entry),
-                summary=self._summarize() if last_entry >= 0 else None,
+                journal=journal,
+                events=events,
+                checkpointed_events=checkpointed_events,
+                summary=self._due_summary() if journal else None,
             )
             try:
                 self._cancel_requested = (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 
 from certa.core.budget_pool import PoolPolicy
 from certa.core.errors import InvalidArgument, Overloaded, QuotaExceeded, StoreUnavailable
@@ -20,6 +22,8 @@ class Admission:
         self._max_concurrent = max_concurrent_requests
         self._quotas = quotas
         self._policies = policies
+        self._unspent: defaultdict[str, int] = defaultdict(int)  # tokens per tenant not yet booked
+        self._spender: asyncio.Task[None] | None = None
 
     def check(self, spec: SolveSpec, tenant: str, in_flight: int) -> None:
         """Refuse a request this replica has no room for or its tenant may not send (nothing is reserved)."""
@@ -64,11 +68,34 @@ class Admission:
         await self._quotas.admit(tenant, request_id, policy.max_in_flight, policy.tokens_per_minute)
 
     async def release(self, tenant: str, request_id: str) -> None:
-        """Release an in-flight slot; if the store is down the slot goes stale by itself (after the state TTL)."""
+        """Release an in-flight slot (once the tokens spent so far are booked); if the store is down the slot goes
+        stale by itself (after the state TTL)."""
+        await self.spent()
         try:
             await self._quotas.release(tenant, request_id)
         except StoreUnavailable as error:
             log.warning("tenant %s: in-flight slot of %s not released: %s", tenant, request_id, error)
 
-    async def spend(self, tenant: str, tokens: int) -> None:
-        await self._quotas.spend(tenant, tokens)
+    def spend(self, tenant: str, tokens: int) -> None:
+        """Book tokens against the tenant's per-minute quota, in the background: spends queued while a write is in
+        flight are added up per tenant and written together (one store round trip for many rounds). If the store is
+        down they are lost (logged): the quota is a rate limit, the request's own record keeps its usage."""
+        if tokens <= 0:
+            return
+        self._unspent[tenant] += tokens
+        if self._spender is None or self._spender.done():
+            self._spender = asyncio.ensure_future(self._book())
+
+    async def spent(self) -> None:
+        """Wait until the tokens spent so far are booked."""
+        if self._spender is not None:
+            await asyncio.shield(self._spender)
+
+    async def _book(self) -> None:
+        while self._unspent:
+            unspent, self._unspent = self._unspent, defaultdict(int)
+            for tenant, tokens in unspent.items():
+                try:
+                    await self._quotas.spend(tenant, tokens)
+                except StoreUnavailable as error:
+                    log.warning("tenant %s: %d tokens not booked against its quota: %s", tenant, tokens, error)

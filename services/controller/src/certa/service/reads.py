@@ -56,7 +56,17 @@ class Reads:
                 await run.changed(REMOTE_POLL_S)
             else:
                 await asyncio.sleep(REMOTE_POLL_S)
-                await self._runs.adopt_if_orphaned(await self.read(key))
+                await self._adopt_if_orphaned(key)
+
+    async def _adopt_if_orphaned(self, key: RequestKey) -> None:
+        """Resume the request here if it runs and nobody holds its lease; watches the lease, reads the record only
+        when it is free."""
+        holder = await self._store.holder(key)
+        if holder is None:
+            raise NotFound(f"no request with id {key.request_id!r} (unknown, or expired)")
+        status, owner = holder
+        if status is Status.RUNNING and not owner:
+            await self._runs.adopt_if_orphaned(await self.read(key))
 
     async def _finished(self, key: RequestKey) -> Finished:
         stored = await self.read(key)

@@ -175,14 +175,14 @@ class Runs:
 
         async def checkpoint(reply: Reply) -> bool:
             cancel = await run.recorder.checkpoint(reply)
-            await self._admission.spend(tenant, reply.outcome.tokens)
+            self._admission.spend(tenant, reply.outcome.tokens)
             return cancel
 
         run.driver = Driver(
             self._backends[spec.backend],
             record.model,
             token_budget=spec.token_budget,
-            on_event=lambda event: run.recorder.event(values.encode(event)),
+            on_event=run.recorder.event,
             telemetry=self._telemetry,
             replay=replay,
             checkpoint=checkpoint,

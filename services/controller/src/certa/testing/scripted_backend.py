@@ -1,14 +1,21 @@
-"""An in-process backend driven by `ScriptedModel`, for unit tests of the runtime and the API.
+"""An in-process backend driven by `ScriptedModel`, for unit tests of the runtime and the API, and the instant model
+of the load campaign (`CERTA_BACKENDS=NAME=scripted://`, see `certa.server`).
 
-It streams one token (one character) per delta, honours `[[slow:S]]` and `[[fail-after:N]]`, reports prompt
-tokens, and records every request it served and every call that was cancelled.
+It streams one token (one character) per delta, handing the event loop over before each one as a network stream
+does, honours `[[slow:S]]` and `[[fail-after:N]]`, reports prompt tokens, and records every request it served and
+every call that was cancelled (unless `record` is off: a long load would keep them all). It keeps the books a load
+campaign checks the controller's records against: calls, tokens handed over, and the time spent in its own code
+(`busy_s`, without the hand-overs); `close()` writes them as JSON to `books_path` when one is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from certa.backends.port import Delta
 from certa.core.errors import BackendError, BackendUnavailable
@@ -25,37 +32,51 @@ class ScriptedBackend:
     chat_template_source: str | None = None
     requests: list[GenerationRequest] = field(default_factory=list)
     cancelled: list[GenerationRequest] = field(default_factory=list)
+    record: bool = True
+    books_path: Path | None = None
+    calls: int = 0
+    tokens: int = 0
+    busy_s: float = 0.0
 
     async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
         if not self.available:
             raise BackendUnavailable(self.name, "scripted backend switched off")
-        self.requests.append(request)
+        started = time.perf_counter()
+        self.calls += 1
+        if self.record:
+            self.requests.append(request)
         prompt = prompt_text(request.prompt)
         directives = Directives.parse(prompt)
         text, finished = self.model.completion(prompt, request.max_tokens, request.sampling.seed)
         fail_at = self.model.failure_offset(prompt, request.sampling.seed)
+        self.busy_s += time.perf_counter() - started
         try:
             for position, char in enumerate(text):
                 if fail_at is not None and position >= fail_at:
                     raise BackendError(self.name, f"scripted failure after {position} tokens")
-                if directives.slow_s:
-                    await asyncio.sleep(directives.slow_s)
-                else:
-                    await asyncio.sleep(0)
+                await asyncio.sleep(directives.slow_s)  # 0: hand the loop over once per token
+                started = time.perf_counter()
                 last = position == len(text) - 1
                 finish = (FinishReason.STOP if finished else FinishReason.LENGTH) if last else None
-                yield Delta(
+                delta = Delta(
                     text=char,
                     tokens=1,
                     token_ids=(ord(char),),
                     finish=finish,
                     prompt_tokens=len(prompt) if last else 0,
                 )
+                self.tokens += 1  # counted as handed over: the consumer accounts it before it can be cancelled
+                self.busy_s += time.perf_counter() - started
+                yield delta
             if not text:
                 yield Delta(text="", tokens=0, token_ids=(), finish=FinishReason.STOP, prompt_tokens=len(prompt))
         except asyncio.CancelledError:
-            self.cancelled.append(request)
+            if self.record:
+                self.cancelled.append(request)
             raise
+
+    def books(self) -> dict[str, float]:
+        return {"calls": self.calls, "tokens": self.tokens, "busy_s": self.busy_s}
 
     async def check_ready(self) -> None:
         if not self.available:
@@ -65,4 +86,5 @@ class ScriptedBackend:
         return self.chat_template_source
 
     async def close(self) -> None:
-        return None
+        if self.books_path is not None:
+            self.books_path.write_text(json.dumps(self.books()))

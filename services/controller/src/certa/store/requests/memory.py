@@ -111,6 +111,12 @@ class MemoryStore:
         entry = self._entry(key)
         return self._stored(key, entry) if entry is not None else None
 
+    async def holder(self, key: RequestKey) -> tuple[Status, str] | None:
+        entry = self._entry(key)
+        if entry is None:
+            return None
+        return Status(entry.fields[b"status"].decode()), entry.owner
+
     async def claim(self, key: RequestKey, owner: str) -> Claim | None:
         entry = self._entry(key)
         if entry is None or entry.owner or entry.fields.get(b"status") != Status.RUNNING.value.encode():

@@ -169,6 +169,10 @@ class StateStore(Protocol):
 
     async def read(self, key: RequestKey) -> StoredRequest | None: ...
 
+    async def holder(self, key: RequestKey) -> tuple[Status, str] | None:
+        """A request's status and the replica holding its lease (`""` when none does), without reading its record:
+        what a follower on another replica watches. None when the request is unknown."""
+
     async def claim(self, key: RequestKey, owner: str) -> Claim | None:
         """Take over a running request whose lease has expired; None when it is owned, finished or unknown."""
 

@@ -253,6 +253,24 @@ class RedisStore:
             return None
         return read_request(meta, key, fields, owner.decode() if owner else "")
 
+    async def holder(self, key: RequestKey) -> tuple[Status, str] | None:
+        meta, lease = self.keys(key)[:2]
+
+        async def run() -> tuple[Any, Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hget(meta, "status")
+                pipe.get(lease)
+                status, owner = await pipe.execute()
+            return status, owner
+
+        status, owner = await self.call("holder", key, run)
+        if status is None:
+            return None
+        try:
+            return Status(status.decode()), owner.decode() if owner else ""
+        except ValueError:
+            raise CorruptState(meta, f"unknown status {status!r}") from None
+
     async def claim(self, key: RequestKey, owner: str) -> Claim | None:
         keys = self.keys(key)
         claimed = await self.call(
