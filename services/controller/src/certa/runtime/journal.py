@@ -10,8 +10,12 @@ emits while replaying, the probe history.
 
 `Recorder` writes one run's journal entries, its events and the latest partial result to the store, in order and
 in batches, one store round trip per batch: a checkpoint waits until its entry is stored (a strategy never continues
-past an unrecorded round) and carries every event queued before it; events queued between checkpoints go out at
-most `event_flush_s` later. Text events of a batch are coalesced: consecutive `TextDelta`s become one per sample
+past an unrecorded round) and carries every event queued before it; events queued between checkpoints go out on
+their own at most `event_flush_s` later while a client follows the run on this replica (`followed`), at most
+`idle_flush_s` later otherwise (a follower on another replica, or a client attaching later, reads them from the
+store; with a model of ordinary speed, the next checkpoint comes first and carries them).
+
+Text events of a batch are coalesced: consecutive `TextDelta`s become one per sample
 (its text joined, its token count the last one), never across a journal entry or another event, so a client reads
 the same text in the same order and the checkpoint boundary a resumption cuts the stream at is where it was. The
 partial result (`summarize`, O(text)) is written with a checkpoint at most every `summary_interval_s`: it only
@@ -111,7 +115,9 @@ def _error_fields(error: CertaError) -> tuple[str, str]:
 
 
 EVENT_FLUSH_S = 0.05
-"""How long an event may wait for the next checkpoint to carry it before it is written on its own."""
+"""How long an event may wait for the next checkpoint before it is written on its own, while a client follows here."""
+IDLE_FLUSH_S = 1.0
+"""The same when nobody follows the run on this replica."""
 SUMMARY_INTERVAL_S = 1.0
 """How stale the stored partial result of a running request may be (readers on other replicas)."""
 
@@ -151,7 +157,9 @@ class Recorder:
         writes: int = 0,
         summarize: Callable[[], bytes] = lambda: b"",
         on_written: Callable[[], None] = lambda: None,
+        followed: Callable[[], bool] = lambda: True,
         event_flush_s: float = EVENT_FLUSH_S,
+        idle_flush_s: float = IDLE_FLUSH_S,
         summary_interval_s: float = SUMMARY_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -161,7 +169,9 @@ class Recorder:
         self._writes = writes
         self._summarize = summarize
         self._on_written = on_written
+        self._followed = followed
         self._event_flush_s = event_flush_s
+        self._idle_flush_s = idle_flush_s
         self._summary_interval_s = summary_interval_s
         self._clock = clock
         self._summarized_at: float | None = None
@@ -172,10 +182,11 @@ class Recorder:
         self._cancel_requested = False
 
     def event(self, event: RuntimeEvent) -> None:
-        """Queue an event; it is written with the next checkpoint, or on its own `event_flush_s` from now."""
+        """Queue an event; it is written with the next checkpoint, or on its own a flush interval from now."""
         self._pending.append((False, event))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush_in_background())
+            delay_s = self._event_flush_s if self._followed() else self._idle_flush_s
+            self._flusher = asyncio.ensure_future(self._flush_in_background(delay_s))
 
     async def checkpoint(self, reply: Reply) -> bool:
         """Store a journal entry (with the events before it and the partial result); True if cancel was asked."""
@@ -209,9 +220,9 @@ class Recorder:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
 
-    async def _flush_in_background(self) -> None:
+    async def _flush_in_background(self, delay_s: float) -> None:
         try:
-            await asyncio.sleep(self._event_flush_s)
+            await asyncio.sleep(delay_s)
             await self._flush()
         except CertaError as error:
             self._failure = self._failure or error  # reported by the next checkpoint or the finish

@@ -69,6 +69,7 @@ class LocalRun:
     error: CertaError | None = None  # set with the final state: why the run failed
     lease_lost: bool = False  # the heartbeat found another replica holding the lease
     stopped_by_shutdown: bool = False  # cancelled because the replica drains, not by its client
+    followers: int = 0  # clients streaming its events from this replica (they get text sooner)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     @property
@@ -138,6 +139,7 @@ class Runs:
             writes=claim.writes,
             summarize=lambda: values.encode(run.driver.snapshot()) if run.driver is not None else b"",
             on_written=run.notify,
+            followed=lambda: run.followers > 0,
         )
         self.local[key] = run
         run.task = asyncio.create_task(self._execute(run, claim, trace_context))

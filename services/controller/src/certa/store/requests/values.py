@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import types
 import typing
@@ -58,6 +59,11 @@ def _registry() -> dict[str, type]:
 _CLASSES = _registry()
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(item.name for item in dataclasses.fields(cls))
+
+
 def _plain(value: object) -> Any:
     if isinstance(value, CertaError):
         failure = failure_of(value)
@@ -66,8 +72,8 @@ def _plain(value: object) -> Any:
         return {"_e": type(value).__name__, "v": value.value}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         encoded = {"_": type(value).__name__}
-        for item in dataclasses.fields(value):
-            encoded[item.name] = _plain(getattr(value, item.name))
+        for name in _field_names(type(value)):
+            encoded[name] = _plain(getattr(value, name))
         return encoded
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
