@@ -18,7 +18,7 @@ from certa.runtime.journal import Recorder, Reply, ReplyKind, coalesce
 from certa.service import Finished, FollowedEvent, SolveService
 from certa.store.requests import values
 from certa.store.requests.memory import MemoryStore
-from certa.store.requests.port import Append, RequestKey, RequestRecord, Status
+from certa.store.requests.port import Append, Failure, RequestKey, RequestRecord, Status
 from certa.testing.scripted_backend import ScriptedBackend
 
 pytestmark = pytest.mark.unit
@@ -129,7 +129,8 @@ async def test_after_a_resumption_no_text_a_client_received_is_lost_and_none_is_
 
 
 class GatedStore(MemoryStore):
-    """Holds its first append until `gate` opens, and keeps every append it was given."""
+    """Applies its first append, then holds the reply until `gate` opens (as Redis applies a command whose caller
+    is cancelled meanwhile); keeps every append it was given."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -138,9 +139,16 @@ class GatedStore(MemoryStore):
 
     async def append(self, key: RequestKey, owner: str, append: Append) -> bool:
         self.appends.append(append)
+        cancel = await super().append(key, owner, append)
         if len(self.appends) == 1:
             await self.gate.wait()
-        return await super().append(key, owner, append)
+        return cancel
+
+
+async def in_flight(store: GatedStore, writes: int) -> None:
+    async with asyncio.timeout(5):
+        while len(store.appends) < writes:
+            await asyncio.sleep(0)
 
 
 async def test_a_batch_coalesces_text_on_each_side_of_a_journal_entry_never_across_it() -> None:
@@ -152,11 +160,12 @@ async def test_a_batch_coalesces_text_on_each_side_of_a_journal_entry_never_acro
     reply = Reply(ReplyKind.WAIT, 0, Outcome(Segment("abc"), 3, FinishReason.LENGTH))
     recorder.event(TextDelta(0, "a", 1))
     first = asyncio.create_task(recorder.checkpoint(reply))
-    await asyncio.sleep(0)  # the first write is in flight (held by the store)
+    await in_flight(store, 1)  # the first write is held by the store
     for index, text in enumerate("bc", start=2):
         recorder.event(TextDelta(0, text, index))
     second = asyncio.create_task(recorder.checkpoint(replace(reply, handle=1)))
-    await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)  # the second checkpoint's entry is queued
     for index, text in enumerate("de", start=4):
         recorder.event(TextDelta(0, text, index))  # produced after the second entry, by a call still running
     store.gate.set()
@@ -168,3 +177,20 @@ async def test_a_batch_coalesces_text_on_each_side_of_a_journal_entry_never_acro
     ]
     assert batches == [(["a"], 1), (["bc", "de"], 1)]
     assert [entry.event for entry in await store.events(key, "")] == [a for b in store.appends for a in b.events]
+
+
+async def test_a_checkpoint_cancelled_mid_write_still_counts_it_so_the_finish_is_applied() -> None:
+    store = GatedStore()
+    key = RequestKey("acme", "deadline")
+    await store.create(RequestRecord(key, "f", b"{}", "prompt", "plain", "scripted", "m", 1.0, 2.0), "replica-a")
+    recorder = Recorder(store, key, "replica-a")
+    checkpoint = asyncio.create_task(
+        recorder.checkpoint(Reply(ReplyKind.WAIT, 0, Outcome(Segment("abc"), 3, FinishReason.LENGTH)))
+    )
+    await in_flight(store, 1)  # the write is held by the store when the run's deadline cancels the checkpoint
+    checkpoint.cancel()
+    store.gate.set()
+    await asyncio.gather(checkpoint, return_exceptions=True)
+    await recorder.finish(Status.FAILED, b"partial", Failure("deadline", "deadline exceeded"))
+    stored = await store.read(key)
+    assert stored is not None and (stored.status, stored.summary) == (Status.FAILED, b"partial")

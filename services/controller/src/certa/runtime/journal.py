@@ -235,6 +235,13 @@ class Recorder:
         return self._summarize()
 
     async def _flush(self) -> None:
+        """Write what is pending. A caller cancelled meanwhile (the run's deadline) does not cancel the write: the
+        store may have applied it, and the next write (the finish) must know its number to be applied at all."""
+        writing = asyncio.ensure_future(self._write_pending())
+        writing.add_done_callback(lambda done: done.cancelled() or done.exception())  # kept in `_failure`
+        await asyncio.shield(writing)
+
+    async def _write_pending(self) -> None:
         async with self._lock:
             if self._failure is not None:
                 raise self._failure
