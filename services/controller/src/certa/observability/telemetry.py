@@ -1,8 +1,13 @@
-"""Traces and metrics (OpenTelemetry): the only module of Certa that imports opentelemetry.
+"""Traces and metrics (OpenTelemetry); with `certa.observability.logs`, the only modules that import opentelemetry.
 
 A `Telemetry` holds one tracer, the metric instruments and the W3C trace-context propagator. The composition root
 builds it from the standard `OTEL_*` variables (`Telemetry.from_environment`) and injects it into the service, the
-driver and the servicer; tests build one over an in-memory exporter and reader. Without an exporter (or with
+driver and the servicer; tests build one over an in-memory exporter and reader.
+
+Names follow the OpenTelemetry semantic conventions where one exists: the gRPC server span and `rpc.*` attributes
+come from OpenTelemetry's gRPC instrumentation (`grpc_server_interceptor`), the RPC metrics from `certa.observability
+.rpc`, a backend call is a CLIENT span with `gen_ai.*` attributes and the GenAI client metrics (`certa.observability
+.genai`). Certa's own attributes and metrics are under `certa.*`. Without an exporter (or with
 `OTEL_SDK_DISABLED=true`) the providers are OpenTelemetry's no-op ones, so instrumentation costs next to nothing.
 
 Exporting never slows a request: spans go through a `BatchSpanProcessor` (bounded queue, `OTEL_BSP_*`; spans are
@@ -21,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -28,7 +34,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -36,6 +42,9 @@ from certa.core.commands import Decision, QuestionFinished
 from certa.core.errors import CertaError, DeadlineExceeded, InvalidArgument, SolveInterrupted
 from certa.core.report import SolveReport
 from certa.core.types import FinishReason, GenerationRequest, ProbeRecord, StopReason
+from certa.observability import genai
+from certa.observability.genai import GenAiClientMetrics
+from certa.observability.rpc import RpcMetrics
 
 DEFAULT_SERVICE_NAME = "certa"
 PROBE_ANSWER_MAX_CHARS = 32  # a probe's extracted answer (e.g. "18") is kept; anything longer is cut
@@ -59,6 +68,10 @@ class _Instruments:
         )
         self.tokens_saved = meter.create_counter(
             "certa.tokens.saved", description="Path tokens not generated compared with the full token budget"
+        )
+        self.early_exit_tokens_saved = meter.create_counter(
+            "certa.early_exit.tokens.saved",
+            description="Budget early-exited paths left unspent: their token budget less their path and probe tokens",
         )
         self.probes = meter.create_counter("certa.probes", description="Certainty probes taken")
         self.early_exits = meter.create_counter("certa.early_exits", description="Paths stopped because certain")
@@ -150,8 +163,13 @@ class Telemetry:
         *,
         on_shutdown: Sequence[Callable[[], object]] = (),
     ) -> None:
-        self.tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("certa")
-        self._metrics = _Instruments((meter_provider or metrics.NoOpMeterProvider()).get_meter("certa"))
+        self._tracer_provider = tracer_provider or trace.NoOpTracerProvider()
+        self.tracer = self._tracer_provider.get_tracer("certa")
+        meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter("certa")
+        self._metrics = _Instruments(meter)
+        self._genai = GenAiClientMetrics(meter)
+        self.rpc = RpcMetrics(meter)
+        self._providers: dict[str, str] = {}
         self._propagator = TraceContextTextMapPropagator()
         self._on_shutdown = tuple(on_shutdown)
 
@@ -203,7 +221,22 @@ class Telemetry:
         for stop in self._on_shutdown:
             stop()
 
+    def grpc_server_interceptor(self) -> grpc.aio.ServerInterceptor:
+        """OpenTelemetry's gRPC server instrumentation on this telemetry's tracer: one SERVER span per RPC with the
+        `rpc.*` attributes, a child of the caller's W3C trace context."""
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        return aio_server_interceptor(tracer_provider=self._tracer_provider)
+
+    def register_backend(self, name: str, provider: str) -> None:
+        """The `gen_ai.provider.name` of backend `name`'s calls (see `certa.observability.genai`)."""
+        self._providers[name] = provider
+
     # -- trace context -------------------------------------------------------------------------------------------
+
+    def current_context(self) -> TraceContext:
+        """The active context (inside an RPC: its server span), for work that continues in another task."""
+        return otel_context.get_current()
 
     def extract(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> TraceContext:
         """The caller's W3C trace context from gRPC metadata (an empty context when there is none)."""
@@ -276,6 +309,14 @@ class Telemetry:
         )
         strategy = {"strategy": solve.strategy}
         self._metrics.tokens_saved.add(report.tokens_saved_vs_budget, strategy)
+        if early_exits and report.complete and report.batch is None:
+            unspent = sum(
+                max(report.token_budget - sample.path_tokens - sample.probe_tokens, 0)
+                for sample in report.samples
+                if sample.stop_reason is StopReason.CERTAIN
+            )
+            solve.span.set_attribute("certa.early_exit.tokens.saved", unspent)
+            self._metrics.early_exit_tokens_saved.add(unspent, strategy)
         self._metrics.probes.add(len(report.probes), strategy)
         self._metrics.early_exits.add(early_exits, strategy)
         self._metrics.probes_per_request.record(len(report.probes), labels)
@@ -343,16 +384,21 @@ class Telemetry:
     # -- backend calls -------------------------------------------------------------------------------------------
 
     @contextmanager
-    def backend_call(self, backend: str, request: GenerationRequest) -> Iterator[CallSpan]:
-        """The `certa.generate` span around one backend call (current inside it, so `trace_metadata` sends its
-        context to the server), its latency and its tokens. A cancelled call is not an error."""
+    def backend_call(self, backend: str, model: str, request: GenerationRequest) -> Iterator[CallSpan]:
+        """The CLIENT span around one backend call (current inside it, so `trace_metadata` sends its context to the
+        server), named and attributed by the GenAI conventions, with Certa's details under `certa.*`; its latency
+        and tokens as metrics. A cancelled call is not an error."""
         purpose = str(request.purpose)
+        provider = self._providers.get(backend, genai.OTHER_PROVIDER)
         call = CallSpan()
         started = time.perf_counter()
         cancelled = False
+        error_type: str | None = None
         with self.tracer.start_as_current_span(
-            "certa.generate",
+            genai.span_name(model),
+            kind=SpanKind.CLIENT,
             attributes={
+                **genai.request_attributes(provider, model, request.max_tokens),
                 "certa.backend": backend,
                 "certa.purpose": purpose,
                 "certa.sample_index": request.sample_index,
@@ -367,24 +413,36 @@ class Telemetry:
                 cancelled = True
                 raise
             except Exception as error:
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                span.set_attribute("error.type", type(error).__name__)
+                error_type = type(error).__name__
+                span.set_status(Status(StatusCode.ERROR, error_type))
+                span.set_attribute("error.type", error_type)
                 raise
             finally:
                 finish = FinishReason.CANCELLED if cancelled else call.finish
                 finish_label = str(finish) if finish is not None else "error"
                 span.set_attributes(
                     {
+                        "gen_ai.usage.input_tokens": call.prompt_tokens,
+                        "gen_ai.usage.output_tokens": call.tokens,
+                        "gen_ai.response.finish_reasons": (finish_label,),
                         "certa.tokens.generated": call.tokens,
                         "certa.tokens.prompt": call.prompt_tokens,
                         "certa.finish_reason": finish_label,
                         "certa.cancelled": cancelled,
                     }
                 )
+                duration_s = time.perf_counter() - started
                 self._metrics.tokens_generated.add(call.tokens, {"purpose": purpose, "backend": backend})
                 self._metrics.backend_duration.record(
-                    time.perf_counter() - started,
-                    {"purpose": purpose, "backend": backend, "finish_reason": finish_label},
+                    duration_s, {"purpose": purpose, "backend": backend, "finish_reason": finish_label}
+                )
+                self._genai.record(
+                    provider=provider,
+                    model=model,
+                    input_tokens=call.prompt_tokens,
+                    output_tokens=call.tokens,
+                    duration_s=duration_s,
+                    error_type=error_type,
                 )
 
 

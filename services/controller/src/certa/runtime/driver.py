@@ -328,7 +328,7 @@ class Driver:
         """`_consume` inside the call's `certa.generate` span, the span the backend's metadata provider sends."""
         if call.request.max_tokens <= 0:  # nothing to generate: the backend is not called
             return await self._consume(call)
-        with self._telemetry.backend_call(self._backend.name, call.request) as observed:
+        with self._telemetry.backend_call(self._backend.name, self._model, call.request) as observed:
             try:
                 return await self._consume(call)
             finally:
