@@ -23,6 +23,7 @@ from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from tests.api.conftest import settings_for
+from tests.tls_material import JwtIssuer
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,10 @@ async def keyed(tmp_path: Path) -> AsyncIterator[Keyed]:
     key, digest = new_api_key()
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"keys": [{"name": "ci", "tenant": "acme", "sha256": digest}]}))
-    settings = settings_for({"scripted": "scripted://"}, auth=AuthSettings(api_keys_file=str(keys)))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(JwtIssuer().jwks()))
+    auth = AuthSettings(api_keys_file=str(keys), jwks_file=str(jwks), jwt_issuer="https://i.example", jwt_audience="a")
+    settings = settings_for({"scripted": "scripted://"}, auth=auth)
     tracer_provider = TracerProvider()
     server = CertaServer(settings, {"scripted": ScriptedBackend()}, Telemetry(tracer_provider))
     await server.start()
@@ -126,6 +130,7 @@ async def test_refused_credentials_make_one_audit_line_each_without_the_secret(k
     assert {line["rpc.method"] for line in audit} == {"/certa.v1.ReasoningService/Solve"}
     assert {line["event"] for line in audit} == {"credential_refused"}
     assert audit[0]["reason"] == "unknown API key"
+    assert audit[1]["reason"].startswith("invalid token: ")  # verified against the JWKS, and refused
     assert all(line["level"] == "WARNING" and line["reason"] for line in audit)
     assert [line["status"] for line in logged.of("certa.access")] == ["UNAUTHENTICATED"] * 4
 
