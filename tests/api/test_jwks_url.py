@@ -4,8 +4,10 @@ crash, then ready once it answers), and a key rotation picked up without a resta
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,6 +16,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from certa import server as server_module
+from certa.api.jwks import KeysUnavailable, RemoteJwks
 from certa.config import AuthSettings
 from certa.server import SERVICE_NAME, CertaServer
 from certa.testing.scripted_backend import ScriptedBackend
@@ -21,7 +24,7 @@ from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import free_port
 from tests.api.conftest import settings_for
-from tests.tls_material import JwtIssuer
+from tests.tls_material import JwtIssuer, Pki
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +39,12 @@ class JwksServer:
     port: int = field(default_factory=free_port)
     document: dict[str, Any] = field(default_factory=dict)
     fetches: int = 0
+    tls: ssl.SSLContext | None = None
     _runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/jwks"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/jwks"
 
     async def _jwks(self, request: web.Request) -> web.Response:
         self.fetches += 1
@@ -51,7 +55,7 @@ class JwksServer:
         app.router.add_get("/jwks", self._jwks)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -149,3 +153,26 @@ async def test_a_rotated_key_is_picked_up_without_a_restart(running: Running, jw
     await eventually(new_key_accepted)
     assert jwks.fetches > fetched
     assert await solve_code(running, old) is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_https_is_verified_against_the_roots_ssl_cert_file_names(
+    jwks: JwksServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = Pki.create().write(tmp_path)
+    jwks.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    jwks.tls.load_cert_chain(files["server_cert"], files["server_key"])
+    jwks.document = JwtIssuer("k1").jwks()
+    await jwks.start()
+
+    untrusted = RemoteJwks(jwks.url, refresh_s=300)
+    await untrusted.refresh()
+    await untrusted.close()
+    with pytest.raises(KeysUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        untrusted.current()
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(files["ca"]))
+    trusted = RemoteJwks(jwks.url, refresh_s=300)
+    await trusted.refresh()
+    await trusted.close()
+    assert [key.key_id for key in trusted.current().keys] == ["k1"]
+    assert trusted.readiness_problem is None

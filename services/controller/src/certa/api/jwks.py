@@ -4,7 +4,7 @@ The keys are fetched at start and every `CERTA_AUTH_JWKS_REFRESH_S`; a token nam
 triggers an early refresh (at most every `MIN_REFETCH_S`), so a provider's key rotation is picked up without a
 restart. A failed refresh keeps the last good keys and says why. Until a first fetch succeeds there are no keys:
 readiness is false with the reason and JWT-authenticated calls answer UNAVAILABLE (`KeysUnavailable`); the server
-does not crash. HTTPS is verified against the system roots (or `SSL_CERT_FILE`).
+does not crash. HTTPS is verified against httpx's public roots (certifi), or the bundle `SSL_CERT_FILE` names.
 """
 
 from __future__ import annotations
