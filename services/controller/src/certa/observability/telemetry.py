@@ -172,11 +172,6 @@ class Telemetry:
         """The active context (inside an RPC: its server span), for work that continues in another task."""
         return otel_context.get_current()
 
-    def extract(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> TraceContext:
-        """The caller's W3C trace context from gRPC metadata (an empty context when there is none)."""
-        carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
-        return self._propagator.extract(carrier)
-
     def trace_metadata(self) -> list[tuple[str, str]]:
         """The current span's W3C `traceparent` (and `tracestate`): the backends' `metadata_provider`."""
         carrier: dict[str, str] = {}
