@@ -38,7 +38,8 @@ def generate(out_dir: Path) -> None:
         for name in FILES:
             text = (Path(raw) / "certa" / "v1" / name).read_text()
             text = text.replace(f"from {GENERATED_MODULE} import", f"from {PACKAGE_MODULE} import")
-            text = text.replace(f"'{GENERATED_MODULE}.", f"'{PACKAGE_MODULE}.")
+            # The module's own name (classes' __module__), not the proto package in service and method names.
+            text = text.replace(f"'{GENERATED_MODULE}.reasoning_pb2'", f"'{PACKAGE_MODULE}.reasoning_pb2'")
             (target / name).write_text(text)
     shutil.rmtree(target / "__pycache__", ignore_errors=True)
 

@@ -10,8 +10,14 @@ from collections.abc import Iterable
 
 from certa_client.v1 import reasoning_pb2 as pb
 
-PRESETS = ("mild", "low", "mid", "high", "crazy")
-ALLOCATIONS = ("bandit", "uniform")
+
+def _names(prefix: str, names: Iterable[str]) -> tuple[str, ...]:
+    """The enum's value names without their prefix, in lower case, leaving out the unspecified one."""
+    return tuple(name[len(prefix):].lower() for name in names if name != f"{prefix}UNSPECIFIED")
+
+
+PRESETS = _names("PRESET_", pb.DynasorCot.Preset.keys())  # mild, low, mid, high, crazy
+ALLOCATIONS = _names("ALLOCATION_", pb.Allocation.keys())  # uniform, bandit
 
 
 def plain() -> pb.Strategy:
@@ -159,7 +165,7 @@ def batch_request(
         sampling=sampling_params or sampling(0.7),
         token_budget=token_budget,
         budget=pb.BatchBudget(samples=samples, tokens=tokens),
-        allocation=pb.ALLOCATION_UNIFORM if allocation == "uniform" else pb.ALLOCATION_BANDIT,
+        allocation=pb.Allocation.Value(f"ALLOCATION_{allocation.upper()}"),
         backend=backend,
         model=model,
         request_id=request_id,

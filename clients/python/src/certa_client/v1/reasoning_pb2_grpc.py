@@ -133,9 +133,9 @@ def add_ReasoningServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'certa_client.v1.ReasoningService', rpc_method_handlers)
+            'certa.v1.ReasoningService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('certa_client.v1.ReasoningService', rpc_method_handlers)
+    server.add_registered_method_handlers('certa.v1.ReasoningService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
