@@ -14,8 +14,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 CERTA = str(Path(sys.executable).parent / "certa")
-QUESTION = "[[confident-after:120]] Janet?"
-DYNASOR = ("--chunk-tokens", "32", "--threshold", "2", "--probe-tokens", "10")
+QUESTION = "[[confident-after:200]] Janet?"
+DYNASOR = ("--chunk-tokens", "16", "--threshold", "2", "--probe-tokens", "10")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import json
 import sys
 import threading
 import time
+import uuid
 
 import grpc
 
@@ -26,8 +27,8 @@ from certa_client import (
     solve_request,
 )
 
-QUESTION = "[[confident-after:120]] Janet?"
-STRATEGY = dynasor_cot(chunk_tokens=32, certainty_threshold=2, probe_tokens=10)
+QUESTION = "[[confident-after:200]] Janet?"
+STRATEGY = dynasor_cot(chunk_tokens=16, certainty_threshold=2, probe_tokens=10)
 
 
 def blocking(address: str) -> dict:
@@ -47,12 +48,13 @@ def blocking(address: str) -> dict:
         }
         out["cancel_finished"] = client.cancel(solved.request_id).cancelled
 
-        slow = solve_request("[[slow:0.05]] cancel me", plain(), request_id="venv-cancel")
+        request_id = f"venv-cancel-{uuid.uuid4().hex}"  # new on every run: a known id joins the earlier request
+        slow = solve_request("[[slow:0.05]] cancel me", plain(), request_id=request_id)
         finished: list = []
         thread = threading.Thread(target=lambda: finished.append(client.solve(slow)))
         thread.start()
         time.sleep(1.0)
-        out["cancel_running"] = client.cancel("venv-cancel").cancelled
+        out["cancel_running"] = client.cancel(request_id).cancelled
         thread.join(30)
         out["cancelled_status"] = pb.SolveStatus.Name(finished[0].status)
 
