@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from certa_bench import consistency as consistency_bench
 
-from certa.bench import consistency_bench
-from certa.bench.dataset import Question
+from certa.datasets import Question
 from certa.server import CertaServer
 from certa_client import Target
 

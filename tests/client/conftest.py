@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from certa.backends.triton import TritonBackend
+from certa.backends.triton.backend import TritonBackend
 from certa.testing.redis_server import RedisServer
 from certa_triton_local.launcher import TritonServer
 from tests.api.conftest import settings_for, started

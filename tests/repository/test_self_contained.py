@@ -39,15 +39,17 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _defaults_in(clone: Path) -> dict[str, str]:
-    """The --data default of demo, bench and bench-consistency, as the clone's own code computes it."""
+    """The --data default of the demo and the benches, as the clone's own code computes it."""
     script = (
-        "import json, certa.cli as cli\n"
-        "parser = cli._parser()\n"
-        "print(json.dumps({c: str(parser.parse_args([c]).data) for c in ('demo', 'bench', 'bench-consistency')}))"
+        "import json, certa.cli, certa_bench.cli\n"
+        "commands = {'certa demo': (certa.cli, 'demo'), 'certa-bench dynasor': (certa_bench.cli, 'dynasor'),\n"
+        "            'certa-bench consistency': (certa_bench.cli, 'consistency')}\n"
+        "print(json.dumps({name: str(cli._parser().parse_args([command]).data)\n"
+        "                  for name, (cli, command) in commands.items()}))"
     )
     env = {key: value for key, value in os.environ.items() if key != "CERTA_DATA_DIR"}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(clone / "services" / "controller" / "src"), str(clone / "clients" / "python" / "src")]
+        str(clone / path / "src") for path in ("services/controller", "services/bench", "clients/python")
     )
     imported = subprocess.run(
         [sys.executable, "-c", script], cwd=clone.parent, env=env, capture_output=True, text=True, check=True

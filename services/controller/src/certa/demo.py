@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from certa.bench.dataset import load_questions
 from certa.console import STOP_NAMES, describe, stream_solve
 from certa.core.answers import equivalent
+from certa.datasets import load_questions
 from certa_client import AsyncClient, Target, dynasor_cot, plain, solve_request
 
 

@@ -6,6 +6,7 @@ The data sets ship in the repository's `data/` folder (data/README.md gives thei
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,10 @@ def repository_data_dir() -> Path:
 def data_file(name: str, data_dir: str = "") -> Path:
     """The data set `name` in `data_dir` (e.g. $CERTA_DATA_DIR) or, when empty, in the repository's data/."""
     return (Path(data_dir) if data_dir else repository_data_dir()) / name
+
+
+# The default --data of the demo and the benches.
+GSM8K_TEST = data_file(GSM8K_FILE, os.environ.get(DATA_ENV, ""))
 
 
 @dataclass(frozen=True)
