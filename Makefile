@@ -75,6 +75,7 @@ lint: install ## Lint: ruff, the type checker, the import layering contracts and
 	$(VENV)/bin/ruff check services tests clients
 	cd services/controller && ../../$(VENV)/bin/mypy
 	cd services/controller && ../../$(VENV)/bin/lint-imports
+	cd clients/python && ../../$(VENV)/bin/mypy
 	buf=$$(deploy/tools/get-buf.sh) && "$$buf" lint proto
 
 proto: install ## Regenerate the API's Python code (clients/python/src/certa_client/v1) from proto/

@@ -41,7 +41,7 @@ def dynasor_cot(
     if preset not in PRESETS:
         raise ValueError(f"preset: one of {', '.join(PRESETS)}, got {preset!r}")
     message = pb.DynasorCot(
-        preset=pb.DynasorCot.Preset.Value(f"PRESET_{preset.upper()}"),
+        preset=f"PRESET_{preset.upper()}",
         disable_early_exit=disable_early_exit,
         require_settled=require_settled,
     )
@@ -165,7 +165,7 @@ def batch_request(
         sampling=sampling_params or sampling(0.7),
         token_budget=token_budget,
         budget=pb.BatchBudget(samples=samples, tokens=tokens),
-        allocation=pb.Allocation.Value(f"ALLOCATION_{allocation.upper()}"),
+        allocation=f"ALLOCATION_{allocation.upper()}",
         backend=backend,
         model=model,
         request_id=request_id,
