@@ -56,10 +56,11 @@ async def test_a_redis_restart_mid_request_loses_no_checkpoint(served: CertaServ
         response = await solving
     assert (response.status, response.attempt) == (pb.SOLVE_STATUS_SUCCEEDED, 1)
     client = Redis.from_url(fresh_redis.url)
-    journal = served.service.store.keys(RequestKey("default", request.request_id))[2]  # type: ignore[attr-defined]
-    # One journal entry per outcome the strategy consumed: every chunk and every probe.
+    meta = served.service.store.keys(RequestKey("default", request.request_id))[0]  # type: ignore[attr-defined]
+    # One journal entry per outcome the strategy consumed: every chunk and every probe (the finish dropped the
+    # journal and kept its length).
     chunks = -(-response.result.usage.path_tokens // 16)
-    assert await client.llen(journal) == chunks + len(response.result.probes)
+    assert int(await client.hget(meta, "journal_entries")) == chunks + len(response.result.probes)
     await client.aclose()
 
 

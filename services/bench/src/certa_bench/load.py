@@ -343,7 +343,8 @@ async def read_stored(
             stored[request_id] = Stored(
                 status=meta.get(b"status", b"?").decode(),
                 result=report_to_proto(stored_values.decode(summary, SolveReport, f"{base}:meta")) if summary else None,
-                journal=int(await client.llen(f"{base}:journal")),
+                # a finished request's journal is dropped; the finish keeps its length
+                journal=int(meta.get(b"journal_entries") or await client.llen(f"{base}:journal")),
                 attempt=int(meta.get(b"attempt", b"0")),
             )
         return stored

@@ -165,8 +165,14 @@ class MemoryStore:
         entry = self._fence(key, owner)
         self._add_event(entry, b"")
         entry.fields.update(
-            {b"status": finish.status.value.encode(), b"summary": finish.summary, b"writes": str(finish.write).encode()}
+            {
+                b"status": finish.status.value.encode(),
+                b"summary": finish.summary,
+                b"writes": str(finish.write).encode(),
+                b"journal_entries": str(len(entry.journal)).encode(),
+            }
         )
+        entry.journal = []
         if finish.failure is not None:
             entry.fields[b"failure_kind"] = finish.failure.kind.encode()
             entry.fields[b"failure_message"] = finish.failure.message.encode()

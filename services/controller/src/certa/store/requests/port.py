@@ -183,7 +183,8 @@ class StateStore(Protocol):
         """Extend the lease; returns whether a cancellation was requested."""
 
     async def finish(self, key: RequestKey, owner: str, finish: Finish) -> None:
-        """Record the outcome, end the event stream, release the lease; results outlive the journal and events."""
+        """Record the outcome, end the event stream, release the lease, and drop the journal (its length stays in
+        the record as `journal_entries`); results outlive the events."""
 
     async def release(self, key: RequestKey, owner: str) -> None:
         """Give the lease up without finishing (a draining replica), so another replica resumes at once."""

@@ -2,11 +2,12 @@
 
 Keys of one request share a hash tag, `PREFIX:{TENANT/ID}:…`, so its Lua scripts touch a single slot in a
 cluster: `:meta` (hash: the record, see `certa.store.requests.codec`), `:lease` (string: owner, with an expiry),
-`:journal` (list) and `:events` (stream). `PREFIX:inflight` (sorted set: request → lease expiry in ms) lets a sweep find
-requests whose owner died; it is only a hint, written outside the scripts, since the claim itself re-checks the
-lease atomically, and it expires `state_ttl_s` after the last request was added or renewed. While a request runs
-its keys expire `state_ttl_s` after the last write; once it finished, the record (with the result) lives
-`result_ttl_s`, the journal and the events `state_ttl_s`.
+`:journal` (list) and `:events` (stream). `PREFIX:inflight` (sorted set: request → lease expiry in ms) lets a sweep
+find requests whose owner died; it is only a hint, written outside the scripts, since the claim itself re-checks
+the lease atomically, and it expires `state_ttl_s` after the last request was added or renewed. While a request
+runs its keys expire `state_ttl_s` after the last write; once it finished, the record (with the result) lives
+`result_ttl_s`, the events `state_ttl_s`, and the journal is gone (a finished request is never resumed; the record
+keeps its length as `journal_entries`).
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ if write <= tonumber(redis.call('HGET', KEYS[1], 'writes') or '0') then return 1
 local problem = fence()
 if problem then return redis.error_reply('LEASE_LOST ' .. problem) end
 redis.call('XADD', KEYS[4], '*', 'e', '')
-redis.call('HSET', KEYS[1], 'status', ARGV[5], 'summary', ARGV[6], 'writes', write)
+redis.call('HSET', KEYS[1], 'status', ARGV[5], 'summary', ARGV[6], 'writes', write,
+  'journal_entries', redis.call('LLEN', KEYS[3]))
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'failure_kind', ARGV[7], 'failure_message', ARGV[8]) end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 touch(ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
