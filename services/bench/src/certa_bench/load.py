@@ -728,7 +728,7 @@ def print_load(runs: list[dict[str, Any]]) -> None:
 
     rows: list[tuple[str, Any]] = [
         ("CERTA_REDIS_POOL_SIZE", lambda r: r["redis_pool_size"]),
-        ("requests in flight at once", lambda r: f"{r['requests']} ({r['channels']} connections)"),
+        ("requests in flight at once", lambda r: f"{r['concurrency']} of {r['requests']} ({r['channels']} channels)"),
         ("status codes", lambda r: ", ".join(f"{code} {n}" for code, n in r["codes"].items())),
         ("errors", lambda r: r["errors"]),
         (
