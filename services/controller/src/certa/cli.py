@@ -19,7 +19,7 @@ from certa.console import describe, stream_solve
 from certa.core.strategies import StrategyName
 from certa.core.strategies.dynasor import PRESETS
 from certa.datasets import GSM8K_TEST
-from certa.demo import run_demo
+from certa.demo import openai_examples, run_demo
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 
@@ -187,6 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, default=GSM8K_TEST, help="GSM8K test set as JSON lines")
     demo.add_argument("--index", type=int, default=0, help="which question (0-based line)")
     demo.add_argument("--budget", type=int, default=1024, help="path token budget")
+    demo.add_argument(
+        "--http-url", default="", help="the server's OpenAI-compatible endpoint; the demo ends with examples for it"
+    )
 
     auth = commands.add_parser("auth", help="manage credentials")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
@@ -223,7 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _new_key(args.tenant, args.name)
     if args.command == "demo":
         try:
-            return asyncio.run(run_demo(ClientTarget.from_args(args), args.data, args.index, args.budget))
+            status = asyncio.run(run_demo(ClientTarget.from_args(args), args.data, args.index, args.budget))
+            if args.http_url:
+                print("\n" + openai_examples(args.http_url))
+            return status
         except grpc.aio.AioRpcError as error:
             print(f"\nerror: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
