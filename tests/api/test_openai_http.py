@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,13 +18,15 @@ from openai import AsyncOpenAI, OpenAI
 
 from certa.api.auth import new_api_key
 from certa.backends.triton.backend import TritonBackend
-from certa.config import AuthSettings
+from certa.config import AuthSettings, TlsSettings
+from certa.observability.telemetry import Telemetry
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.testing.scripted_model import DEFAULT_SCRIPT
 from certa_triton_local.launcher import TritonServer
 from tests.api.conftest import settings_for, started
+from tests.tls_material import JwtIssuer, Pki
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +49,17 @@ def base_url(server: CertaServer) -> str:
 
 @pytest.fixture
 async def triton_http(scripted_triton: TritonServer, redis_server: RedisServer) -> AsyncIterator[CertaServer]:
+    """The controller in front of the scripted Triton; model calls carry the current trace context."""
     urls = {
         "trtllm": f"triton://{scripted_triton.grpc_url}",
         "trtllm-text": f"triton://{scripted_triton.grpc_url}?mode=text",
     }
     settings = http_settings(urls, redis_server.url)
-    server = await started(
-        settings, {spec.name: TritonBackend(spec, connect_timeout_s=2.0) for spec in settings.backends}
-    )
+    tracing = Telemetry.disabled().trace_metadata
+    backends = {
+        spec.name: TritonBackend(spec, connect_timeout_s=2.0, metadata_provider=tracing) for spec in settings.backends
+    }
+    server = await started(settings, backends)
     yield server
     await server.stop()
 
@@ -137,6 +143,23 @@ async def test_streamed_completion_with_and_without_usage(client: AsyncOpenAI) -
     )
     tail = [chunk async for chunk in counted][-1]
     assert tail.choices == [] and tail.usage.completion_tokens == len(SCRIPT) - len("Janet's")
+
+
+async def test_a_traceparent_header_makes_the_model_calls_part_of_the_callers_trace(
+    client: AsyncOpenAI, scripted_request_log: Path
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    await client.chat.completions.create(
+        model="trtllm",
+        messages=[{"role": "user", "content": "traced question"}],
+        extra_body={"certa": {"strategy": {"plain": {}}}},
+        extra_headers={"traceparent": traceparent},
+        max_tokens=20,
+    )
+    seen = [json.loads(line) for line in scripted_request_log.read_text().splitlines()]
+    mine = [entry for entry in seen if "traced question" in entry.get("prompt_head", "")]
+    assert mine and all(entry["parameters"].get("traceparent", "").startswith(f"00-{trace_id}-") for entry in mine)
 
 
 async def test_models_health_and_readiness(triton_http: CertaServer, client: AsyncOpenAI) -> None:
@@ -323,5 +346,47 @@ async def test_api_keys_tenants_and_quotas(redis_server: RedisServer, tmp_path: 
             await client.chat.completions.create(model="scripted", messages=messages, max_tokens=80)
         assert limited.value.status_code == 429 and limited.value.response.headers["Retry-After"]
         assert (await running).choices[0].message.content
+    finally:
+        await server.stop()
+
+
+async def test_https_with_client_certificates_and_jwts(redis_server: RedisServer, tmp_path: Path) -> None:
+    """The HTTP door uses the gRPC server's TLS: a client certificate's common name or a JWT names the tenant."""
+    pki, issuer = Pki.create(), JwtIssuer()
+    files = pki.write(tmp_path / "tls")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(issuer.jwks()))
+    auth = AuthSettings(
+        jwks_file=str(jwks), jwt_issuer="https://issuer.example", jwt_audience="certa", client_cert=True
+    )
+    tls = TlsSettings(str(files["server_cert"]), str(files["server_key"]), str(files["ca"]))
+    server = await started(
+        http_settings({"scripted": "scripted://"}, redis_server.url, auth=auth, tls=tls),
+        {"scripted": ScriptedBackend()},
+    )
+    cert, key = pki.issue("acme")
+    (tmp_path / "client.pem").write_bytes(cert + key)
+    context = ssl.create_default_context(cafile=str(files["ca"]))
+    context.load_cert_chain(tmp_path / "client.pem")
+    url = f"https://127.0.0.1:{server.http_port}/v1"
+    try:
+        # No bearer token: the certificate is the credential.
+        by_certificate = AsyncOpenAI(base_url=url, api_key="unused", http_client=httpx.AsyncClient(verify=context))
+        reply = await by_certificate.chat.completions.create(
+            model="scripted",
+            messages=[{"role": "user", "content": "Q"}],
+            extra_headers={"Idempotency-Key": "tls-1", "Authorization": openai.omit},
+        )
+        assert reply.id == "chatcmpl-tls-1"
+        token = issuer.token(iss="https://issuer.example", aud="certa", sub="svc", tenant="globex")
+        by_jwt = AsyncOpenAI(base_url=url, api_key=token, http_client=httpx.AsyncClient(verify=context), max_retries=0)
+        # Another tenant: the same id is a different request there, so other parameters are no conflict.
+        other = await by_jwt.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "R"}], extra_headers={"Idempotency-Key": "tls-1"}
+        )
+        assert other.id == "chatcmpl-tls-1" and other.model_extra["certa"]["request_id"] == "tls-1"
+        plaintext = AsyncOpenAI(base_url=url.replace("https", "http"), api_key=token, max_retries=0)
+        with pytest.raises(openai.APIConnectionError):
+            await plaintext.models.list()
     finally:
         await server.stop()
