@@ -19,6 +19,7 @@ from openai import AsyncOpenAI, OpenAI
 from certa.api.auth import new_api_key
 from certa.backends.triton.backend import TritonBackend
 from certa.config import AuthSettings, TlsSettings
+from certa.demo import openai_examples
 from certa.observability.telemetry import Telemetry
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
@@ -390,3 +391,13 @@ async def test_https_with_client_certificates_and_jwts(redis_server: RedisServer
             await plaintext.models.list()
     finally:
         await server.stop()
+
+
+async def test_the_demos_examples_name_a_served_model_and_work(scripted_http: CertaServer) -> None:
+    url = f"http://127.0.0.1:{scripted_http.http_port}"
+    examples = await asyncio.to_thread(openai_examples, url)
+    assert "(model 'scripted')" in examples and f"curl -s {url}/v1/chat/completions" in examples
+    body = json.loads(examples.split("-d '")[1].split("'\n")[0])
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer local"})
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
