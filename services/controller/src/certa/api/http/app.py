@@ -102,8 +102,8 @@ class OpenAiApi:
         request_id = chosen_id or uuid.uuid4().hex
         parsed.request.request_id = chosen_id
         spec = validate(parsed.request, self._settings, request_id)
-        trace_context = self._telemetry.extract(
-            [(name, request.headers[name]) for name in TRACE_HEADERS if name in request.headers]
+        trace_context = self._telemetry.context_from_headers(
+            {name: request.headers[name] for name in TRACE_HEADERS if name in request.headers}
         )
         view = await self._service.submit(spec, tenant, idempotent=bool(chosen_id), trace_context=trace_context)
         try:
