@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from certa.client import ClientTarget, add_target_options
 from certa.console import describe, stream_solve
 from certa.core.strategies import StrategyName
+from certa.core.strategies.calibrated import AUTO
 from certa.core.strategies.dynasor import PRESETS
 from certa.demo import run_demo
 from certa.v1 import reasoning_pb2 as pb
@@ -47,7 +48,10 @@ def _strategy(args: argparse.Namespace) -> pb.Strategy:
         preset=pb.DynasorCot.Preset.Value(f"PRESET_{args.effort.upper()}"),
         disable_early_exit=args.no_early_exit,
         require_settled=args.settled,
+        profile=args.profile,
     )
+    if args.risk is not None:
+        dynasor.risk = args.risk
     if args.chunk_tokens is not None:
         dynasor.chunk_tokens = args.chunk_tokens
     if args.threshold is not None:
@@ -248,7 +252,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=[s.value for s in StrategyName if s is not StrategyName.BATCH],
         default=StrategyName.DYNASOR_COT,
     )
-    solve.add_argument("--effort", choices=list(PRESETS), default="mid", help="Dynasor-CoT preset")
+    solve.add_argument("--effort", choices=[AUTO, *PRESETS], default=AUTO,
+                       help="Dynasor-CoT preset: auto (exits calibrated per model, the default) or a reference one")
+    solve.add_argument("--risk", type=float, help="auto: premature-exit rate accepted, in (0, 0.5]")
+    solve.add_argument("--profile", default="", help="auto: exit profile by name (default: the server's)")
     solve.add_argument("--chunk-tokens", type=int)
     solve.add_argument("--threshold", type=int, help="certainty threshold (probes that must agree)")
     solve.add_argument("--probe-tokens", type=int)

@@ -121,6 +121,8 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     # Per-tenant limits and privacy (certa.tenants); "" means unlimited, nothing logged.
     tenants_file: str = ""
+    exit_profiles: str = ""  # CERTA_EXIT_PROFILES: a profile file or a directory of them (certa.exit_profiles)
+    exit_profile: str = ""  # CERTA_EXIT_PROFILE: the profile used when a request names none
 
     @property
     def default_backend_name(self) -> str:
@@ -190,6 +192,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth=_auth_settings(env),
         tls=_tls_settings(env),
         tenants_file=_existing_file(env, "TENANTS_FILE"),
+        exit_profiles=_existing_path(env, "EXIT_PROFILES"),
+        exit_profile=env.get(PREFIX + "EXIT_PROFILE", ""),
     )
     if settings.default_token_budget > settings.max_token_budget:
         raise InvalidArgument(
@@ -280,6 +284,13 @@ def _store_settings(env: Mapping[str, str]) -> StoreSettings:
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{}"):
         raise InvalidArgument(f"{PREFIX}REDIS_KEY_PREFIX", "must be non-empty and free of { and }")
     return settings
+
+
+def _existing_path(env: Mapping[str, str], key: str) -> str:
+    path = env.get(PREFIX + key, "")
+    if path and not Path(path).exists():
+        raise InvalidArgument(PREFIX + key, f"no such file or directory: {path}")
+    return path
 
 
 def _existing_file(env: Mapping[str, str], key: str) -> str:

@@ -1,4 +1,5 @@
-"""`certa demo`: one GSM8K question solved with Dynasor-CoT, then without probing, and what probing saved."""
+"""`certa demo`: one GSM8K question solved with Dynasor-CoT (preset auto: exits calibrated to the model), then
+without probing, and what probing saved or cost, with why the path exited or did not."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ async def run_demo(target: ClientTarget, data: Path, index: int, budget: int) ->
     print(f"Question {question.index} of {data.name}:\n  {question.question}\n  (gold answer: {question.gold})\n")
     async with target.channel() as channel:
         stub = pb_grpc.ReasoningServiceStub(channel)
-        print("== Dynasor-CoT (preset mid: 3 agreeing probes, 64-token chunks), greedy ==")
-        probed = await stream_solve(stub, _request(question.question, pb.Strategy(dynasor_cot=pb.DynasorCot()), budget))
+        print("== Dynasor-CoT (preset auto: exits calibrated to the model's exit profile), greedy ==")
+        auto = pb.Strategy(dynasor_cot=pb.DynasorCot(preset=pb.DynasorCot.PRESET_AUTO))
+        probed = await stream_solve(stub, _request(question.question, auto, budget))
         print("\n" + describe(probed) + "\n")
         print("== The same question without probing (plain chain of thought), greedy ==")
         plain = (await stub.Solve(_request(question.question, pb.Strategy(plain=pb.PlainCot()), budget))).result
@@ -38,4 +40,5 @@ async def run_demo(target: ClientTarget, data: Path, index: int, budget: int) ->
               f"path {result.usage.path_tokens} + probe {result.usage.probe_tokens} tokens")
     share = saved / plain.usage.path_tokens if plain.usage.path_tokens else 0.0
     print(f"  tokens saved by probing (path + probe tokens vs plain): {saved} ({share:.0%})")
+    print(f"  why: {probed.stop_detail}")
     return 0

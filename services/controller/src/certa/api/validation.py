@@ -12,6 +12,7 @@ from certa.config import Settings
 from certa.core.allocator import AllocatorConfig, BatchBudget, Policy
 from certa.core.allocator import validate_batch as validate_allocation
 from certa.core.errors import InvalidArgument
+from certa.core.exit.profile import validate_risk
 from certa.core.stop_rules import BetaRule, CertaindexRule, EscRule, FixedCount, StopRule
 from certa.core.strategies import (
     BatchSpec,
@@ -25,8 +26,10 @@ from certa.core.strategies import (
     sample_max_tokens,
     validate_self_consistency,
 )
+from certa.core.strategies.calibrated import CalibratedExit
 from certa.core.strategies.dynasor import PRESETS
 from certa.core.types import SamplingParams
+from certa.exit_profiles import profile_book
 from certa.prompts.refinement import load_refinement_template
 from certa.v1 import reasoning_pb2 as pb
 
@@ -61,7 +64,29 @@ def _preset_name(preset: int, field: str) -> str:
         raise InvalidArgument(f"{field}.preset", f"unknown preset {preset}; use one of {sorted(PRESETS)}") from None
 
 
-def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
+_AUTO_ONLY = ("chunk_tokens", "certainty_threshold", "probe_tokens", "consistency")
+
+
+def _auto(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConfig:
+    """Preset `auto`: the named (or the server's) exit profile at the request's risk level."""
+    for knob in _AUTO_ONLY:
+        if message.HasField(knob):
+            raise InvalidArgument(f"{field}.{knob}", "does not apply to preset auto (the exit profile sets it)")
+    if message.window or message.require_settled:
+        knob = "window" if message.window else "require_settled"
+        raise InvalidArgument(f"{field}.{knob}", "does not apply to preset auto (the exit profile sets it)")
+    profile = profile_book(settings.exit_profiles, settings.exit_profile).resolve(message.profile, f"{field}.profile")
+    risk = validate_risk(message.risk, f"{field}.risk") if message.HasField("risk") else profile.default_alpha
+    return DynasorConfig.auto(CalibratedExit(profile, risk, record=message.disable_early_exit))
+
+
+def _dynasor(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConfig:
+    if message.preset == pb.DynasorCot.PRESET_AUTO:
+        return _auto(message, field, settings)
+    if message.HasField("risk"):
+        raise InvalidArgument(f"{field}.risk", "only applies to preset auto")
+    if message.profile:
+        raise InvalidArgument(f"{field}.profile", "only applies to preset auto")
     config = DynasorConfig.preset(_preset_name(message.preset, field))
     chunk = message.chunk_tokens if message.HasField("chunk_tokens") else config.chunk_tokens
     threshold = message.certainty_threshold if message.HasField("certainty_threshold") else config.certainty_threshold
@@ -96,11 +121,13 @@ def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
     )
 
 
-def _inner(message: pb.MajorityVote | pb.SelfConsistency | pb.SolveBatchRequest, field: str) -> PathSpec:
+def _inner(
+    message: pb.MajorityVote | pb.SelfConsistency | pb.SolveBatchRequest, field: str, settings: Settings
+) -> PathSpec:
     inner = message.WhichOneof("inner")
     if inner is None:
         raise InvalidArgument(f"{field}.inner", "required: set plain or dynasor_cot")
-    return PlainSpec() if inner == "plain" else _dynasor(message.dynasor_cot, f"{field}.dynasor_cot")
+    return PlainSpec() if inner == "plain" else _dynasor(message.dynasor_cot, f"{field}.dynasor_cot", settings)
 
 
 def _unit_interval(value: float, field: str) -> float:
@@ -150,7 +177,7 @@ def _self_consistency(message: pb.SelfConsistency, settings: Settings) -> SelfCo
     base = SelfConsistencySpec(inner=PlainSpec())
     refinement = _refinement(message, settings) if message.HasField("refinement") else None
     spec = SelfConsistencySpec(
-        inner=_inner(message, field),
+        inner=_inner(message, field, settings),
         stop_rule=_stop_rule(message.stop_rule, f"{field}.stop_rule"),
         wave_size=message.wave_size if message.HasField("wave_size") else base.wave_size,
         max_samples=message.max_samples
@@ -167,12 +194,12 @@ def _strategy(message: pb.Strategy, settings: Settings) -> StrategySpec:
     if kind == "plain":
         return PlainSpec()
     if kind == "dynasor_cot":
-        return _dynasor(message.dynasor_cot, "strategy.dynasor_cot")
+        return _dynasor(message.dynasor_cot, "strategy.dynasor_cot", settings)
     if kind == "majority_vote":
         vote = message.majority_vote
         if not 1 <= vote.n <= settings.max_samples:
             raise InvalidArgument("strategy.majority_vote.n", f"must be in [1, {settings.max_samples}], got {vote.n}")
-        return MajorityVoteSpec(n=vote.n, inner=_inner(vote, "strategy.majority_vote"))
+        return MajorityVoteSpec(n=vote.n, inner=_inner(vote, "strategy.majority_vote", settings))
     if kind == "self_consistency":
         return _self_consistency(message.self_consistency, settings)
     raise InvalidArgument("strategy", "required: set one of plain, dynasor_cot, majority_vote, self_consistency")
@@ -320,7 +347,7 @@ def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id
         if not question.question.strip():
             raise InvalidArgument(f"questions[{index}].question", "must not be empty")
         _check_length(question.question, f"questions[{index}].question", settings)
-    inner = _inner(request, "batch")
+    inner = _inner(request, "batch", settings)
     sampling = _sampling(request.sampling)
     if sampling.greedy:
         raise InvalidArgument("sampling.temperature", "a batch draws several samples per question: needs > 0")

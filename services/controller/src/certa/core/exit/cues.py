@@ -6,7 +6,7 @@ across two chunks is seen once). Facts about the whole path decide whether a pro
 * `candidate_written`: the path has stated a result (an answer cue, or a line that ends in `= number`). Before
   that, a probe can only repeat an intermediate number, so it is not sent.
 * `answer_cue_written`: the path has written an answer cue ("the answer is", "final answer", `\\boxed`, "therefore
-  / thus / hence / so ... number"). The conservative default exits only after one.
+  / thus / hence / in total ... number"). The conservative default exits only after one.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
 CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("boxed", re.compile(r"\\boxed\{")),
     ("answer", re.compile(r"\b(?:the (?:final )?answer is|final answer)\b", re.IGNORECASE)),
-    ("therefore", re.compile(r"\b(?:therefore|thus|hence|so)\b[^.\n]{0,80}?" + _NUMBER, re.IGNORECASE)),
+    ("therefore", re.compile(r"\b(?:therefore|thus|hence|in total)\b[^.\n]{0,80}?" + _NUMBER, re.IGNORECASE)),
     ("verify", re.compile(r"\b(?:let me|let's|let us) (?:check|verify|double-check)\b|\bdouble-check\b",
                           re.IGNORECASE)),
     ("wait", re.compile(r"\bwait\b", re.IGNORECASE)),

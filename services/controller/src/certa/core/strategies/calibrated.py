@@ -40,6 +40,9 @@ from certa.core.types import (
     StopReason,
 )
 
+AUTO = "auto"
+"""The preset name of calibrated exits (PRESET_AUTO in the API)."""
+
 
 @dataclass(frozen=True)
 class CalibratedExit:
