@@ -31,7 +31,7 @@ from certa.core.types import (
     StrategyResult,
     TokenLogProbs,
 )
-from tests.unit.strategy_harness import Harness
+from certa.testing.strategy_harness import Harness
 
 pytestmark = pytest.mark.unit
 
