@@ -14,6 +14,7 @@ import grpc
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from certa import exit_cli
 from certa.client import ClientTarget, add_target_options
 from certa.console import describe, stream_solve
 from certa.core.strategies import StrategyName
@@ -203,6 +204,8 @@ def _parser() -> argparse.ArgumentParser:
     new_key.add_argument("--tenant", required=True)
     new_key.add_argument("--name", default="", help="a label for the key (who or what uses it)")
 
+    exit_cli.add_commands(commands)
+
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
     add_target_options(health)
     health.add_argument("--service", default="", help="'' for liveness, certa.v1.ReasoningService for readiness")
@@ -226,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return 0
     setup_logging("WARNING", "text")
+    if args.command in exit_cli.COMMANDS:
+        return exit_cli.run(args)
     if args.command == "auth":
         return _new_key(args.tenant, args.name)
     if args.command == "demo":

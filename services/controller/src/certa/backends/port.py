@@ -32,6 +32,7 @@ class Delta:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     log_probs: tuple[float, ...] | None = None  # the log-probs of the tokens this delta adds, when asked for
+    fitted_max_tokens: int | None = None  # final delta: max_tokens was lowered to this to fit the model's context
 
 
 class Backend(Protocol):

@@ -122,6 +122,7 @@ class Outcome:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     log_probs: TokenLogProbs | None = None  # when asked for and the backend returned them
+    fitted_max_tokens: int | None = None  # the backend lowered max_tokens to this to fit the model's context
 
     @property
     def text(self) -> str:

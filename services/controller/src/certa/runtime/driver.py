@@ -85,6 +85,7 @@ class _Call:
     settled: bool = False
     task: asyncio.Task[Outcome] | None = None  # None while held back by a replay
     chars: int = 0  # characters of text so far
+    fitted_max_tokens: int | None = None
     log_probs: list[float] | None = field(default_factory=list)  # None: asked for, and the backend sent none
     text_ends: list[int] = field(default_factory=list)
 
@@ -113,6 +114,7 @@ class _Call:
             prompt_tokens=self.prompt_tokens,
             cached_prompt_tokens=self.cached_prompt_tokens,
             log_probs=log_probs,
+            fitted_max_tokens=self.fitted_max_tokens,
         )
 
 
@@ -380,6 +382,7 @@ class Driver:
                     call.finish = delta.finish
                     call.prompt_tokens = delta.prompt_tokens
                     call.cached_prompt_tokens = delta.cached_prompt_tokens
+                    call.fitted_max_tokens = delta.fitted_max_tokens
             if call.finish is None:
                 raise BackendError(self._backend.name, "the stream ended without a final response")
             return call.outcome(call.finish)

@@ -12,7 +12,9 @@ inputs only if the model declares them. Read: `output_ids` [beam, new], `output_
 In streaming mode each response carries only the new ids (TensorRT-LLM's BLS model concatenates them itself to
 accumulate text), so the deltas' ids are the generated ids, in order. A trailing end id is stripped. The call
 finished by itself (STOP) when the end id came or fewer than `max_tokens` ids did; LENGTH when all came.
-Text is detokenised incrementally through `postprocessing`, one call per streamed response.
+Text is detokenised incrementally through `postprocessing`, one call per streamed response. When the model
+publishes its context (`max_context`) and prompt + max_tokens exceeds it, max_tokens is fitted to the context
+and the final delta says so (`fitted_max_tokens`): a default budget never fails on a small model.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ _REQUIRED_INPUTS = ("input_ids", "input_lengths", "request_output_len")
 _REQUIRED_OUTPUTS = ("output_ids", "sequence_length")
 
 
+
+
+def fitted_max_tokens(max_tokens: int, prompt_tokens: int, signature: ModelSignature) -> int:
+    """`max_tokens`, lowered so prompt + max_tokens fits the context the model publishes (`max_context`, as the
+    local stack does; TensorRT-LLM engines publish none and are sent `max_tokens` as is)."""
+    context = _configured_id(signature, "max_context")
+    if context is None or prompt_tokens + max_tokens <= context:
+        return max_tokens
+    return max(context - prompt_tokens, 1)
 
 
 def _configured_id(signature: ModelSignature, key: str) -> int | None:
@@ -98,7 +109,7 @@ class TokenGeneration:
         values: dict[str, Any] = {
             "input_ids": np.array(ids, np.int32),
             "input_lengths": len(ids),
-            "request_output_len": request.max_tokens,
+            "request_output_len": fitted_max_tokens(request.max_tokens, len(ids), signature),
         }
         optional = {"streaming": True, "exclude_input_in_output": True, "end_id": end_id, "pad_id": pad_id}
         values |= {name: value for name, value in optional.items() if value is not None and signature.accepts(name)}
@@ -119,6 +130,8 @@ class TokenGeneration:
         infer_request = build_infer_request(signature, values, outputs, self._connection.next_request_id())
         detokenizer = IncrementalDetokenizer(self._tokenizer.decode_many)
         prompt = PromptCounts(prompt_tokens=len(values["input_ids"]))
+        max_tokens = int(values["request_output_len"])
+        fitted = max_tokens if max_tokens < request.max_tokens else None
         generated, ended = 0, False
         async for response in self._connection.stream(infer_request):
             ids = _new_ids(response.outputs)
@@ -131,7 +144,7 @@ class TokenGeneration:
             text = await detokenizer.push(ids)
             if response.final:
                 text += await detokenizer.flush()
-                stopped = ended or generated < request.max_tokens
+                stopped = ended or generated < max_tokens
                 finish = FinishReason.STOP if stopped else FinishReason.LENGTH
                 yield Delta(
                     text,
@@ -141,6 +154,7 @@ class TokenGeneration:
                     prompt_tokens=prompt.prompt_tokens,
                     cached_prompt_tokens=prompt.cached_prompt_tokens,
                     log_probs=log_probs,
+                    fitted_max_tokens=fitted,
                 )
             elif ids:
                 yield Delta(text, len(ids), tuple(ids), log_probs=log_probs)
