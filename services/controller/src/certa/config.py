@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from certa.core.errors import InvalidArgument
+from certa.exit_profiles import profile_book
 
 PREFIX = "CERTA_"
 
@@ -195,6 +196,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         exit_profiles=_existing_path(env, "EXIT_PROFILES"),
         exit_profile=env.get(PREFIX + "EXIT_PROFILE", ""),
     )
+    profile_book(settings.exit_profiles, settings.exit_profile)  # a bad profile file or name fails at start
     if settings.default_token_budget > settings.max_token_budget:
         raise InvalidArgument(
             f"{PREFIX}DEFAULT_TOKEN_BUDGET", f"must be <= {PREFIX}MAX_TOKEN_BUDGET ({settings.max_token_budget})"
