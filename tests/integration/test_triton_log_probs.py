@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from certa.backends.triton.backend import TritonBackend
 from certa.config import BackendSpec
 from certa.core.commands import Command, generate
 from certa.core.exit.profile import CONSERVATIVE_DEFAULT
+from certa.core.exit.replay import replay
 from certa.core.exit.trace import answer_log_probs, geometric_mean_probability
 from certa.core.strategies import DynasorConfig, build_strategy
 from certa.core.strategies.calibrated import CalibratedExit
@@ -28,6 +30,8 @@ from certa.core.types import (
     StopReason,
     StrategyResult,
 )
+from certa.datasets import Question
+from certa.exit_recording import load_recording, record
 from certa.runtime.driver import Driver
 from certa_triton_local.launcher import TritonServer
 
@@ -105,3 +109,23 @@ async def test_the_local_model_server_returns_log_probs_of_its_tokens(triton: Tr
     assert outcome.log_probs is not None and len(outcome.log_probs.log_probs) == outcome.tokens > 0
     assert all(value <= 0.0 for value in outcome.log_probs.log_probs)
     assert outcome.log_probs.text_ends[-1] == len(outcome.text)
+
+
+@pytest.mark.asyncio
+async def test_record_writes_one_trace_per_question_and_skips_recorded_ones(
+    scripted_triton: TritonServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "recording.jsonl"
+    url = f"triton://{scripted_triton.grpc_url}?mode=tokens"
+    questions = [Question(0, "How much does Janet make? [[answer:18]]", "18"),
+                 Question(1, "And tomorrow? [[answer:20]]", "18")]
+    assert await record(url, "scripted", questions, out, budget=400, chunk_tokens=32, probe_tokens=8) == 2
+    assert await record(url, "scripted", questions, out, budget=400, chunk_tokens=32, probe_tokens=8) == 0
+    traces = load_recording(out)
+    assert [trace.question_id for trace in traces] == ["0", "1"]
+    assert [trace.final_answer for trace in traces] == ["18", "20"]
+    assert all(trace.model == "scripted" and trace.template.startswith("prompt-") for trace in traces)
+    first = traces[0]
+    assert [probe.position_tokens for probe in first.probes] == list(range(32, first.path_tokens, 32))
+    assert all(probe.answer_log_probs is not None for probe in first.probes if probe.answer)
+    assert replay(None, traces).correct == 1  # the second question's gold is not its answer
