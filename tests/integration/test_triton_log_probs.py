@@ -37,7 +37,7 @@ from certa_triton_local.launcher import TritonServer
 
 pytestmark = pytest.mark.integration
 
-QUESTION = "Question: how much does Janet make every day?\nAnswer: Janet's ducks lay 16 eggs"
+QUESTION = "[[confident-after:0]] Question: how much does Janet make every day?\nAnswer: Janet's ducks lay 16 eggs"
 PROBE_SUFFIX = "... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\\[ \\boxed{"
 MODES = {"ensemble": "?mode=text", "tokens": "?mode=tokens"}
 
