@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from certa.core.types import TokenLogProbs
+if TYPE_CHECKING:  # certa.core.types keeps traces in path results: it imports this module
+    from certa.core.types import TokenLogProbs
 
 
 @dataclass(frozen=True)
