@@ -213,3 +213,12 @@ def test_cues() -> None:
     assert answer_cue_written("Therefore she pays $18.")
     assert answer_in_path("18", "she has 18 eggs") and not answer_in_path("19", "she has 18 eggs")
     assert answer_in_path("1,800", "costs 1800") and not answer_in_path("", "x")
+
+
+def test_no_probe_once_the_path_wrote_its_boxed_answer_except_for_the_reference_presets() -> None:
+    ending = ProbeTrace(416, "boxed", "20", (-0.02,), False, 12, True, True, True, final_written=True)
+    trace = PathTrace("q", "18", "20", 419, "model_finished", (ending,), "m", "t")
+    calibrated = replay(ExitPolicy(agreement=1, min_confidence=0.5), [trace])
+    assert (calibrated.exits, calibrated.probe_tokens, calibrated.tokens) == (0, 0, 419)
+    fixed = replay(ExitPolicy(agreement=1, require_candidate=False), [trace])
+    assert (fixed.exits, fixed.probe_tokens) == (1, 12)

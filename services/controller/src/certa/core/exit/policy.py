@@ -24,6 +24,7 @@ class ProbePoint:
     trigger: str
     candidate: bool
     answer_cue: bool
+    final_written: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,11 @@ class ExitPolicy:
 
 
 def wants_probe(policy: ExitPolicy | None, point: ProbePoint) -> bool:
-    """Whether a probe at `point` could take part in an exit decision of `policy`."""
+    """Whether a probe at `point` could take part in an exit decision of `policy` that saves tokens: never once the
+    path wrote its boxed final answer (it is ending; the reference presets, which probe every chunk, excepted)."""
     if policy is None or point.position_tokens < policy.min_position_tokens:
+        return False
+    if point.final_written and policy.require_candidate:
         return False
     if policy.require_candidate and not point.candidate:
         return False
@@ -100,7 +104,7 @@ def should_exit(policy: ExitPolicy | None, sent: Sequence[ProbeTrace]) -> bool:
 
 
 def probe_point(probe: ProbeTrace) -> ProbePoint:
-    return ProbePoint(probe.position_tokens, probe.trigger, probe.candidate, probe.answer_cue)
+    return ProbePoint(probe.position_tokens, probe.trigger, probe.candidate, probe.answer_cue, probe.final_written)
 
 
 def policy_to_dict(policy: ExitPolicy | None) -> dict[str, Any] | None:

@@ -23,7 +23,8 @@ class ProbeTrace:
     `trigger` is "chunk" (a fixed chunk boundary) or the cue the last chunk wrote (`certa.core.exit.cues`).
     `candidate` / `answer_cue`: facts about the path *before* the probe (it had written a result / an answer cue),
     known without sending the probe. `answer_in_path`: the probe's answer is a quantity the path itself wrote.
-    `answer_log_probs` is None when the backend returned no log-probabilities.
+    `answer_log_probs` is None when the backend returned no log-probabilities. `final_written`: the path had
+    already written its boxed final answer, so it is about to end and a probe there could save next to nothing.
     """
 
     position_tokens: int
@@ -35,6 +36,7 @@ class ProbeTrace:
     candidate: bool
     answer_cue: bool
     answer_in_path: bool
+    final_written: bool = False  # the path had already written a complete `\boxed{...}`: it is ending
 
     @property
     def confidence(self) -> float | None:
@@ -90,6 +92,7 @@ def probe_to_dict(probe: ProbeTrace) -> dict[str, Any]:
         "candidate": probe.candidate,
         "answer_cue": probe.answer_cue,
         "answer_in_path": probe.answer_in_path,
+        "final_written": probe.final_written,
     }
 
 
@@ -120,6 +123,7 @@ def trace_from_dict(data: Mapping[str, Any]) -> PathTrace:
             candidate=bool(p["candidate"]),
             answer_cue=bool(p["answer_cue"]),
             answer_in_path=bool(p["answer_in_path"]),
+            final_written=bool(p.get("final_written", False)),
         )
         for p in data["probes"]
     )

@@ -66,6 +66,7 @@ def _probe_trace(point: ProbePoint, outcome: Outcome, path_text: str) -> ProbeTr
         candidate=point.candidate,
         answer_cue=point.answer_cue,
         answer_in_path=answer_in_path(answer, path_text),
+        final_written=point.final_written,
     )
 
 
@@ -135,7 +136,7 @@ def calibrated_cot(
             return result(answer, stop, path_text)
         point = ProbePoint(
             kept_tokens, chunk_trigger(path_text, chunk_start), candidate_written(path_text),
-            answer_cue_written(path_text),
+            answer_cue_written(path_text), bool(extract_boxed(path_text)),
         )
         if not exit_.record and not wants_probe(active(), point):
             continue
