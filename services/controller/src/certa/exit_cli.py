@@ -36,28 +36,29 @@ def add_commands(commands: Any) -> None:
     record.add_argument("--model", default="", help="model name on the backend (default: the backend's)")
     record.add_argument("--model-id", required=True, help="what the backend serves, named in the recording")
     record.add_argument("--data", type=Path, required=True, help="questions as JSON lines (GSM8K format)")
-    record.add_argument("--questions", type=int, default=60)
-    record.add_argument("--offset", type=int, default=0)
+    record.add_argument("--questions", type=int, default=60, help="how many questions (default 60)")
+    record.add_argument("--offset", type=int, default=0, help="skip this many questions first")
     record.add_argument("--budget", type=int, default=512, help="path token budget per question")
     record.add_argument("--chunk-tokens", type=int, default=32, help="probe spacing (a multiple of it is replayable)")
-    record.add_argument("--probe-tokens", type=int, default=20)
+    record.add_argument("--probe-tokens", type=int, default=20, help="tokens generated per probe (default 20)")
     record.add_argument("--out", type=Path, required=True, help="JSON lines; questions already in it are skipped")
 
     replay = commands.add_parser("replay-exit", help="replay exit policies on a recording (exact, no model)")
-    replay.add_argument("recording", type=Path)
+    replay.add_argument("recording", type=Path, help="a recording written by certa record (JSON lines)")
     replay.add_argument("--half", choices=HALVES, default="all", help="which half of the recording")
     replay.add_argument("--profile", type=Path, action="append", default=[],
                         help="an exit profile whose levels are replayed too (repeatable)")
 
     calibrate = commands.add_parser("calibrate", help="calibrate an exit profile on a recording's first half")
-    calibrate.add_argument("recording", type=Path)
+    calibrate.add_argument("recording", type=Path, help="a recording written by certa record (JSON lines)")
     calibrate.add_argument("--model-id", required=True, help="the model the profile is for (the recording's)")
     calibrate.add_argument("--template", default="", help="the prompt template id (default: the recording's)")
     calibrate.add_argument("--name", default="", help="profile name (default: the model id)")
     calibrate.add_argument("--alpha", default="0.05,0.1", help="risk levels, comma-separated, each in (0, 0.5]")
     calibrate.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="1 - confidence of the bound")
-    calibrate.add_argument("--half", choices=HALVES, default="calibration")
-    calibrate.add_argument("--out", type=Path, required=True)
+    calibrate.add_argument("--half", choices=HALVES, default="calibration",
+                           help="which half of the recording to calibrate on (default: the first)")
+    calibrate.add_argument("--out", type=Path, required=True, help="the profile file to write (JSON)")
 
 
 def _half(traces: list[PathTrace], half: str) -> list[PathTrace]:

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from certa.v1 import reasoning_pb2 as certa_dot_v1_dot_reasoning__pb2
+from certa_client.v1 import reasoning_pb2 as certa_dot_v1_dot_reasoning__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__

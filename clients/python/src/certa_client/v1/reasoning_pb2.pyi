@@ -13,8 +13,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class Allocation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    ALLOCATION_BANDIT: _ClassVar[Allocation]
+    ALLOCATION_UNSPECIFIED: _ClassVar[Allocation]
     ALLOCATION_UNIFORM: _ClassVar[Allocation]
+    ALLOCATION_BANDIT: _ClassVar[Allocation]
 
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,8 +34,9 @@ class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOLVE_STATUS_SUCCEEDED: _ClassVar[SolveStatus]
     SOLVE_STATUS_FAILED: _ClassVar[SolveStatus]
     SOLVE_STATUS_CANCELLED: _ClassVar[SolveStatus]
-ALLOCATION_BANDIT: Allocation
+ALLOCATION_UNSPECIFIED: Allocation
 ALLOCATION_UNIFORM: Allocation
+ALLOCATION_BANDIT: Allocation
 STOP_REASON_UNSPECIFIED: StopReason
 STOP_REASON_CERTAIN: StopReason
 STOP_REASON_MODEL_FINISHED: StopReason
