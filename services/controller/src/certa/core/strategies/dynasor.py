@@ -17,7 +17,7 @@ from certa.core.answers import extract_boxed, extract_probe_answer
 from certa.core.certainty import CertaintyRule, hesitates, settled
 from certa.core.commands import Cancel, Command, Decision, Emit, Start, Wait
 from certa.core.strategies.calibrated import CalibratedExit, calibrated_cot
-from certa.core.strategies.early_exit import early_exit_text
+from certa.core.strategies.early_exit import early_exit_text, has_open_think
 from certa.core.types import (
     FinishReason,
     GenerationRequest,
@@ -42,6 +42,8 @@ PRESETS: dict[str, tuple[int, int]] = {
     "crazy": (2, 32),
 }
 """Preset name -> (certainty_threshold, chunk_tokens), the reference values."""
+
+__all__ = ["PRESETS", "PROBE_SUFFIX", "DynasorConfig", "dynasor_cot", "early_exit_text", "has_open_think"]
 
 
 @dataclass(frozen=True)
