@@ -126,7 +126,7 @@ class DynasorCot(_message.Message):
     require_settled: bool
     risk: float
     profile: str
-    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: _Optional[bool] = ..., require_settled: _Optional[bool] = ..., risk: _Optional[float] = ..., profile: _Optional[str] = ...) -> None: ...
+    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: bool = ..., require_settled: bool = ..., risk: _Optional[float] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class MajorityVote(_message.Message):
     __slots__ = ("n", "plain", "dynasor_cot")
@@ -324,7 +324,7 @@ class CancelSolveResponse(_message.Message):
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     cancelled: bool
-    def __init__(self, request_id: _Optional[str] = ..., cancelled: _Optional[bool] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., cancelled: bool = ...) -> None: ...
 
 class Probe(_message.Message):
     __slots__ = ("sample_index", "position_tokens", "answer", "confident", "tokens", "confidence", "trigger")
@@ -342,7 +342,7 @@ class Probe(_message.Message):
     tokens: int
     confidence: float
     trigger: str
-    def __init__(self, sample_index: _Optional[int] = ..., position_tokens: _Optional[int] = ..., answer: _Optional[str] = ..., confident: _Optional[bool] = ..., tokens: _Optional[int] = ..., confidence: _Optional[float] = ..., trigger: _Optional[str] = ...) -> None: ...
+    def __init__(self, sample_index: _Optional[int] = ..., position_tokens: _Optional[int] = ..., answer: _Optional[str] = ..., confident: bool = ..., tokens: _Optional[int] = ..., confidence: _Optional[float] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
     __slots__ = ("prompt_tokens", "path_tokens", "probe_tokens", "cached_prompt_tokens")
@@ -420,7 +420,7 @@ class Round(_message.Message):
     statistic: float
     stop: bool
     reason: str
-    def __init__(self, samples: _Optional[_Iterable[int]] = ..., drawn: _Optional[int] = ..., certaindex: _Optional[float] = ..., statistic: _Optional[float] = ..., stop: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, samples: _Optional[_Iterable[int]] = ..., drawn: _Optional[int] = ..., certaindex: _Optional[float] = ..., statistic: _Optional[float] = ..., stop: bool = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
     __slots__ = ("request_id", "status", "result", "error", "created_at", "strategy", "attempt")
