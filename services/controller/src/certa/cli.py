@@ -20,6 +20,7 @@ from certa.core.strategies import StrategyName
 from certa.core.strategies.dynasor import PRESETS
 from certa.datasets import GSM8K_TEST
 from certa.demo import run_demo
+from certa.observability.redacting_log import RedactingFilter
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 
@@ -29,11 +30,14 @@ class _JsonFormatter(logging.Formatter):
         entry = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
         return json.dumps(entry)
 
 
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(
         _JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
@@ -217,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except InvalidArgument as error:
             print(f"certa serve: configuration error: {error}", file=sys.stderr)
             return 2
+        except Exception:
+            # Through the redacting log handler: a start-up fault's traceback may quote a Redis or backend URL.
+            logging.getLogger("certa").exception("certa serve: could not start")
+            return 1
         return 0
     setup_logging("WARNING", "text")
     if args.command == "auth":

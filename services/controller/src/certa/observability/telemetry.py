@@ -99,6 +99,10 @@ class _Instruments:
             "certa.pool.level",
             description="Samples left in a budget pool (remaining; below 0: first waves drawn into debt)",
         )
+        self.sweep_skipped = meter.create_counter(
+            "certa.sweep.skipped",
+            description="In-flight records the sweep could not read and skipped, by reason (newer schema, unreadable)",
+        )
         self.store_duration = meter.create_histogram(
             "certa.store.operation.duration",
             unit="s",
@@ -335,6 +339,9 @@ class Telemetry:
 
     def pool_denied(self, tenant: str, pool: str) -> None:
         self._metrics.pool_denied.add(1, {"tenant": tenant, "pool": pool})
+
+    def sweep_skipped(self, reason: str) -> None:
+        self._metrics.sweep_skipped.add(1, {"reason": reason})
 
     def store_operation(self, operation: str, seconds: float) -> None:
         """Latency of one state store operation (checkpoint writes are `append`)."""

@@ -18,7 +18,7 @@ import grpc
 from certa.api.auth import Authenticator
 from certa.api.grpc.errors import ErrorMappingInterceptor
 from certa.api.grpc.mapping import followed_to_proto, view_to_response
-from certa.api.validation import validate, validate_batch
+from certa.api.validation import validate, validate_batch, validate_request_id
 from certa.config import Settings
 from certa.observability.telemetry import Telemetry
 from certa.service import RequestView, SolveService
@@ -98,13 +98,15 @@ class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
             yield followed_to_proto(request_id, event)
 
     async def GetSolve(self, request: pb.GetSolveRequest, context: grpc.aio.ServicerContext) -> pb.SolveResponse:  # noqa: N802
-        view = await self._service.describe(RequestKey(self._tenant(context), request.request_id))
+        key = RequestKey(self._tenant(context), validate_request_id(request.request_id))
+        view = await self._service.describe(key)
         return view_to_response(view)
 
     async def CancelSolve(  # noqa: N802
         self, request: pb.CancelSolveRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelSolveResponse:
-        cancelled = await self._service.cancel(RequestKey(self._tenant(context), request.request_id))
+        key = RequestKey(self._tenant(context), validate_request_id(request.request_id))
+        cancelled = await self._service.cancel(key)
         return pb.CancelSolveResponse(request_id=request.request_id, cancelled=cancelled)
 
 
