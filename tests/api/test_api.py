@@ -83,6 +83,11 @@ async def test_majority_vote_reports_classes(stub: pb_grpc.ReasoningServiceStub)
         (pb.SolveRequest(question="q", strategy=pb.Strategy(majority_vote=pb.MajorityVote(n=3, plain=pb.PlainCot()))),
          "sampling.temperature"),
         (pb.SolveRequest(question="q", strategy=FAST, request_id="bad id!"), "request_id"),
+        (pb.SolveRequest(question="q", strategy=FAST, request_id="x\n"), "request_id"),
+        (pb.SolveRequest(question="q", strategy=FAST, model="m" * 100_000), "model: must be 1-256 characters"),
+        (pb.SolveRequest(question="q", sampling=pb.SamplingParams(temperature=0.7), strategy=pb.Strategy(
+            self_consistency=pb.SelfConsistency(plain=pb.PlainCot(), stop_rule=pb.StopRule(
+                certaindex=pb.CertaindexRule(min_samples=2**32 - 1))))), "stop_rule.min_samples"),
         (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(certainty_threshold=2,
                                                                                       window=4))),
          "certainty_threshold"),
@@ -278,3 +283,29 @@ async def test_shutdown_refuses_new_requests_and_interrupts_long_ones_with_their
     assert "shut down" in interrupted.value.details()
     assert partial_result(interrupted.value).usage.path_tokens > 0
     await stopping
+
+
+@pytest.mark.parametrize("request_id", ["", "x\n", "x\r", "x\x00", "i" * 100_000])
+async def test_get_and_cancel_refuse_malformed_ids_without_echoing_them(
+    stub: pb_grpc.ReasoningServiceStub, request_id: str
+) -> None:
+    for call in (stub.GetSolve(pb.GetSolveRequest(request_id=request_id)),
+                 stub.CancelSolve(pb.CancelSolveRequest(request_id=request_id))):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "request_id" in raised.value.details() and len(raised.value.details()) < 300
+
+
+async def test_a_request_failed_unavailable_runs_again_when_retried_with_its_id(
+    stub: pb_grpc.ReasoningServiceStub, backend: ScriptedBackend
+) -> None:
+    backend.available = False
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Solve(request(request_id="outage-1"))
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    backend.available = True
+    response = await stub.Solve(request(request_id="outage-1"))
+    undisturbed = await stub.Solve(request(request_id="outage-2"))
+    assert (response.status, response.attempt) == (pb.SOLVE_STATUS_SUCCEEDED, 2)
+    assert response.result.text == undisturbed.result.text and response.result.answer

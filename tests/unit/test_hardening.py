@@ -167,7 +167,7 @@ def _service(store: MemoryStore, backend: ScriptedBackend, owner: str) -> SolveS
 async def _orphan(store: MemoryStore, request_id: str) -> RequestKey:
     """A request whose replica died right after it started (its lease is gone)."""
     dead = _service(store, ScriptedBackend(), "dead")
-    view = await dead.submit(spec(request_id, text="[[slow:0.05]] How many dollars?"), "acme", idempotent=True)
+    view = await dead.submit(spec(request_id, text="[[slow:0.003]] How many dollars?"), "acme", idempotent=True)
     for run in list(dead._runs.local.values()):
         assert run.task is not None and run.heartbeat is not None
         run.heartbeat.cancel()

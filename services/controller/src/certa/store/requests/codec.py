@@ -106,12 +106,12 @@ def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], own
 
 
 def check_version(label: str, raw: bytes | None) -> None:
-    """Nothing when this release reads schema `raw`; `NewerRecord` for a newer one, `CorruptState` otherwise."""
+    """Nothing when this release reads schema `raw`; `NewerRecord` for the next one, `CorruptState` otherwise."""
     version = (raw or b"").decode(errors="replace")[:16]
     if version in READABLE_VERSIONS:
         return
-    if version.isdigit() and int(version) > max(int(known) for known in READABLE_VERSIONS):
-        raise NewerRecord(label, version)
+    if version.isdigit() and int(version) == max(int(known) for known in READABLE_VERSIONS) + 1:
+        raise NewerRecord(label, version)  # one step ahead: a rolling upgrade; further is not Certa's data
     raise CorruptState(
         label,
         f"schema version {version!r} is not readable (this release reads {sorted(READABLE_VERSIONS)}; version 1 "
