@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -10,10 +11,12 @@ from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from certa.server import CertaServer
+from certa.server import RPCS_PER_REQUEST, CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from tests.api.conftest import settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -309,3 +312,27 @@ async def test_a_request_failed_unavailable_runs_again_when_retried_with_its_id(
     undisturbed = await stub.Solve(request(request_id="outage-2"))
     assert (response.status, response.attempt) == (pb.SOLVE_STATUS_SUCCEEDED, 2)
     assert response.result.text == undisturbed.result.text and response.result.answer
+
+
+async def test_calls_past_four_per_admitted_request_are_refused_at_once(redis_server: RedisServer) -> None:
+    """The load campaign's fix: more than RPCS_PER_REQUEST x CERTA_MAX_CONCURRENT_REQUESTS calls at once are refused
+    by gRPC with RESOURCE_EXHAUSTED instead of queueing until they time out."""
+    settings = replace(settings_for({"scripted": "scripted://"}, redis_server.url), max_concurrent_requests=1)
+    server = CertaServer(settings, {"scripted": ScriptedBackend()})
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.ReasoningServiceStub(channel)
+            slow = request("[[slow:0.01]] Q", request_id="cap-1")
+            # One admitted request and three calls attached to it: RPCS_PER_REQUEST calls in flight.
+            calls = [asyncio.ensure_future(stub.Solve(slow)) for _ in range(RPCS_PER_REQUEST)]
+            await asyncio.sleep(0.5)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetSolve(pb.GetSolveRequest(request_id="cap-1"), timeout=5)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            answered = await asyncio.gather(*calls)
+            assert {response.request_id for response in answered} == {"cap-1"}
+            described = await stub.GetSolve(pb.GetSolveRequest(request_id="cap-1"), timeout=5)
+            assert described.status == pb.SOLVE_STATUS_SUCCEEDED  # a call once the others are done is served
+    finally:
+        await server.stop()

@@ -353,3 +353,28 @@ async def test_a_cancelled_waiter_gives_its_turn_away() -> None:
     async with asyncio.timeout(1):
         async with queue.slot("b"):
             pass
+
+
+def test_tenant_weights_and_models_are_read_from_the_tenants_file_and_bounded(tmp_path: Path) -> None:
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(json.dumps({"tenants": {"acme": {"weight": 3, "models": ["a", "b"]}}}))
+    policy = TenantPolicies(str(tenants)).of("acme")
+    assert (policy.weight, policy.models) == (3, frozenset({"a", "b"}))
+    assert TenantPolicies(str(tenants)).of("other").weight == 1
+    for bad in ({"weight": 0}, {"weight": 1001}, {"models": "a"}, {"models": [""]}):
+        tenants.write_text(json.dumps({"tenants": {"acme": bad}}))
+        with pytest.raises(ValueError):
+            TenantPolicies(str(tenants)).of("acme")
+
+
+async def test_a_fair_backend_frees_its_slot_when_the_call_ends() -> None:
+    from certa.core.types import GenerationRequest, SamplingParams
+    from certa.runtime.fair_queue import FairBackend
+
+    queue = FairQueue(slots=1)
+    backend = FairBackend(ScriptedBackend(), queue, "acme", 1)
+    request = GenerationRequest(("How many dollars?",), max_tokens=5, sampling=SamplingParams())
+    for _ in range(3):  # with one slot, a slot kept past its call would block the second call forever
+        async with asyncio.timeout(5):
+            assert [delta async for delta in backend.stream(request, "")][-1].finish is not None
+    assert queue.waiting == 0

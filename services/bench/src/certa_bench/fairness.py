@@ -12,6 +12,9 @@ every `--light-interval` seconds, each on its own. Two runs:
   (`certa.runtime.fair_queue`) holds the calls and hands each freed slot to the tenant with the smallest share.
 
 Printed: the light tenant's p50/p99/max latency and the flood's p50/p99 and duration, per run, and errors by code.
+"Light" means below its fair share: with two tenants of weight 1, a tenant gets half of the backend's calls while
+the other one floods, so the light tenant's rate must stay under half of what the backend serves (the defaults: one
+call every 3 s against 4 slots of about 1 s each); a tenant sending more queues behind its own calls as well.
 """
 
 from __future__ import annotations
@@ -173,8 +176,8 @@ async def campaign(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fairness (--fairness)")
     group.add_argument("--flood", type=int, default=100, help="requests the flooding tenant sends at once")
-    group.add_argument("--light", type=int, default=10, help="single requests of the light tenant")
-    group.add_argument("--light-interval", type=float, default=0.5, help="seconds between light requests")
+    group.add_argument("--light", type=int, default=8, help="single requests of the light tenant")
+    group.add_argument("--light-interval", type=float, default=3.0, help="seconds between light requests")
     group.add_argument("--backend-slots", type=int, default=4, help="calls the backend serves at once")
     group.add_argument("--token-delay", type=float, default=0.004, help="backend seconds per token")
 
