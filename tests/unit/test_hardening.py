@@ -363,7 +363,7 @@ def test_tenant_weights_and_models_are_read_from_the_tenants_file_and_bounded(tm
     assert TenantPolicies(str(tenants)).of("other").weight == 1
     for bad in ({"weight": 0}, {"weight": 1001}, {"models": "a"}, {"models": [""]}):
         tenants.write_text(json.dumps({"tenants": {"acme": bad}}))
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidArgument, match=r"tenants\.acme\.(weight|models)"):
             TenantPolicies(str(tenants)).of("acme")
 
 
