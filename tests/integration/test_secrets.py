@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -15,7 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
-from certa.cli import setup_logging
+from certa.core.errors import InvalidArgument
+from certa.observability.logs import setup_logging
 from certa.observability.telemetry import Telemetry
 from certa.server import CertaServer, build_backends
 from certa.testing.redis_server import RedisServer
@@ -26,7 +28,7 @@ from tests.api.conftest import settings_for
 
 pytestmark = pytest.mark.integration
 
-USER_SECRET, REDIS_SECRET = "pw-in-userinfo-7f3a", "redis-pw-55de"
+USER_SECRET, TOKEN_SECRET, REDIS_SECRET = "pw-in-userinfo-7f3a", "bearer-token-c41d", "redis-pw-55de"
 # A token in a query string is redacted too (tests/unit/test_hardening.py); adapters accept no such option today.
 
 
@@ -53,9 +55,15 @@ def span_strings(spans: InMemorySpanExporter) -> str:
 
 
 async def test_no_planted_secret_reaches_a_client_a_stored_record_a_log_or_a_span(
-    redis_server: RedisServer, server_log: io.StringIO
+    redis_server: RedisServer, server_log: io.StringIO, tmp_path: Path
 ) -> None:
-    url = f"openai+http://certa:{USER_SECRET}@127.0.0.1:{free_port()}/v1"
+    # Credentials in a URL are refused at start (certa.backends.*.options), and the refusal does not quote them.
+    with pytest.raises(InvalidArgument) as refused:
+        build_backends(settings_for({"remote": f"openai+http://certa:{USER_SECRET}@127.0.0.1:9/v1"}))
+    assert USER_SECRET not in str(refused.value) and "remote" in str(refused.value)
+    token = tmp_path / "token"
+    token.write_text(TOKEN_SECRET)
+    url = f"openai+http://127.0.0.1:{free_port()}/v1?api_key_file={token}"
     settings = settings_for({"remote": url}, redis_server.url)
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
@@ -87,7 +95,7 @@ async def test_no_planted_secret_reaches_a_client_a_stored_record_a_log_or_a_spa
     assert stored and "BackendUnavailable" in stored[0]
     log_text = server_log.getvalue()
     assert "127.0.0.1" in log_text  # something was logged about the backend
-    for secret in (USER_SECRET,):
+    for secret in (USER_SECRET, TOKEN_SECRET):
         for where, text in (("client", "\n".join(seen)), ("store", "\n".join(stored)), ("log", log_text),
                             ("spans", span_strings(spans))):
             assert secret not in text, f"{secret} reached the {where}"
