@@ -122,3 +122,8 @@ BENCH_LOAD_ARGS ?=
 
 bench-load: install ## Load and faults: 1,000 requests at once, then backend/Redis/replica faults (bench-results/load.json)
 	$(PY) -m certa_bench.load --requests $(BENCH_LOAD_REQUESTS) --out bench-results/load.json $(BENCH_LOAD_ARGS)
+
+.PHONY: bench-fairness
+
+bench-fairness: install ## Fairness only: a flooding and a light tenant, light p99 with and without the fair queue
+	$(PY) -m certa_bench.load --fairness --out bench-results/fairness.json $(BENCH_LOAD_ARGS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -357,6 +358,10 @@ def _serve() -> int:
     except InvalidArgument as error:
         print(f"certa serve: configuration error: {error}", file=sys.stderr)
         return 2
+    except Exception:
+        # Through the redacting log handler: a start-up fault's traceback may quote a Redis or backend URL.
+        logging.getLogger("certa").exception("certa serve: could not start")
+        return 1
     return 0
 
 

@@ -130,6 +130,12 @@ class Settings:
     # "" is the built-in one (certa/prompts/refine.txt).
     refinement_template: str = ""
     backend_connect_timeout_s: float = 10.0
+    # Models a request may name, per backend (CERTA_BACKEND_MODELS=NAME=MODEL|MODEL,...). A backend not listed
+    # accepts the models its server serves (Triton's repository index, an OpenAI server's /v1/models).
+    backend_models: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Backend calls each backend runs at once on this replica, shared between tenants by weight (certa.runtime.
+    # fair_queue); 0: no limit and no queue.
+    backend_max_concurrent_calls: int = 0
     drain_timeout_s: float = 60.0
     max_concurrent_requests: int = 256
     log_level: str = "INFO"
@@ -174,6 +180,21 @@ def _parse_backends(raw: str) -> tuple[BackendSpec, ...]:
     if len(set(names)) != len(names):
         raise InvalidArgument(f"{PREFIX}BACKENDS", f"backend names must be unique, got {names}")
     return tuple(specs)
+
+
+def _parse_backend_models(raw: str, backends: tuple[BackendSpec, ...]) -> dict[str, frozenset[str]]:
+    variable = f"{PREFIX}BACKEND_MODELS"
+    names = {spec.name for spec in backends}
+    allowed: dict[str, frozenset[str]] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, models = item.partition("=")
+        listed = frozenset(filter(None, (model.strip() for model in models.split("|"))))
+        if not sep or not listed:
+            raise InvalidArgument(variable, f"entry {item!r} must be BACKEND=MODEL|MODEL, e.g. local=ensemble")
+        if name.strip() not in names:
+            raise InvalidArgument(variable, f"{name.strip()!r} is not one of {PREFIX}BACKENDS")
+        allowed[name.strip()] = listed
+    return allowed
 
 
 def _http_listen_address(env: Mapping[str, str], grpc_address: str) -> str:
@@ -273,6 +294,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backend_connect_timeout_s=_number(
             env, "BACKEND_CONNECT_TIMEOUT_S", base.backend_connect_timeout_s, float, 0.001
         ),
+        backend_models=_parse_backend_models(env.get(PREFIX + "BACKEND_MODELS", ""), backends),
+        backend_max_concurrent_calls=int(_number(env, "BACKEND_MAX_CONCURRENT_CALLS", 0, int, 0)),
         drain_timeout_s=_number(env, "DRAIN_TIMEOUT_S", base.drain_timeout_s, float, 0.0),
         max_concurrent_requests=int(_number(env, "MAX_CONCURRENT_REQUESTS", base.max_concurrent_requests, int, 1)),
         log_level=env.get(PREFIX + "LOG_LEVEL", base.log_level).upper(),

@@ -33,7 +33,12 @@ from certa.exit_profiles import profile_book
 from certa.prompts.refinement import load_refinement_template
 from certa.v1 import reasoning_pb2 as pb
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Patterns are used with `fullmatch`: `^...$` would accept a trailing newline.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+MAX_MODEL_CHARS = 256
+_MODEL = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:/@+-]{{0,{MAX_MODEL_CHARS - 1}}}")
+MAX_BACKEND_CHARS = 64
+MAX_QUESTION_ID_CHARS = 128
 _DEFAULT_PRESET = "mid"
 MAX_CHUNK_TOKENS = 4096
 MAX_PROBE_TOKENS = 256
@@ -226,10 +231,28 @@ def _chunk_tokens(spec: StrategySpec) -> int:
 
 
 def _check_request_id(request_id: str) -> None:
-    if request_id and not _REQUEST_ID.match(request_id):
+    if request_id:
+        validate_request_id(request_id)
+
+
+def validate_request_id(request_id: str) -> str:
+    """A request id a client names (Solve* `request_id`, `GetSolve`, `CancelSolve`); never echoed when refused."""
+    if not _REQUEST_ID.fullmatch(request_id):
         raise InvalidArgument(
             "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
         )
+    return request_id
+
+
+def _model(model: str) -> str:
+    """The model a request names ("" is the backend's default); whether the backend serves it is admission's call."""
+    if model and not _MODEL.fullmatch(model):
+        raise InvalidArgument(
+            "model",
+            f"must be 1-{MAX_MODEL_CHARS} characters of letters, digits and . _ : / @ + - starting with a letter or "
+            "digit",
+        )
+    return model
 
 
 def _check_length(text: str, field: str, settings: Settings) -> None:
@@ -248,6 +271,7 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         raise InvalidArgument(field, "must not be empty: set question (or raw_prompt)")
     _check_length(text, field, settings)
     _check_request_id(request.request_id)
+    model = _model(request.model)
     strategy = _strategy(request.strategy, settings)
     sampling = _sampling(request.sampling)
     if sampling.has_penalties and isinstance(_path_spec(strategy), DynasorConfig):
@@ -280,7 +304,7 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         token_budget=budget,
         deadline_s=deadline_s,
         backend=backend,
-        model=request.model,
+        model=model,
     )
 
 
@@ -311,6 +335,8 @@ def _deadline(request: pb.SolveRequest | pb.SolveBatchRequest, settings: Setting
 def _backend(requested: str, settings: Settings) -> str:
     backend = requested or settings.default_backend_name
     names = [spec.name for spec in settings.backends]
+    if len(backend) > MAX_BACKEND_CHARS:
+        raise InvalidArgument("backend", f"at most {MAX_BACKEND_CHARS} characters; configured: {', '.join(names)}")
     if backend not in names:
         raise InvalidArgument("backend", f"unknown backend {backend!r}; configured: {', '.join(names) or 'none'}")
     return backend
@@ -322,13 +348,16 @@ MAX_IN_FLIGHT = 256
 def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id: str) -> SolveSpec:
     """Check a batch against the API's ranges and the server's caps; the batch is the strategy of the result."""
     _check_request_id(request.request_id)
+    model = _model(request.model)
     if len(request.questions) > settings.max_batch_questions:
         raise InvalidArgument(
             "questions", f"at most {settings.max_batch_questions} per batch (server cap), got {len(request.questions)}"
         )
     for index, question in enumerate(request.questions):
-        if not question.id or len(question.id) > 128:
-            raise InvalidArgument(f"questions[{index}].id", "must be 1-128 characters")
+        if not 1 <= len(question.id) <= MAX_QUESTION_ID_CHARS or not question.id.isprintable():
+            raise InvalidArgument(
+                f"questions[{index}].id", f"must be 1-{MAX_QUESTION_ID_CHARS} printable characters (no control ones)"
+            )
         if not question.question.strip():
             raise InvalidArgument(f"questions[{index}].question", "must not be empty")
         _check_length(question.question, f"questions[{index}].question", settings)
@@ -369,5 +398,5 @@ def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id
         token_budget=budget,
         deadline_s=_deadline(request, settings),
         backend=_backend(request.backend, settings),
-        model=request.model,
+        model=model,
     )

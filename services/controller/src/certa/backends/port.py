@@ -56,6 +56,10 @@ class Backend(Protocol):
         """Raise `BackendUnavailable` with a reason when the server or its models are not ready."""
         ...
 
+    async def served_models(self) -> frozenset[str] | None:
+        """The models a request may name on this server (its catalog), or None when it keeps none."""
+        ...
+
     async def chat_template(self, model: str) -> str | None:
         """The model's chat template (Jinja2) when the server publishes one, else None."""
         ...

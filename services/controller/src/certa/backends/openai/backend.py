@@ -190,6 +190,9 @@ class OpenAIBackend:
                 self._name, f"model {self.options.model!r} is not served at {self.options.base_url} (serves {served})"
             )
 
+    async def served_models(self) -> frozenset[str]:
+        return frozenset(await self._served_models())
+
     async def chat_template(self, model: str) -> str | None:
         """None: the OpenAI API has no standard way to publish a model's chat template."""
         return None
