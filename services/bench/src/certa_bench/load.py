@@ -844,6 +844,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default="bench-results/load.json", help="JSON results ('' for none)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target (no error, nothing lost) is missed")
+    parser.add_argument(
+        "--fairness", action="store_true", help="run only the two-tenant fairness scenario (certa_bench.fairness)"
+    )
+    from certa_bench import fairness
+
+    fairness.add_arguments(parser)
     args = parser.parse_args(argv)
     args.concurrency = args.concurrency or args.requests
     return args
@@ -851,7 +857,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    report = asyncio.run(campaign(args))
+    if args.fairness:
+        from certa_bench import fairness
+
+        report = fairness.run(args)
+    else:
+        report = asyncio.run(campaign(args))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

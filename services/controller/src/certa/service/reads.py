@@ -35,10 +35,14 @@ class Reads:
         While the request runs here, the follower is counted on its run, whose events then reach the store sooner.
         """
         cursor = ""
+        run = None
         followed: LocalRun | None = None
         try:
             while True:
-                run = self._runs.local.get(key)
+                # A run that ended without a stored outcome leaves `local`; its error is still this follower's.
+                run = self._runs.local.get(key) or (
+                    run if run is not None and run.state is RunState.UNRECORDED else None
+                )
                 if run is not followed:
                     if followed is not None:
                         followed.followers -= 1
