@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from certa.config import PREFIX, AuthSettings, Settings, StoreSettings, TlsSettings, load_settings
+from certa.config import PREFIX, AuthSettings, GrpcSettings, Settings, StoreSettings, TlsSettings, load_settings
 from certa.server import SERVICE_NAME
 from tests.chart.conftest import Rendered, render, render_scenario
 
 pytestmark = pytest.mark.chart
 
-# The variables certa.config.load_settings reads: one per Settings field; CERTA_AUTH_<FIELD> and CERTA_TLS_<FIELD>
-# for the fields of Settings.auth and Settings.tls; then those of the state store (Settings.store, a StoreSettings,
-# whose fields do not follow the variable names).
-NESTED = {"store": None, "auth": AuthSettings, "tls": TlsSettings}
+# The variables certa.config.load_settings reads: one per Settings field; CERTA_AUTH_<FIELD>, CERTA_TLS_<FIELD> and
+# CERTA_GRPC_<FIELD> for the fields of Settings.auth, Settings.tls and Settings.grpc; then those of the state store
+# (Settings.store, a StoreSettings, whose fields do not follow the variable names).
+NESTED = {"store": None, "auth": AuthSettings, "tls": TlsSettings, "grpc": GrpcSettings}
 SETTINGS_VARIABLES = {PREFIX + field.name.upper() for field in dataclasses.fields(Settings) if field.name not in NESTED}
 SECURITY_VARIABLES = {
     f"{PREFIX}{name.upper()}_{field.name.upper()}"
@@ -46,6 +46,9 @@ STORE_VARIABLES = {
 CONTROLLER_VARIABLES = SETTINGS_VARIABLES | SECURITY_VARIABLES | STORE_VARIABLES
 # The password reaches the controller as a mounted file (CERTA_REDIS_PASSWORD_FILE), never as a variable.
 NOT_SET_BY_THE_CHART = {"CERTA_REDIS_PASSWORD"}
+# Set by the chart (controller.httpPort) for the OpenAI-compatible HTTP endpoint, which a branch of its own adds to
+# certa.config: until it is there, the controller does not read it yet.
+AWAITED_BY_THE_CONTROLLER = {"CERTA_HTTP_PORT"} - CONTROLLER_VARIABLES
 SERVER_STOP_GRACE_S = 5  # CertaServer.stop(): server.stop(grace=5.0) after the drain
 
 
@@ -89,7 +92,7 @@ def test_the_chart_sets_exactly_the_variables_the_controller_reads() -> None:
             )
         )
     )
-    assert chart == CONTROLLER_VARIABLES - NOT_SET_BY_THE_CHART
+    assert chart == (CONTROLLER_VARIABLES - NOT_SET_BY_THE_CHART) | AWAITED_BY_THE_CONTROLLER
 
 
 # A value for each store variable that differs from the controller's default.
@@ -167,6 +170,12 @@ def test_every_controller_value_maps_to_its_variable(tmp_path: Path) -> None:
         "controller.config.resultTtlSeconds=7200",
         "controller.config.leaseSeconds=6",
         "controller.config.sweepIntervalSeconds=2.5",
+        "controller.config.grpcMaxConnectionAgeSeconds=90",
+        "controller.config.grpcMaxConnectionAgeGraceSeconds=7300",
+        "controller.config.grpcKeepaliveTimeSeconds=30",
+        "controller.config.grpcKeepaliveTimeoutSeconds=5",
+        "controller.config.grpcKeepalivePermitWithoutCalls=false",
+        "controller.config.grpcMinPingIntervalSeconds=2.5",
         "redis.bundled.enabled=false",
         "redis.external.url=redis://redis-cluster.data.svc:7000/0",
         "redis.external.username=certa",
@@ -196,6 +205,14 @@ def test_every_controller_value_maps_to_its_variable(tmp_path: Path) -> None:
     assert (store.redis_timeout_s, store.redis_pool_size, store.key_prefix) == (0.5, 16, "certa-blue")
     assert (store.state_ttl_s, store.result_ttl_s) == (600, 7200)
     assert (store.lease_s, store.sweep_interval_s) == (6, 2.5)
+    assert settings.grpc == GrpcSettings(
+        max_connection_age_s=90,
+        max_connection_age_grace_s=7300,
+        keepalive_time_s=30,
+        keepalive_timeout_s=5,
+        keepalive_permit_without_calls=False,
+        min_ping_interval_s=2.5,
+    )
 
 
 def test_backends_follow_the_active_triton() -> None:
@@ -301,12 +318,14 @@ def test_hardened_security_context() -> None:
     assert pod["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "dev", "gpu"])
-def test_grace_period_exceeds_the_drain(scenario: str) -> None:
+@pytest.mark.parametrize("scenario", ["defaults", "dev", "gpu", "digests-and-extra-env"])
+def test_grace_period_exceeds_the_pre_stop_pause_and_the_drain(scenario: str) -> None:
     rendered = render_scenario(scenario)
     grace = rendered.controller["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     drain = float(rendered.config["CERTA_DRAIN_TIMEOUT_S"])
-    assert grace > drain + SERVER_STOP_GRACE_S
+    pre_stop = rendered.controller_container.get("lifecycle", {}).get("preStop", {}).get("exec", {"command": [0, 0]})
+    pause = float(pre_stop["command"][1])
+    assert grace > pause + drain + SERVER_STOP_GRACE_S
 
 
 def test_resources_and_replicas() -> None:
