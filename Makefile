@@ -32,7 +32,7 @@ help: ## List the targets
 
 install: $(VENV)/.installed ## Create the virtual environment and install everything (builds llama.cpp once)
 
-$(VENV)/.installed: services/controller/pyproject.toml services/triton-local/pyproject.toml deploy/local/install.sh
+$(VENV)/.installed: services/controller/pyproject.toml services/bench/pyproject.toml services/triton-local/pyproject.toml deploy/local/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash deploy/local/install.sh
 	touch $@
 
@@ -80,17 +80,17 @@ proto-check: install ## Fail when the committed generated code differs from prot
 
 bench: install ## Benchmark plain CoT vs Dynasor-CoT presets on GSM8K with the local stack
 	bash deploy/local/stack.sh up
-	$(VENV)/bin/certa bench --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
+	$(VENV)/bin/certa-bench dynasor --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
 
 .PHONY: bench-consistency
 bench-consistency: install ## Self-consistency at equal budgets on GSM8K with the local stack (records samples for replay)
 	bash deploy/local/stack.sh up
-	$(VENV)/bin/certa bench-consistency --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
+	$(VENV)/bin/certa-bench consistency --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
 
 .PHONY: bench-replay
 bench-replay: install ## Replay bandit vs uniform allocation, the stop rules and online budget pools over synthetic answers (no model)
-	$(VENV)/bin/certa replay --synthetic $(REPLAY_QUESTIONS) --budget $(REPLAY_BUDGET) --seed 0
-	$(VENV)/bin/certa replay --synthetic $(REPLAY_QUESTIONS) --budget 4 --seed 0 --online
+	$(VENV)/bin/certa-bench replay --synthetic $(REPLAY_QUESTIONS) --budget $(REPLAY_BUDGET) --seed 0
+	$(VENV)/bin/certa-bench replay --synthetic $(REPLAY_QUESTIONS) --budget 4 --seed 0 --online
 
 clean: down ## Stop the stack and remove the virtual environment and state
 	rm -rf $(VENV) $(STATE_DIR)
@@ -103,4 +103,4 @@ BENCH_LOAD_ARGS ?=
 .PHONY: bench-load
 
 bench-load: install ## Load and faults: 1,000 requests at once, then backend/Redis/replica faults (bench-results/load.json)
-	$(PY) -m certa.bench.load --requests $(BENCH_LOAD_REQUESTS) --out bench-results/load.json $(BENCH_LOAD_ARGS)
+	$(PY) -m certa_bench.load --requests $(BENCH_LOAD_REQUESTS) --out bench-results/load.json $(BENCH_LOAD_ARGS)

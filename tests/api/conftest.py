@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from certa import watched_file
-from certa.backends.base import Backend
-from certa.backends.triton import TritonBackend
+from certa.backends.port import Backend
+from certa.backends.triton.backend import TritonBackend
 from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from certa.core.budget_pool import PoolPolicy
-from certa.store.budget_pools import RedisBudgetPools
-from certa.store.redis_store import RedisStore
+from certa.store.pools.redis import RedisBudgetPools
+from certa.store.requests.redis import RedisStore
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from tests.api.conftest import Replicas

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from certa_bench import consistency as consistency_bench
 
-from certa.bench import consistency_bench
-from certa.bench.dataset import Question
 from certa.client import ClientTarget
+from certa.datasets import Question
 from certa.server import CertaServer
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from certa.server import CertaServer
-from certa.store.quotas import WINDOW_MS, _window_wait_ms
+from certa.store.quotas.port import WINDOW_MS, window_wait_ms
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from tests.api.conftest import Replicas
@@ -100,4 +100,4 @@ def replace_budget(request: pb.SolveRequest, budget: int) -> pb.SolveRequest:
     ],
 )
 def test_window_waits(into_ms: int, current: int, previous: int, limit: int, wait_ms: int) -> None:
-    assert _window_wait_ms(10 * WINDOW_MS + into_ms, current, previous, limit) == wait_ms
+    assert window_wait_ms(10 * WINDOW_MS + into_ms, current, previous, limit) == wait_ms

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from certa.backends.triton import TritonBackend
+from certa.backends.triton.backend import TritonBackend
 from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer

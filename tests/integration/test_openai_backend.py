@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from certa.backends.base import Delta
-from certa.backends.openai import OpenAIBackend
+from certa.backends.openai.backend import OpenAIBackend
+from certa.backends.port import Delta
 from certa.config import BackendSpec
 from certa.core.errors import BackendError, BackendUnavailable
 from certa.core.types import FinishReason, GenerationRequest, SamplingParams, Segment

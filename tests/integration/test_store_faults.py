@@ -15,9 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
-from certa.backends.triton import TritonBackend
+from certa.backends.triton.backend import TritonBackend
 from certa.server import CertaServer
-from certa.store.base import RequestKey
+from certa.store.requests.port import RequestKey
 from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc

@@ -11,7 +11,7 @@ import grpc
 import pytest
 from redis.asyncio import Redis
 
-from certa.store.base import RequestKey
+from certa.store.requests.port import RequestKey
 from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc

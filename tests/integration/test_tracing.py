@@ -29,9 +29,9 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from certa.backends.triton import TritonBackend
+from certa.backends.triton.backend import TritonBackend
+from certa.observability.telemetry import Telemetry
 from certa.server import CertaServer
-from certa.telemetry import Telemetry
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port

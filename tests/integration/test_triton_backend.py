@@ -17,9 +17,9 @@ import pytest
 import pytest_asyncio
 from tritonclient.grpc.service_pb2 import ModelInferRequest
 
-from certa.backends.base import Delta
-from certa.backends.triton import TritonBackend
-from certa.backends.triton_rpc import ChannelTarget, TritonConnection
+from certa.backends.port import Delta
+from certa.backends.triton.backend import TritonBackend
+from certa.backends.triton.rpc import ChannelTarget, TritonConnection
 from certa.config import BackendSpec
 from certa.core.errors import BackendError, BackendUnavailable
 from certa.core.types import FinishReason, GenerationRequest, SamplingParams, Segment

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from certa_bench.load import InstantBackend, partial_of, read_stored
 
-from certa.backends.triton import TritonBackend
-from certa.bench.load import InstantBackend, partial_of, read_stored
+from certa.backends.triton.backend import TritonBackend
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb

@@ -1,5 +1,5 @@
 """Many requests at once against the real gRPC server and a real Redis, with the instant scripted backend of
-`certa.bench.load`: none fails, every result is complete and stored, every generated token is on record.
+`certa_bench.load`: none fails, every result is complete and stored, every generated token is on record.
 
 Not timed: performance figures come from `make bench-load`, not from tests.
 """
@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from certa_bench.load import InstantBackend, codes, load_request, read_stored, run_wave, tokens_of
 
-from certa.bench.load import InstantBackend, codes, load_request, read_stored, run_wave, tokens_of
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_model import DEFAULT_SCRIPT

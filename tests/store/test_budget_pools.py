@@ -18,8 +18,10 @@ from redis.asyncio import Redis
 from certa.core.budget_pool import STALE_S, PoolPolicy, RequestUsage, WaveRequest, pool_score
 from certa.core.errors import CorruptState, InvalidArgument, StoreUnavailable
 from certa.store import MemoryStore, RedisStore
-from certa.store.budget_pools import BudgetPools, MemoryBudgetPools, RedisBudgetPools
 from certa.store.factory import build_budget_pools
+from certa.store.pools.memory import MemoryBudgetPools
+from certa.store.pools.port import BudgetPools
+from certa.store.pools.redis import RedisBudgetPools
 from certa.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 
 from certa.config import StoreSettings
 from certa.store import RedisStore, build_store
-from certa.store.base import Append, Created, Finish, NewRequest, RequestKey, Status
+from certa.store.requests.port import Append, Created, Finish, NewRequest, RequestKey, Status
 from certa.testing.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,17 @@ from redis.asyncio import Redis
 
 from certa.core.errors import CorruptState, LeaseLost
 from certa.store import MemoryStore, RedisStore
-from certa.store.base import Append, Created, Existing, Failure, Finish, NewRequest, RequestKey, StateStore, Status
+from certa.store.requests.port import (
+    Append,
+    Created,
+    Existing,
+    Failure,
+    Finish,
+    NewRequest,
+    RequestKey,
+    StateStore,
+    Status,
+)
 from certa.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

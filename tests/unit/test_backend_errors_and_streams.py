@@ -8,9 +8,9 @@ import grpc
 import pytest
 
 from certa.backends.incremental_detokenizer import IncrementalDetokenizer
-from certa.backends.openai_sse import sse_data
-from certa.backends.openai_wire import completion_sampling, error_message, http_error
-from certa.backends.triton_errors import response_error, rpc_error
+from certa.backends.openai.sse import sse_data
+from certa.backends.openai.wire import completion_sampling, error_message, http_error
+from certa.backends.triton.errors import response_error, rpc_error
 from certa.core.errors import BackendError, BackendUnavailable
 from certa.core.types import SamplingParams
 

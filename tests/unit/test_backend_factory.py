@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from certa.backends.factory import build_backend
-from certa.backends.openai import OpenAIBackend
-from certa.backends.triton import TritonBackend
+from certa.backends.openai.backend import OpenAIBackend
+from certa.backends.triton.backend import TritonBackend
 from certa.config import BackendSpec
 from certa.core.errors import InvalidArgument
 

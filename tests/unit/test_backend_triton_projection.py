@@ -11,9 +11,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from certa.backends.triton_sampling import text_contract_sampling, token_contract_sampling
-from certa.backends.triton_tensors import ModelSignature, build_infer_request, decode_outputs, texts
-from certa.backends.triton_text import text_inputs
+from certa.backends.triton.sampling import text_contract_sampling, token_contract_sampling
+from certa.backends.triton.tensors import ModelSignature, build_infer_request, decode_outputs, texts
+from certa.backends.triton.text import text_inputs
 from certa.core.errors import BackendError
 from certa.core.types import GenerationRequest, SamplingParams, Segment
 

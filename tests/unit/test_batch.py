@@ -22,7 +22,7 @@ from certa.core.types import (
     StopReason,
     prompt_text,
 )
-from tests.unit.strategy_harness import Harness, outcome
+from certa.testing.strategy_harness import Harness, outcome
 
 pytestmark = pytest.mark.unit
 

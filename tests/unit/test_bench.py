@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from certa.bench.dynasor_bench import PLAIN, REFERENCE_CONFIGS, Row, format_table, load_rows, summarise, write_outputs
+from certa_bench.dynasor import PLAIN, REFERENCE_CONFIGS, Row, format_table, load_rows, summarise, write_outputs
 
 pytestmark = pytest.mark.unit
 

@@ -8,10 +8,10 @@ import pytest
 
 from certa.core.commands import Cancel, Start, Wait
 from certa.core.errors import BackendError, DeadlineExceeded, SolveInterrupted
+from certa.core.report import TextDelta
 from certa.core.strategies import DynasorConfig, MajorityVoteSpec, PlainSpec, build_strategy
 from certa.core.types import GenerationRequest, SamplingParams, StopReason, StrategyResult
 from certa.runtime.driver import Driver
-from certa.runtime.report import TextDelta
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.testing.scripted_model import DEFAULT_SCRIPT
 

@@ -10,9 +10,9 @@ import pytest
 from certa.core.budget_pool import PoolPolicy
 from certa.core.commands import AskPool
 from certa.core.errors import InvalidArgument
+from certa.observability.telemetry import Telemetry
 from certa.runtime.pool_gate import PoolGate
-from certa.store.budget_pools import MemoryBudgetPools
-from certa.telemetry import Telemetry
+from certa.store.pools.memory import MemoryBudgetPools
 from certa.tenants import TenantPolicies
 
 pytestmark = pytest.mark.unit

@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-
-from certa.bench.online_replay import OnlineSetup, compare_online
-from certa.bench.replay import (
+from certa_bench.online_replay import OnlineSetup, compare_online
+from certa_bench.replay import (
     Contender,
     compare,
     format_table,
     load_pool,
     synthetic_pool,
 )
+
 from certa.core.allocator import Policy
 from certa.core.stop_rules import CertaindexRule, FixedCount
 

@@ -21,7 +21,7 @@ from certa.core.strategies import (
 )
 from certa.core.types import FinishReason, GenerationRequest, Outcome, Purpose, SamplingParams, StopReason, prompt_text
 from certa.prompts.refinement import load_refinement_template
-from tests.unit.strategy_harness import Harness, outcome
+from certa.testing.strategy_harness import Harness, outcome
 
 pytestmark = pytest.mark.unit
 

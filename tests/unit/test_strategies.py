@@ -8,7 +8,7 @@ from certa.core.commands import Decision, Handle, Start, Wait
 from certa.core.strategies import DynasorConfig, MajorityVoteSpec, PlainSpec, build_strategy
 from certa.core.strategies.dynasor import PROBE_SUFFIX, dynasor_cot
 from certa.core.types import FinishReason, GenerationRequest, Outcome, Purpose, SamplingParams, Segment, StopReason
-from tests.unit.strategy_harness import Harness, outcome
+from certa.testing.strategy_harness import Harness, outcome
 
 pytestmark = pytest.mark.unit
 

@@ -26,10 +26,10 @@ from certa.config import load_settings
 from certa.core.budget_pool import PoolPolicy
 from certa.core.commands import AskPool
 from certa.core.errors import InvalidArgument
+from certa.observability.telemetry import Telemetry
 from certa.runtime.pool_gate import PoolGate
 from certa.server import CertaServer
-from certa.store.budget_pools import MemoryBudgetPools
-from certa.telemetry import Telemetry
+from certa.store.pools.memory import MemoryBudgetPools
 from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb

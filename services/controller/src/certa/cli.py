@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from certa.client import ClientTarget, add_target_options
 from certa.console import describe, stream_solve
 from certa.core.strategies import StrategyName
 from certa.core.strategies.dynasor import PRESETS
+from certa.datasets import GSM8K_TEST
 from certa.demo import run_demo
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
@@ -127,101 +127,10 @@ async def _health(args: argparse.Namespace) -> int:
     return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from certa.bench import dynasor_bench
-    from certa.bench.dataset import load_questions
-
-    configs = dynasor_bench.CONFIGS
-    if args.configs:
-        wanted = set(args.configs.split(","))
-        unknown = wanted - {config.name for config in configs}
-        if unknown:
-            print(f"unknown configurations {sorted(unknown)}; known: {[c.name for c in configs]}", file=sys.stderr)
-            return 2
-        configs = tuple(config for config in configs if config.name in wanted)
-    questions = load_questions(args.data, limit=args.questions, offset=args.offset)
-    meta = {
-        "dataset": args.data.name,
-        "questions": len(questions),
-        "offset": args.offset,
-        "budget": args.budget,
-        "decoding": "greedy",
-        "configs": {config.name: config.description for config in configs},
-        "title": f"{args.data.name}: {len(questions)} questions, greedy",
-    }
-    return dynasor_bench.run(
-        ClientTarget.from_args(args), questions, configs, args.budget, args.out, meta, args.reuse
-    )
-
-
-def _consistency_bench(args: argparse.Namespace) -> int:
-    from certa.bench import consistency_bench
-    from certa.bench.dataset import load_questions
-
-    questions = load_questions(args.data, limit=args.questions, offset=args.offset)
-    budgets = sorted({int(n) for n in args.budgets.split(",")})
-    if not budgets or budgets[0] < 1 or budgets[-1] > args.samples:
-        print(f"--budgets must be in [1, --samples = {args.samples}], got {args.budgets}", file=sys.stderr)
-        return 2
-    title = f"{args.data.name}: {len(questions)} questions, temperature {consistency_bench.TEMPERATURE}"
-    return consistency_bench.run(
-        ClientTarget.from_args(args),
-        questions,
-        args.samples,
-        budgets,
-        args.budget,
-        args.out,
-        title,
-        per_question=not args.no_per_question,
-    )
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from certa.bench import online_replay, replay
-    from certa.core.errors import InvalidArgument
-
-    try:
-        if args.file:
-            pool = replay.load_pool(args.file, args.exact)
-        else:
-            pool = replay.synthetic_pool(args.synthetic, args.seed)
-        if args.online:
-            setup = online_replay.OnlineSetup(
-                samples_per_question=args.budget,
-                arrival_rate=args.arrival_rate,
-                wave_size=args.wave_size,
-                wave_s=args.wave_seconds,
-                cap=args.cap,
-                exploration=args.exploration,
-            )
-            print(replay.format_table(online_replay.compare_online(pool, setup), args.budget))
-            print(
-                f"online: one question every {1 / args.arrival_rate:g} s, waves of {args.wave_size} lasting "
-                f"{args.wave_seconds:g} s; the pool refills {args.budget * args.arrival_rate:g} samples/s"
-            )
-            return 0
-        rows = replay.compare(
-            pool,
-            args.budget,
-            warmup=args.warmup,
-            exploration=args.exploration,
-            cap=args.cap,
-            concurrency=args.concurrency,
-        )
-    except (InvalidArgument, ValueError, OSError) as error:
-        print(f"certa replay: {error}", file=sys.stderr)
-        return 2
-    print(replay.format_table(rows, args.budget))
-    return 0
-
-
-GSM8K = Path(os.environ.get("CERTA_DATA_DIR", "../shared/data")) / "gsm8k_test.jsonl"
-
-
 def _new_key(tenant: str, name: str) -> int:
     from certa.api.auth import new_api_key
     from certa.core.errors import InvalidArgument
-    from certa.store.base import validate_tenant
+    from certa.store.requests.port import validate_tenant
 
     try:
         validate_tenant(tenant)
@@ -275,38 +184,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="solve one GSM8K question with and without probing, and compare")
     add_target_options(demo)
-    demo.add_argument("--data", type=Path, default=GSM8K, help="GSM8K test set as JSON lines")
+    demo.add_argument("--data", type=Path, default=GSM8K_TEST, help="GSM8K test set as JSON lines")
     demo.add_argument("--index", type=int, default=0, help="which question (0-based line)")
     demo.add_argument("--budget", type=int, default=1024, help="path token budget")
-
-    bench = commands.add_parser("bench", help="plain CoT vs Dynasor-CoT configurations on a dataset")
-    add_target_options(bench)
-    bench.add_argument("--data", type=Path, default=GSM8K, help="dataset as JSON lines")
-    bench.add_argument("--questions", type=int, default=20)
-    bench.add_argument("--offset", type=int, default=0, help="skip this many questions first")
-    bench.add_argument("--budget", type=int, default=1024, help="path token budget per question")
-    bench.add_argument("--configs", default="", help="comma-separated subset of configurations (default: all)")
-    bench.add_argument("--out", type=Path, default=Path("bench-results"))
-    bench.add_argument("--reuse", type=Path, help="an earlier dynasor-bench.json whose rows are reused, not re-run "
-                       "(same model, budget and questions)")
-
-    consistency = commands.add_parser(
-        "bench-consistency",
-        help="self-consistency at equal budgets: fixed n vs bandit + Certaindex vs per-question Certaindex (live)",
-    )
-    add_target_options(consistency)
-    consistency.add_argument("--data", type=Path, default=GSM8K, help="dataset as JSON lines")
-    consistency.add_argument("--questions", type=int, default=20)
-    consistency.add_argument("--offset", type=int, default=0)
-    consistency.add_argument("--samples", type=int, default=8, help="samples recorded per question (the cap)")
-    consistency.add_argument("--budgets", default="3,4",
-                             help="samples per question at which to compare (above the warm-up of 2, or nothing is "
-                                  "left to allocate)")
-    consistency.add_argument("--budget", type=int, default=512,
-                             help="path token budget per sample (the 0.5B model needs about 300 on GSM8K)")
-    consistency.add_argument("--out", type=Path, default=Path("bench-results"))
-    consistency.add_argument("--no-per-question", action="store_true",
-                             help="skip per-question self-consistency (the slowest contender on a CPU model)")
 
     auth = commands.add_parser("auth", help="manage credentials")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
@@ -315,28 +195,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     new_key.add_argument("--tenant", required=True)
     new_key.add_argument("--name", default="", help="a label for the key (who or what uses it)")
-
-    replay = commands.add_parser(
-        "replay", help="bandit vs uniform allocation and the stop rules, replayed over pre-sampled answers (no model)"
-    )
-    pool = replay.add_mutually_exclusive_group(required=True)
-    pool.add_argument("--file", type=Path, help="pre-sampled answers as JSON lines (format: certa.bench.replay)")
-    pool.add_argument("--synthetic", type=int, metavar="N", help="a synthetic pool of N questions instead")
-    replay.add_argument("--budget", type=int, default=8, help="samples per question on average (default 8)")
-    replay.add_argument("--seed", type=int, default=0, help="seed of the synthetic pool")
-    replay.add_argument("--warmup", type=int, default=3, help="bandit warm-up samples per question")
-    replay.add_argument("--exploration", type=float, default=0.1, help="bandit exploration weight (beta)")
-    replay.add_argument("--cap", type=int, default=40, help="most samples one question may get")
-    replay.add_argument("--concurrency", type=int, default=1, help="samples in flight at once")
-    replay.add_argument("--exact", action="store_true", help="answers in --file are canonical: compare as strings")
-    replay.add_argument(
-        "--online",
-        action="store_true",
-        help="questions arrive over time and share a budget pool (certa.bench.online_replay), instead of a batch",
-    )
-    replay.add_argument("--arrival-rate", type=float, default=1.0, help="--online: questions per second")
-    replay.add_argument("--wave-size", type=int, default=1, help="--online: samples per wave")
-    replay.add_argument("--wave-seconds", type=float, default=4.0, help="--online: how long one wave takes")
 
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
     add_target_options(health)
@@ -369,12 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except grpc.aio.AioRpcError as error:
             print(f"\nerror: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
-    if args.command == "bench":
-        return _bench(args)
-    if args.command == "bench-consistency":
-        return _consistency_bench(args)
-    if args.command == "replay":
-        return _replay(args)
     return asyncio.run(_solve(args) if args.command == "solve" else _health(args))
 
 

@@ -138,7 +138,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     # Port of the Prometheus `/metrics` endpoint; 0 serves none. Traces and OTLP metrics follow the standard
-    # `OTEL_*` variables (see certa.telemetry).
+    # `OTEL_*` variables (see certa.observability.telemetry).
     metrics_port: int = 0
     store: StoreSettings = field(default_factory=StoreSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from certa.bench.dataset import load_questions
 from certa.client import ClientTarget
 from certa.console import STOP_NAMES, describe, stream_solve
 from certa.core.answers import equivalent
+from certa.datasets import load_questions
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 

@@ -23,13 +23,13 @@ from certa.api.auth import Authenticator
 from certa.api.errors import ErrorMappingInterceptor
 from certa.api.servicer import ReasoningServicer
 from certa.api.tls import RotatingServerCredentials
-from certa.backends.base import Backend
 from certa.backends.factory import build_backend
+from certa.backends.port import Backend
 from certa.config import Settings
 from certa.core.errors import CertaError, InvalidArgument
+from certa.observability.telemetry import Telemetry
 from certa.service import SolveService
 from certa.store import StateStore, build_budget_pools, build_quota_ledger, build_store
-from certa.telemetry import Telemetry
 from certa.tenants import TenantPolicies
 from certa.v1 import reasoning_pb2, reasoning_pb2_grpc
 

@@ -35,7 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from certa.api.mapping import event_to_proto, report_to_proto
 from certa.api.validation import SolveSpec, validate, validate_batch
-from certa.backends.base import Backend
+from certa.backends.port import Backend
 from certa.config import Settings, default_replica_id
 from certa.core.budget_pool import PoolPolicy
 from certa.core.commands import Strategy
@@ -52,6 +52,7 @@ from certa.core.errors import (
     SolveInterrupted,
     StoreUnavailable,
 )
+from certa.core.report import SolveReport
 from certa.core.strategies import (
     BatchSpec,
     MajorityVoteSpec,
@@ -62,16 +63,26 @@ from certa.core.strategies import (
     strategy_name,
 )
 from certa.core.types import StopReason
+from certa.observability.telemetry import Telemetry, TraceContext
 from certa.prompts import question_prompt, resolve_template
 from certa.runtime.driver import Driver
 from certa.runtime.journal import Recorder, Reply, decode_reply
 from certa.runtime.pool_gate import PoolGate
-from certa.runtime.report import SolveReport
-from certa.store.base import Claim, Created, Existing, NewRequest, RequestKey, StateStore, Status, StoredRequest
-from certa.store.budget_pools import BudgetPools, MemoryBudgetPools
-from certa.store.codec import failure_of, restore_error
-from certa.store.quotas import MemoryQuotaLedger, QuotaLedger
-from certa.telemetry import Telemetry, TraceContext
+from certa.store.pools.memory import MemoryBudgetPools
+from certa.store.pools.port import BudgetPools
+from certa.store.quotas.memory import MemoryQuotaLedger
+from certa.store.quotas.port import QuotaLedger
+from certa.store.requests.codec import failure_of, restore_error
+from certa.store.requests.port import (
+    Claim,
+    Created,
+    Existing,
+    NewRequest,
+    RequestKey,
+    StateStore,
+    Status,
+    StoredRequest,
+)
 from certa.tenants import TenantPolicies
 from certa.v1 import reasoning_pb2 as pb
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from certa.core.budget_pool import PoolPolicy, validate_pool_name
 from certa.core.errors import InvalidArgument
-from certa.store.base import validate_tenant
+from certa.store.requests.port import validate_tenant
 from certa.watched_file import watched_json
 
 

@@ -29,7 +29,7 @@ import jwt
 
 from certa.config import AuthSettings
 from certa.core.errors import InvalidArgument, Unauthenticated
-from certa.store.base import validate_tenant
+from certa.store.requests.port import validate_tenant
 from certa.watched_file import watched_json
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from certa.core.errors import (
     QuotaExceeded,
     SolveInterrupted,
 )
-from certa.runtime.report import SolveReport
+from certa.core.report import SolveReport
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from certa.api.status_codes import status_code
 from certa.core.commands import Decision, QuestionFinished
+from certa.core.report import Resumed, SolveReport, TextDelta
 from certa.core.types import PathResult, ProbeRecord, Round, StopReason, StrategyResult
 from certa.runtime.driver import RuntimeEvent
-from certa.runtime.report import Resumed, SolveReport, TextDelta
 from certa.v1 import reasoning_pb2 as pb
 
 _STOP_REASONS = {

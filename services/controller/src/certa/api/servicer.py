@@ -16,9 +16,9 @@ import grpc
 
 from certa.api.auth import Authenticator
 from certa.api.errors import ErrorMappingInterceptor
+from certa.observability.telemetry import Telemetry
 from certa.service import SolveService
-from certa.store.base import RequestKey, StoredRequest
-from certa.telemetry import Telemetry
+from certa.store.requests.port import RequestKey, StoredRequest
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 

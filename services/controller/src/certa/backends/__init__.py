@@ -1,1 +1,2 @@
-"""Backend adapters: the `Backend` port (`base`) and its implementations, built from URLs by `factory`."""
+"""Backend adapters: the `Backend` port (`port`), one package per server kind (`triton`, `openai`) and the helpers they
+share, built from URLs by `factory`."""

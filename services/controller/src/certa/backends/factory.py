@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from certa.backends.base import Backend
 from certa.backends.call_metadata import MetadataProvider
-from certa.backends.openai import OpenAIBackend
-from certa.backends.openai_options import OPENAI_SCHEMES
-from certa.backends.triton import TritonBackend
-from certa.backends.triton_options import TRITON_SCHEMES
+from certa.backends.openai.backend import OpenAIBackend
+from certa.backends.openai.options import OPENAI_SCHEMES
+from certa.backends.port import Backend
+from certa.backends.triton.backend import TritonBackend
+from certa.backends.triton.options import TRITON_SCHEMES
 from certa.backends.url_options import SETTING
 from certa.config import BackendSpec
 from certa.core.errors import InvalidArgument

@@ -5,7 +5,8 @@ The driver executes the strategy's commands: each `Start` becomes an asyncio tas
 it had generated. It enforces each sample's path-token budget (a `Start` is clamped to what is left), the deadline,
 and cancellation, and it keeps the accounting: every token the backend reported, per purpose, including tokens of
 calls that were cancelled. When the strategy returns, calls still in flight are cancelled. Each backend call runs
-in its own `certa.generate` span, and probes and decisions become events of the request's span (`certa.telemetry`).
+in its own `certa.generate` span, and probes and decisions become events of the request's span
+(`certa.observability.telemetry`).
 
 A call that fails with a `CertaError` is thrown into the strategy as `CallFailed` at the `Wait`/`WaitAny` that
 awaited it (a batch fails only that question); if the strategy lets it through, the run fails with the call's error.
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from certa.backends.base import Backend
+from certa.backends.port import Backend
 from certa.core.commands import (
     AskPool,
     CallFailed,
@@ -41,6 +42,7 @@ from certa.core.commands import (
     WaitAny,
 )
 from certa.core.errors import BackendError, CertaError, CorruptState, DeadlineExceeded, SolveInterrupted
+from certa.core.report import PathProgress, Resumed, SolveReport, TextDelta, Usage
 from certa.core.types import (
     FinishReason,
     GenerationRequest,
@@ -51,9 +53,8 @@ from certa.core.types import (
     StopReason,
     StrategyResult,
 )
+from certa.observability.telemetry import Telemetry
 from certa.runtime.journal import Reply, ReplyKind
-from certa.runtime.report import PathProgress, Resumed, SolveReport, TextDelta, Usage
-from certa.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

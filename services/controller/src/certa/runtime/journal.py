@@ -24,8 +24,8 @@ from enum import StrEnum
 
 from certa.core.errors import CertaError, CorruptState
 from certa.core.types import FinishReason, Outcome, Segment
-from certa.store.base import Append, Failure, Finish, RequestKey, StateStore, Status
-from certa.store.codec import failure_of, restore_error
+from certa.store.requests.codec import failure_of, restore_error
+from certa.store.requests.port import Append, Failure, Finish, RequestKey, StateStore, Status
 
 
 class ReplyKind(StrEnum):

@@ -1,6 +1,6 @@
 """A request's side of its budget pool: ask for each wave, and wait as long as the pool's policy allows.
 
-The pool (`certa.store.budget_pools`) decides at once: granted, or come back in `retry_after_s` (its rank among
+The pool (`certa.store.pools`) decides at once: granted, or come back in `retry_after_s` (its rank among
 the waiting requests may change meanwhile). The gate asks again until the wave is granted or `max_wait_s` has
 passed; then the request stops with what it has. It leaves the pool's waiting set when it gives up and when the
 request ends, so a finished request never holds back the others.
@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from certa.core.budget_pool import PoolPolicy, WaveRequest
 from certa.core.commands import AskPool
-from certa.store.budget_pools import BudgetPools
-from certa.telemetry import Telemetry
+from certa.observability.telemetry import Telemetry
+from certa.store.pools.port import BudgetPools
 
 
 class PoolGate:

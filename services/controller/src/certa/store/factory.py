@@ -14,11 +14,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from certa.config import StoreSettings
-from certa.store.base import StateStore
-from certa.store.budget_pools import BudgetPools, MemoryBudgetPools, RedisBudgetPools
-from certa.store.memory_store import MemoryStore
-from certa.store.quotas import MemoryQuotaLedger, QuotaLedger, RedisQuotaLedger
-from certa.store.redis_store import RedisStore
+from certa.store.pools.memory import MemoryBudgetPools
+from certa.store.pools.port import BudgetPools
+from certa.store.pools.redis import RedisBudgetPools
+from certa.store.quotas.memory import MemoryQuotaLedger
+from certa.store.quotas.port import QuotaLedger
+from certa.store.quotas.redis import RedisQuotaLedger
+from certa.store.requests.memory import MemoryStore
+from certa.store.requests.port import StateStore
+from certa.store.requests.redis import RedisStore
 
 RETRY_ATTEMPTS = 8
 """Reconnection attempts per command (exponential backoff from 50 ms, at most 1 s apart): about 5 s in all, enough

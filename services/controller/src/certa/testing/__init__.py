@@ -1,1 +1,2 @@
-"""Test doubles that ship with Certa: a scripted model and an in-process backend driven by it."""
+"""Test doubles that ship with Certa: a scripted model, an in-process backend driven by it, a synchronous strategy
+harness for driving strategies with `gen.send()`, and a Redis server launcher for tests and benchmarks."""

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from certa.backends.base import Delta
+from certa.backends.port import Delta
 from certa.core.errors import BackendError, BackendUnavailable
 from certa.core.types import FinishReason, GenerationRequest, prompt_text
 from certa.testing.scripted_model import Directives, ScriptedModel

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from certa.backends.bounded_cache import BoundedCache
-from certa.backends.triton_rpc import TritonConnection
-from certa.backends.triton_tensors import build_infer_request, first_int, texts
+from certa.backends.triton.rpc import TritonConnection
+from certa.backends.triton.tensors import build_infer_request, first_int, texts
 from certa.core.errors import BackendError
 
 

@@ -1,7 +1,7 @@
 """`certa replay --online`: budget pools measured over pre-sampled answers, with questions arriving over time.
 
 A batch knows all its questions up front; a pool does not. This replay simulates that: questions of a replay pool
-(`certa.bench.replay`) arrive one every `1 / arrival_rate` seconds, each runs self-consistency in waves of
+(`certa_bench.replay`) arrive one every `1 / arrival_rate` seconds, each runs self-consistency in waves of
 `wave_size` with the Certaindex rule (0.7 from 2 samples), and every wave takes `wave_s` seconds (time advances in
 steps of `TICK_S`). A question's k-th sample is its k-th
 recorded answer, so every contender sees the same draws. Contenders:
@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from certa.bench.replay import PooledQuestion, ReplayRow, fixed_n
 from certa.core.budget_pool import BucketState, PoolPolicy, WaveRequest, acquire
 from certa.core.stop_rules import CertaindexRule, StopDecision
 from certa.core.strategies.samples import voted_answer
 from certa.core.tally import AnswerTally
+from certa_bench.replay import PooledQuestion, ReplayRow, fixed_n
 
 TICK_S = 0.25
 

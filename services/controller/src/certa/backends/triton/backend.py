@@ -1,13 +1,13 @@
 """The Triton / TensorRT-LLM backend adapter.
 
-Two ways to generate, chosen per backend URL (`mode=auto|text|tokens`, see `triton_options`):
+Two ways to generate, chosen per backend URL (`mode=auto|text|tokens`, see `options`):
 
-* token mode (`triton_tokens`) - `preprocessing` -> `tensorrt_llm` -> `postprocessing` driven by the controller,
+* token mode (`tokens`) - `preprocessing` -> `tensorrt_llm` -> `postprocessing` driven by the controller,
   so continuing a path sends exactly the ids it generated; preferred when those three models are ready;
-* text mode (`triton_text`) - the `ensemble` / `tensorrt_llm_bls` text contract.
+* text mode (`text`) - the `ensemble` / `tensorrt_llm_bls` text contract.
 
-Every call is one `ModelStreamInfer` stream (`triton_rpc`); the model's declared inputs are read once with the
-`ModelConfig` RPC and requests are projected onto them (`triton_tensors`, `triton_sampling`).
+Every call is one `ModelStreamInfer` stream (`rpc`); the model's declared inputs are read once with the
+`ModelConfig` RPC and requests are projected onto them (`tensors`, `sampling`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from certa.backends.base import Delta
 from certa.backends.call_metadata import MetadataProvider
-from certa.backends.triton_options import TritonOptions
-from certa.backends.triton_rpc import TritonConnection
-from certa.backends.triton_text import stream_text
-from certa.backends.triton_tokenizer import TritonTokenizer
-from certa.backends.triton_tokens import TokenGeneration
+from certa.backends.port import Delta
+from certa.backends.triton.options import TritonOptions
+from certa.backends.triton.rpc import TritonConnection
+from certa.backends.triton.text import stream_text
+from certa.backends.triton.tokenizer import TritonTokenizer
+from certa.backends.triton.tokens import TokenGeneration
 from certa.config import BackendSpec
 from certa.core.errors import BackendUnavailable
 from certa.core.types import GenerationRequest

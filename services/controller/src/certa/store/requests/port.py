@@ -79,7 +79,7 @@ class NewRequest:
 
 @dataclass(frozen=True)
 class Failure:
-    """A stored error: its kind (see `certa.store.codec`), message, and whether a partial result was kept."""
+    """A stored error: its kind (see `certa.store.requests.codec`), message, and whether a partial result was kept."""
 
     kind: str
     message: str

@@ -23,7 +23,7 @@ from certa.core.errors import (
     SolveInterrupted,
     StoreUnavailable,
 )
-from certa.store.base import Failure, NewRequest, RequestKey, Status, StoredRequest
+from certa.store.requests.port import Failure, NewRequest, RequestKey, Status, StoredRequest
 
 SCHEMA_VERSION = "1"
 

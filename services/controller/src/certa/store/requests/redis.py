@@ -1,8 +1,8 @@
 """The Redis adapter of the state store (`redis.asyncio`), for standalone Redis, Sentinel-managed or Cluster.
 
 Keys of one request share a hash tag, `PREFIX:{TENANT/ID}:…`, so its Lua scripts touch a single slot in a
-cluster: `:meta` (hash: the record, see `certa.store.codec`), `:lease` (string: owner, with an expiry), `:journal`
-(list) and `:events` (stream). `PREFIX:inflight` (sorted set: request → lease expiry in ms) lets a sweep find
+cluster: `:meta` (hash: the record, see `certa.store.requests.codec`), `:lease` (string: owner, with an expiry),
+`:journal` (list) and `:events` (stream). `PREFIX:inflight` (sorted set: request → lease expiry in ms) lets a sweep find
 requests whose owner died; it is only a hint, written outside the scripts, since the claim itself re-checks the
 lease atomically, and it expires `state_ttl_s` after the last request was added or renewed. While a request runs
 its keys expire `state_ttl_s` after the last write; once it finished, the record (with the result) lives
@@ -19,7 +19,8 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from certa.core.errors import CorruptState, LeaseLost, StoreUnavailable
-from certa.store.base import (
+from certa.store.requests.codec import read_request, request_fields, writes_of
+from certa.store.requests.port import (
     Append,
     Claim,
     Created,
@@ -31,7 +32,6 @@ from certa.store.base import (
     StoredRequest,
     StreamEntry,
 )
-from certa.store.codec import read_request, request_fields, writes_of
 
 T = TypeVar("T")
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 
-from certa.backends.base import Delta
 from certa.backends.bounded_cache import BoundedCache
 from certa.backends.call_metadata import MetadataProvider
-from certa.backends.openai_options import OpenAIOptions
-from certa.backends.openai_sse import sse_data
-from certa.backends.openai_wire import FINISH_REASONS, Usage, completion_sampling, http_error
+from certa.backends.openai.options import OpenAIOptions
+from certa.backends.openai.sse import sse_data
+from certa.backends.openai.wire import FINISH_REASONS, Usage, completion_sampling, http_error
+from certa.backends.port import Delta
 from certa.backends.token_prompt import prompt_ids
 from certa.config import BackendSpec
 from certa.core.errors import BackendError, BackendUnavailable

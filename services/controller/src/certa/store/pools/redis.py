@@ -1,24 +1,9 @@
-"""Online budget pools shared by every replica (the model is in `certa.core.budget_pool`).
-
-Redis keys of one pool share the hash tag `{TENANT/POOL}`, so its scripts touch one slot in a cluster:
-
-* `PREFIX:pool:{TENANT/POOL}:state` (hash): `level` at `updated` (server seconds), `spent_samples`,
-  `spent_tokens`, and `ttl_ms` (so a write that carries no policy can refresh the TTLs);
-* `…:waiting` (hash): request id → `samples drawn uncertainty first_seen last_seen`. Scores depend on the pool's
-  `spent_samples`, which every grant changes, so they are computed at each decision rather than stored;
-* `…:requests` (hash): `s:ID` → samples granted to request ID, `t:ID` → tokens it generated.
-
-Acquiring is one Lua script (refill, drop stale waiters, rank, grant or not) on the server's `TIME`, so replicas
-with skewed clocks agree. Every write refreshes the TTL of the pool's keys, `PoolPolicy.ttl_s`: an idle pool
-vanishes and starts full again.
-"""
+"""Budget pools in the store's Redis: each decision is one Lua script on the server's clock, so replicas agree."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 from redis import exceptions as redis_errors
 
@@ -33,42 +18,12 @@ from certa.core.budget_pool import (
     RequestUsage,
     Waiter,
     WaveRequest,
-    validate_pool_name,
 )
 from certa.core.errors import CorruptState
-from certa.store.base import validate_tenant
-from certa.store.redis_store import RedisStore
+from certa.store.pools.port import check_request, checked_names
+from certa.store.requests.redis import RedisStore
 
 T = TypeVar("T")
-
-
-class BudgetPools(Protocol):
-    """The port. Redis-backed methods raise `StoreUnavailable` when Redis cannot be reached and `CorruptState`
-    (naming the key) for data they cannot read; bad tenant or pool names raise `InvalidArgument`."""
-
-    async def acquire(self, tenant: str, pool: str, policy: PoolPolicy, wave: WaveRequest) -> PoolDecision:
-        """Grant the wave or say when to ask again; mandatory waves are granted at once and never wait."""
-
-    async def withdraw(self, tenant: str, pool: str, request_id: str) -> None:
-        """Leave the waiting set (the request finished or gave up); idempotent."""
-
-    async def record(self, tenant: str, pool: str, request_id: str, tokens: int) -> None:
-        """Add generated tokens to the pool's `spent_tokens` and to the request's usage."""
-
-    async def stats(self, tenant: str, pool: str, policy: PoolPolicy) -> PoolStats: ...
-
-    async def usage(self, tenant: str, pool: str, request_id: str) -> RequestUsage:
-        """What the request got from the pool so far (zero when unknown or expired)."""
-
-
-def _names(tenant: str, pool: str) -> tuple[str, str]:
-    return validate_tenant(tenant), validate_pool_name(pool, "pool")
-
-
-def _checked(policy: PoolPolicy, wave: WaveRequest) -> None:
-    policy.validate("policy")
-    wave.validate("wave")
-
 
 # KEYS: state, waiting, requests
 # ARGV: samples_per_second, burst, exploration, stale_s, ttl_ms, request_id, samples, drawn, uncertainty, mandatory
@@ -190,8 +145,8 @@ class RedisBudgetPools:
         return await self._store.call(operation, None, run)
 
     async def acquire(self, tenant: str, pool: str, policy: PoolPolicy, wave: WaveRequest) -> PoolDecision:
-        _checked(policy, wave)
-        keys = self.keys(*_names(tenant, pool))
+        check_request(policy, wave)
+        keys = self.keys(*checked_names(tenant, pool))
         args: list[str | int] = [
             repr(float(policy.samples_per_second)),
             policy.burst,
@@ -209,19 +164,19 @@ class RedisBudgetPools:
         return PoolDecision(int(granted), float(retry_after_s), float(level), int(spent))
 
     async def withdraw(self, tenant: str, pool: str, request_id: str) -> None:
-        waiting = self.keys(*_names(tenant, pool))[1]
+        waiting = self.keys(*checked_names(tenant, pool))[1]
         await self._call("pool_withdraw", [waiting], lambda: _awaited(self._redis.hdel(waiting, request_id)))
 
     async def record(self, tenant: str, pool: str, request_id: str, tokens: int) -> None:
         if tokens <= 0:
             return
-        keys = self.keys(*_names(tenant, pool))
+        keys = self.keys(*checked_names(tenant, pool))
         args: list[str | int] = [request_id, tokens, int(MIN_TTL_S * 1000)]
         await self._call("pool_record", keys, lambda: self._record(keys=keys, args=args))
 
     async def stats(self, tenant: str, pool: str, policy: PoolPolicy) -> PoolStats:
         policy.validate("policy")
-        keys = self.keys(*_names(tenant, pool))
+        keys = self.keys(*checked_names(tenant, pool))
         now, level, updated, spent_samples, spent_tokens, raw = await self._call(
             "pool_stats", keys, lambda: self._stats(keys=keys[:2])
         )
@@ -240,7 +195,7 @@ class RedisBudgetPools:
         return model.view(state, policy, now_s, self._stale_s)
 
     async def usage(self, tenant: str, pool: str, request_id: str) -> RequestUsage:
-        requests = self.keys(*_names(tenant, pool))[2]
+        requests = self.keys(*checked_names(tenant, pool))[2]
         samples, tokens = await self._call(
             "pool_usage",
             [requests],
@@ -257,78 +212,3 @@ def _awaited(reply: Awaitable[T] | T) -> Awaitable[T]:
 def _waiter(request_id: str, value: str) -> Waiter:
     samples, drawn, uncertainty, first_seen_s, last_seen_s = value.split()
     return Waiter(request_id, int(samples), int(drawn), float(uncertainty), float(first_seen_s), float(last_seen_s))
-
-
-@dataclass
-class _Pool:
-    state: BucketState
-    expires_at_s: float
-    ttl_s: float
-    usage: dict[str, RequestUsage] = field(default_factory=dict)
-
-
-class MemoryBudgetPools:
-    """The same pools in one process (with `CERTA_STORE=memory`, and in tests): the pure model, applied in place.
-    Each method runs without awaiting, so concurrent requests on the event loop see each decision whole."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, stale_s: float = STALE_S) -> None:
-        self._clock = clock
-        self._stale_s = stale_s
-        self._pools: dict[tuple[str, str], _Pool] = {}
-
-    def _pool(self, tenant: str, pool: str, now_s: float) -> _Pool | None:
-        key = _names(tenant, pool)
-        found = self._pools.get(key)
-        if found is not None and now_s >= found.expires_at_s:
-            del self._pools[key]
-            return None
-        return found
-
-    async def acquire(self, tenant: str, pool: str, policy: PoolPolicy, wave: WaveRequest) -> PoolDecision:
-        _checked(policy, wave)
-        now_s = self._clock()
-        found = self._pool(tenant, pool, now_s)
-        if found is None:
-            found = self._pools[_names(tenant, pool)] = _Pool(BucketState.full(policy, now_s), now_s, policy.ttl_s)
-        found.state, decision = model.acquire(found.state, policy, wave, now_s, self._stale_s)
-        if decision.granted:
-            usage = found.usage.get(wave.request_id, RequestUsage())
-            found.usage[wave.request_id] = RequestUsage(usage.samples + decision.granted, usage.tokens)
-        found.ttl_s = policy.ttl_s
-        found.expires_at_s = now_s + found.ttl_s
-        return decision
-
-    async def withdraw(self, tenant: str, pool: str, request_id: str) -> None:
-        found = self._pool(tenant, pool, self._clock())
-        if found is not None:
-            found.state = model.withdraw(found.state, request_id)
-
-    async def record(self, tenant: str, pool: str, request_id: str, tokens: int) -> None:
-        if tokens <= 0:
-            return
-        now_s = self._clock()
-        found = self._pool(tenant, pool, now_s)
-        if found is None:  # like Redis: counters without a level; the pool still starts full
-            state = BucketState(level=float("inf"), updated_s=now_s)
-            found = self._pools[_names(tenant, pool)] = _Pool(state, now_s, MIN_TTL_S)
-        found.state = BucketState(
-            found.state.level,
-            found.state.updated_s,
-            found.state.spent_samples,
-            found.state.spent_tokens + tokens,
-            found.state.waiting,
-        )
-        usage = found.usage.get(request_id, RequestUsage())
-        found.usage[request_id] = RequestUsage(usage.samples, usage.tokens + tokens)
-        found.expires_at_s = now_s + found.ttl_s
-
-    async def stats(self, tenant: str, pool: str, policy: PoolPolicy) -> PoolStats:
-        policy.validate("policy")
-        now_s = self._clock()
-        found = self._pool(tenant, pool, now_s)
-        state = found.state if found is not None else BucketState.full(policy, now_s)
-        return model.view(state, policy, now_s, self._stale_s)
-
-    async def usage(self, tenant: str, pool: str, request_id: str) -> RequestUsage:
-        found = self._pool(tenant, pool, self._clock())
-        return found.usage.get(request_id, RequestUsage()) if found is not None else RequestUsage()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from certa.backends.triton_rpc import ChannelTarget
+from certa.backends.triton.rpc import ChannelTarget
 from certa.backends.url_options import UrlOptions
 from certa.config import BackendSpec
 

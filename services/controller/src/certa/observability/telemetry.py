@@ -33,8 +33,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from certa.core.commands import Decision, QuestionFinished
 from certa.core.errors import CertaError, DeadlineExceeded, InvalidArgument, SolveInterrupted
+from certa.core.report import SolveReport
 from certa.core.types import FinishReason, GenerationRequest, ProbeRecord, StopReason
-from certa.runtime.report import SolveReport
 
 DEFAULT_SERVICE_NAME = "certa"
 PROBE_ANSWER_MAX_CHARS = 32  # a probe's extracted answer (e.g. "18") is kept; anything longer is cut

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from certa.backends.triton_tensors import ModelSignature
+from certa.backends.triton.tensors import ModelSignature
 from certa.core.errors import BackendError
 from certa.core.types import SamplingParams
 

@@ -20,8 +20,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from certa.backends.call_metadata import MetadataProvider
-from certa.backends.triton_errors import response_error, rpc_error
-from certa.backends.triton_tensors import ModelSignature, decode_outputs
+from certa.backends.triton.errors import response_error, rpc_error
+from certa.backends.triton.tensors import ModelSignature, decode_outputs
 from certa.core.errors import BackendError
 
 _FINAL = "triton_final_response"

@@ -1,7 +1,7 @@
 """Text mode: generation through TensorRT-LLM's text contract (`ensemble` or `tensorrt_llm_bls`).
 
 Sent: `text_input`, `max_tokens`, `stream=true`, `exclude_input_in_output=true`, `return_num_output_tokens=true`,
-`stop_words`, `end_id` / `pad_id` when configured, the prompt-count flags (`triton_prompt_counts`) and the sampling
+`stop_words`, `end_id` / `pad_id` when configured, the prompt-count flags (`prompt_counts`) and the sampling
 projection; optional inputs only if the model declares them.
 Read: `text_output`, `num_output_tokens`, and the prompt counts.
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from certa.backends.base import Delta
 from certa.backends.incremental_detokenizer import INCOMPLETE_CHARACTER
-from certa.backends.triton_prompt_counts import PromptCounts, prompt_count_request
-from certa.backends.triton_rpc import TritonConnection
-from certa.backends.triton_sampling import text_contract_sampling
-from certa.backends.triton_tensors import ModelSignature, build_infer_request, texts
+from certa.backends.port import Delta
+from certa.backends.triton.prompt_counts import PromptCounts, prompt_count_request
+from certa.backends.triton.rpc import TritonConnection
+from certa.backends.triton.sampling import text_contract_sampling
+from certa.backends.triton.tensors import ModelSignature, build_infer_request, texts
 from certa.core.errors import BackendError
 from certa.core.types import FinishReason, GenerationRequest, prompt_text
 

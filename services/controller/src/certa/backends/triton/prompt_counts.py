@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from certa.backends.triton_tensors import ModelSignature, first_int
+from certa.backends.triton.tensors import ModelSignature, first_int
 
 INPUT_TOKENS = "num_input_tokens"
 CACHED_TOKENS = "num_cached_tokens"

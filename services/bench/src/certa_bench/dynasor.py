@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from certa.bench.dataset import Question
 from certa.client import ClientTarget
 from certa.console import STOP_NAMES
 from certa.core.answers import equivalent
+from certa.datasets import Question
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 

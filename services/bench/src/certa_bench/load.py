@@ -1,4 +1,4 @@
-"""`python -m certa.bench.load` (`make bench-load`): the load and fault campaign against a real controller.
+"""`python -m certa_bench.load` (`make bench-load`): the load and fault campaign against a real controller.
 
 Everything is real except the model: a real `redis-server` (started here, on a free loopback port, append-only
 file with `appendfsync everysec` as the chart configures it), the real gRPC server (`CertaServer`) in **its own
@@ -83,7 +83,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
-from certa.backends.base import Delta
+from certa.backends.port import Delta
 from certa.core.types import FinishReason, GenerationRequest, prompt_text
 from certa.testing.redis_server import RedisServer, free_port
 from certa.testing.scripted_model import Directives, ScriptedModel
@@ -227,7 +227,7 @@ class ControllerProcess:
         }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "certa.bench.load", "controller", "--stats", str(self.stats_path)],
+                [sys.executable, "-m", "certa_bench.load", "controller", "--stats", str(self.stats_path)],
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -387,7 +387,7 @@ class Stored:
 async def read_stored(
     redis_url: str, prefix: str, request_ids: Sequence[str], tenant: str = TENANT
 ) -> dict[str, Stored]:
-    """Each request's record as the store keeps it (`certa.store.redis_store` layout), read straight from Redis."""
+    """Each request's record as the store keeps it (`certa.store.requests.redis` layout), read straight from Redis."""
     client = Redis.from_url(redis_url)
     try:
         stored: dict[str, Stored] = {}
@@ -870,7 +870,7 @@ async def campaign(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m certa.bench.load", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog="python -m certa_bench.load", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     parser.add_argument("--requests", type=int, default=1000, help="requests of the load run (0: none)")
     parser.add_argument("--concurrency", type=int, default=0, help="requests in flight at once (default: all)")
@@ -920,8 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def controller_main(argv: Sequence[str]) -> int:
-    """`python -m certa.bench.load controller --stats FILE`: `CertaServer` with an `InstantBackend`, until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m certa.bench.load controller")
+    """`python -m certa_bench.load controller --stats FILE`: `CertaServer` with an `InstantBackend`, until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m certa_bench.load controller")
     parser.add_argument("--stats", required=True, help="where to write the backend's books on exit")
     args = parser.parse_args(argv)
 

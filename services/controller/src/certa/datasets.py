@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from certa.core.answers import extract_gsm8k_gold
+
+GSM8K_TEST = Path(os.environ.get("CERTA_DATA_DIR", "../shared/data")) / "gsm8k_test.jsonl"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The prompt is built as ids: text pieces are tokenised by the server's `preproces
 and `Segment`s the model generated earlier contribute their stored ids verbatim, so a path continued in a
 later call sees exactly the tokens it produced. Sent: `input_ids`, `input_lengths`, `request_output_len`,
 `streaming=true`, `exclude_input_in_output=true`, `end_id`, `pad_id`, `stop_words_list`, the prompt-count flags
-(`triton_prompt_counts`) and the sampling projection (`runtime_top_k`, `runtime_top_p`, `temperature`, `seed` or
+(`prompt_counts`) and the sampling projection (`runtime_top_k`, `runtime_top_p`, `temperature`, `seed` or
 `random_seed`, penalties); optional inputs only if the model declares them. Read: `output_ids` [beam, new],
 `sequence_length`, and the prompt counts.
 
@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from certa.backends.base import Delta
 from certa.backends.incremental_detokenizer import IncrementalDetokenizer
+from certa.backends.port import Delta
 from certa.backends.token_prompt import prompt_ids
-from certa.backends.triton_prompt_counts import PromptCounts, prompt_count_request
-from certa.backends.triton_rpc import TritonConnection
-from certa.backends.triton_sampling import token_contract_sampling
-from certa.backends.triton_tensors import ModelSignature, build_infer_request
-from certa.backends.triton_tokenizer import TritonTokenizer
+from certa.backends.triton.prompt_counts import PromptCounts, prompt_count_request
+from certa.backends.triton.rpc import TritonConnection
+from certa.backends.triton.sampling import token_contract_sampling
+from certa.backends.triton.tensors import ModelSignature, build_infer_request
+from certa.backends.triton.tokenizer import TritonTokenizer
 from certa.core.errors import BackendError
 from certa.core.types import FinishReason, GenerationRequest
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from certa.core.errors import CorruptState, LeaseLost
-from certa.store.base import (
+from certa.store.requests.codec import read_request, request_fields, writes_of
+from certa.store.requests.port import (
     Append,
     Claim,
     Created,
@@ -24,7 +25,6 @@ from certa.store.base import (
     StoredRequest,
     StreamEntry,
 )
-from certa.store.codec import read_request, request_fields, writes_of
 
 
 @dataclass

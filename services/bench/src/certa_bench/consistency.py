@@ -2,7 +2,7 @@
 
 1. **Record.** One `SolveBatch` with uniform allocation and no stop rule draws `samples` independent samples for
    every question (sample k of a question uses seed + k). Their answers and tokens are written in the replay format
-   (`certa.bench.replay`). Fixed-n self-consistency at n = 1, 2, 4, … is the vote over each question's first n
+   (`certa_bench.replay`). Fixed-n self-consistency at n = 1, 2, 4, … is the vote over each question's first n
    samples: exactly what a fixed-n run with the same seeds draws, so the baseline costs no extra generation.
 2. **Live contenders** at the same budgets: `SolveBatch` with the bandit allocator and the Certaindex rule at
    n × questions samples for each n of `budgets`, and per-question self-consistency with the Certaindex rule.
@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from certa.bench import replay
-from certa.bench.dataset import Question
 from certa.client import ClientTarget
 from certa.core.answers import equivalent
+from certa.datasets import Question
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_bench import replay
 
 SEED = 1234
 TEMPERATURE = 0.7

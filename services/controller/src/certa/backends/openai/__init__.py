@@ -1,0 +1,1 @@
+"""The OpenAI-compatible completions adapter (vLLM, SGLang, trtllm-serve, llama.cpp server)."""

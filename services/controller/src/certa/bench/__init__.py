@@ -1,1 +1,0 @@
-"""Benchmarks that run through the real API: a controller, its backend, and questions from a dataset."""

@@ -1,0 +1,1 @@
+"""Per-tenant quotas shared by every replica: the port (`port`), its Redis and in-process adapters."""
