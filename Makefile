@@ -25,7 +25,7 @@ export MODEL CERTA_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT RE
 PROTO_OUT := services/controller/src
 PROTO_SRC := proto/certa/v1/reasoning.proto
 
-.PHONY: help install run up down logs status solve test test-unit test-integration lint proto proto-check bench clean
+.PHONY: help install run up down logs status solve test test-fast test-unit test-integration test-e2e test-chart lint proto proto-check bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -60,11 +60,22 @@ solve: install ## Ask the running stack a question: make solve Q="What is 17 * 2
 test: install proto-check ## Run every test (unit, integration with real Triton, end to end)
 	$(PY) -m pytest
 
-test-unit: install ## Run the pure unit tests only (seconds)
+test-fast test-unit: install ## Run the pure unit tests only (seconds)
 	$(PY) -m pytest -m unit
 
-lint: install ## Lint the Python code
+test-integration: install ## Run the tests against real Redis, Triton and gRPC servers
+	$(PY) -m pytest -m integration
+
+test-e2e: install ## Run the end-to-end tests of the local stack (real model)
+	$(PY) -m pytest -m e2e
+
+test-chart: install ## Run the Helm chart tests (real helm render)
+	$(PY) -m pytest -m chart
+
+lint: install ## Lint: ruff, the type checker and the import layering contracts
 	$(VENV)/bin/ruff check services tests
+	cd services/controller && ../../$(VENV)/bin/mypy
+	cd services/controller && ../../$(VENV)/bin/lint-imports
 
 proto: install ## Regenerate the Python code of the API from proto/
 	$(PY) -m grpc_tools.protoc -I proto --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \

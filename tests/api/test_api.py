@@ -238,8 +238,11 @@ async def test_sampled_votes_without_a_seed_get_distinct_seeds(
 
 async def test_get_solve_of_a_running_request_carries_its_partial_result(stub: pb_grpc.ReasoningServiceStub) -> None:
     solving = asyncio.ensure_future(stub.Solve(request("[[slow:0.01]] Q", request_id="partial-while-running")))
-    await asyncio.sleep(0.5)
-    running = await stub.GetSolve(pb.GetSolveRequest(request_id="partial-while-running"))
+    for _ in range(50):  # until the first chunk (64 tokens at 10 ms) is counted, however loaded the machine
+        await asyncio.sleep(0.1)
+        running = await stub.GetSolve(pb.GetSolveRequest(request_id="partial-while-running"))
+        if running.result.usage.path_tokens:
+            break
     assert running.status == pb.SOLVE_STATUS_RUNNING
     assert running.result.usage.path_tokens > 0 and running.result.text
     await stub.CancelSolve(pb.CancelSolveRequest(request_id="partial-while-running"))

@@ -14,7 +14,7 @@ import pytest
 
 from certa.config import StoreSettings
 from certa.store import RedisStore, build_store
-from certa.store.requests.port import Append, Created, Finish, NewRequest, RequestKey, Status
+from certa.store.requests.port import Append, Created, Finish, RequestKey, RequestRecord, Status
 from certa.testing.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -97,7 +97,7 @@ def _try(call: object) -> str:
 async def exercise(store: RedisStore) -> None:
     """Create, checkpoint, finish and read back one request: every script runs on the topology."""
     key = RequestKey("acme", f"r-{uuid.uuid4().hex[:6]}")
-    request = NewRequest(key, "f", b"", "p", "plain", "b", "m", 1.0, 2.0)
+    request = RequestRecord(key, "f", b"", "p", "plain", "b", "m", 1.0, 2.0)
     assert isinstance(await store.create(request, "replica-a"), Created)
     await store.append(key, "replica-a", Append(write=1, journal=[b"j"], events=[b"e"], checkpointed_events=1))
     await store.finish(key, "replica-a", Finish(write=2, status=Status.SUCCEEDED, summary=b"result"))

@@ -17,8 +17,8 @@ from certa.store.requests.port import (
     Existing,
     Failure,
     Finish,
-    NewRequest,
     RequestKey,
+    RequestRecord,
     StateStore,
     Status,
 )
@@ -54,8 +54,8 @@ async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> As
     await store.close()
 
 
-def new_request(request_id: str = "r1", tenant: str = "acme") -> NewRequest:
-    return NewRequest(
+def new_request(request_id: str = "r1", tenant: str = "acme") -> RequestRecord:
+    return RequestRecord(
         key=RequestKey(tenant, request_id),
         fingerprint="f" * 64,
         request=b"\x0a\x01q",

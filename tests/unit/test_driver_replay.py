@@ -8,7 +8,7 @@ import pytest
 from certa.core.allocator import AllocatorConfig, BatchBudget
 from certa.core.commands import AskPool, QuestionFinished
 from certa.core.errors import BackendError, CorruptState, SolveInterrupted
-from certa.core.report import Resumed, SolveReport
+from certa.core.report import Resumed, RuntimeEvent, SolveReport
 from certa.core.stop_rules import CertaindexRule
 from certa.core.strategies import (
     BatchSpec,
@@ -20,7 +20,7 @@ from certa.core.strategies import (
     build_strategy,
 )
 from certa.core.types import ProbeRecord, SamplingParams
-from certa.runtime.driver import Driver, RuntimeEvent
+from certa.runtime.driver import Driver
 from certa.runtime.journal import Reply, ReplyKind, decode_reply, encode_reply
 from certa.testing.scripted_backend import ScriptedBackend
 

@@ -83,8 +83,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
+from certa.api.grpc.mapping import report_to_proto
 from certa.backends.port import Delta
+from certa.core.report import SolveReport
 from certa.core.types import FinishReason, GenerationRequest, prompt_text
+from certa.store.requests import values as stored_values
 from certa.testing.redis_server import RedisServer, free_port
 from certa.testing.scripted_model import Directives, ScriptedModel
 from certa.v1 import reasoning_pb2 as pb
@@ -400,7 +403,7 @@ async def read_stored(
             summary = meta.get(b"summary", b"")
             stored[request_id] = Stored(
                 status=meta.get(b"status", b"?").decode(),
-                result=pb.SolveResult.FromString(summary) if summary else None,
+                result=report_to_proto(stored_values.decode(summary, SolveReport, f"{base}:meta")) if summary else None,
                 journal=int(await client.llen(f"{base}:journal")),
                 attempt=int(meta.get(b"attempt", b"0")),
             )

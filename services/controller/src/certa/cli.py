@@ -44,7 +44,7 @@ def setup_logging(level: str, fmt: str) -> None:
 
 def _strategy(args: argparse.Namespace) -> pb.Strategy:
     dynasor = pb.DynasorCot(
-        preset=pb.DynasorCot.Preset.Value(f"PRESET_{args.effort.upper()}"),
+        preset=f"PRESET_{args.effort.upper()}",
         disable_early_exit=args.no_early_exit,
         require_settled=args.settled,
     )

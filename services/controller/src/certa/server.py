@@ -20,8 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from certa.api.auth import Authenticator
-from certa.api.errors import ErrorMappingInterceptor
-from certa.api.servicer import ReasoningServicer
+from certa.api.grpc.errors import ErrorMappingInterceptor
+from certa.api.grpc.servicer import ReasoningServicer
 from certa.api.tls import RotatingServerCredentials
 from certa.backends.factory import build_backend
 from certa.backends.port import Backend
@@ -118,7 +118,7 @@ class CertaServer:
             options=server_options(settings),
         )
         reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(
-            ReasoningServicer(self.service, authenticator, telemetry), self._server
+            ReasoningServicer(self.service, authenticator, settings, telemetry), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -95,4 +95,4 @@ class TenantPolicies:
         if self._file is None:
             return TenantPolicy()
         default, tenants = self._file.current()
-        return tenants.get(tenant, default)  # type: ignore[no-any-return]
+        return tenants.get(tenant, default)

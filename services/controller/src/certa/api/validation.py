@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from certa.config import Settings
 from certa.core.allocator import AllocatorConfig, BatchBudget, Policy
 from certa.core.allocator import validate_batch as validate_allocation
 from certa.core.errors import InvalidArgument
+from certa.core.spec import SolveSpec
 from certa.core.stop_rules import BetaRule, CertaindexRule, EscRule, FixedCount, StopRule
 from certa.core.strategies import (
     BatchSpec,
@@ -35,21 +35,6 @@ _DEFAULT_PRESET = "mid"
 MAX_CHUNK_TOKENS = 4096
 MAX_PROBE_TOKENS = 256
 MAX_THRESHOLD = 64
-
-
-@dataclass(frozen=True)
-class SolveSpec:
-    """A validated request, in core terms."""
-
-    request_id: str
-    text: str
-    raw_prompt: bool
-    strategy: StrategySpec | BatchSpec
-    sampling: SamplingParams
-    token_budget: int
-    deadline_s: float
-    backend: str
-    model: str
 
 
 def _preset_name(preset: int, field: str) -> str:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from typing import TypeVar
+
+_Entry = TypeVar("_Entry", bound=tuple[float, int, int])
 
 
 class ArmIndex:
@@ -49,6 +52,6 @@ class ArmIndex:
                 best = (score, order)
         return None if best is None else best[1]
 
-    def _drop_stale(self, heap: list[tuple[float, int, int]] | list[tuple[int, int, int]]) -> None:
+    def _drop_stale(self, heap: list[_Entry]) -> None:
         while heap and heap[0][2] != self._stamps[heap[0][1]]:
             heapq.heappop(heap)

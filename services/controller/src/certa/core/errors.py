@@ -21,7 +21,10 @@ Anything else is a bug: it becomes INTERNAL with a generic message, and the deta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from certa.core.report import SolveReport
 
 
 class CertaError(Exception):
@@ -92,9 +95,9 @@ class CorruptState(CertaError):
 
 
 class SolveInterrupted(CertaError):
-    """A solve stopped on an error; `partial` is the result reached so far (a runtime report)."""
+    """A solve stopped on an error; `partial` is the result reached so far."""
 
-    def __init__(self, message: str, partial: Any, cause: CertaError | None = None) -> None:
+    def __init__(self, message: str, partial: SolveReport | None, cause: CertaError | None = None) -> None:
         super().__init__(message)
         self.partial = partial
         self.cause = cause

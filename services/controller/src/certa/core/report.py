@@ -1,9 +1,11 @@
-"""What a run produces: the result (or the partial result of an interrupted run) and its accounting."""
+"""What a run produces: its events as they happen, the result (or the partial result of an interrupted run) and its
+accounting."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from certa.core.commands import Decision, QuestionFinished
 from certa.core.types import AnswerClass, BatchTotals, PathResult, ProbeRecord, Round, StopReason
 
 
@@ -73,3 +75,8 @@ class SolveReport:
             return 0
         samples = max(len(self.samples), 1)
         return max(samples * self.token_budget - self.usage.path_tokens, 0)
+
+
+RuntimeEvent = TextDelta | ProbeRecord | Decision | QuestionFinished | Resumed
+"""What a run tells its clients while it goes, in order: streamed text, probes, decisions, finished batch questions
+and resumptions. The store keeps them as the request's event stream."""

@@ -90,7 +90,7 @@ def beta_majority_probability(first: int, second: int) -> float:
     a, b = first + 1, second + 1
     n = a + b - 1
     tail = sum(math.comb(n, j) for j in range(a, n + 1))
-    return 1.0 - tail / 2**n
+    return 1.0 - tail / (1 << n)
 
 
 @dataclass(frozen=True)

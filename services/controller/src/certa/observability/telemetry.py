@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 from certa.core.commands import Decision, QuestionFinished
 from certa.core.errors import CertaError, DeadlineExceeded, InvalidArgument, SolveInterrupted
@@ -229,7 +230,7 @@ class Telemetry:
         parent: TraceContext | None,
     ) -> Iterator[SolveSpan]:
         """The `certa.solve` span around one run (current while it runs), its in-flight count and its metrics."""
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             "certa.request_id": request_id,
             "certa.strategy": strategy,
             "certa.backend": backend,

@@ -25,7 +25,7 @@ def builtin_template(name: str) -> str:
 
 
 @lru_cache(maxsize=32)
-def _compile(source: str):  # type: ignore[no-untyped-def]
+def _compile(source: str):
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     environment.globals["raise_exception"] = _raise_template_error
     return environment.from_string(source)

@@ -33,7 +33,6 @@ from certa.core.commands import (
     CallFailed,
     Cancel,
     Command,
-    Decision,
     Emit,
     Handle,
     QuestionFinished,
@@ -42,7 +41,7 @@ from certa.core.commands import (
     WaitAny,
 )
 from certa.core.errors import BackendError, CertaError, CorruptState, DeadlineExceeded, SolveInterrupted
-from certa.core.report import PathProgress, Resumed, SolveReport, TextDelta, Usage
+from certa.core.report import PathProgress, Resumed, RuntimeEvent, SolveReport, TextDelta, Usage
 from certa.core.types import (
     FinishReason,
     GenerationRequest,
@@ -58,7 +57,6 @@ from certa.runtime.journal import Reply, ReplyKind
 
 log = logging.getLogger(__name__)
 
-RuntimeEvent = TextDelta | ProbeRecord | Decision | QuestionFinished | Resumed
 EventSink = Callable[[RuntimeEvent], None]
 Checkpoint = Callable[[Reply], Awaitable[bool]]
 """Stores one journal entry; returns True when the request's cancellation was asked for (from any replica)."""
@@ -189,7 +187,7 @@ class Driver:
             try:
                 command = strategy.send(reply) if failure is None else strategy.throw(failure)
             except StopIteration as finished:
-                return finished.value  # type: ignore[no-any-return]
+                return finished.value
             except CallFailed as uncaught:
                 raise uncaught.error from None
             try:
@@ -432,9 +430,9 @@ class Driver:
             await asyncio.wait(tasks)
         for call in self._calls.values():
             self._settle(call)
-            task = call.task
-            if task is not None and not task.cancelled() and task.exception() is not None:
-                log.warning("backend call abandoned by the run had failed: %s", task.exception())
+            abandoned = call.task
+            if abandoned is not None and not abandoned.cancelled() and abandoned.exception() is not None:
+                log.warning("backend call abandoned by the run had failed: %s", abandoned.exception())
 
     def _elapsed(self) -> float:
         return self._elapsed_before_s + self._clock() - self._started_at

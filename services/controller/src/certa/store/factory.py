@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -88,8 +88,9 @@ def build_store(settings: StoreSettings, observe: Callable[[str, float], None] |
         return MemoryStore(
             lease_s=settings.lease_s, state_ttl_s=settings.state_ttl_s, result_ttl_s=settings.result_ttl_s
         )
+    # A cluster client runs the same commands and scripts; redis-py types them on `Redis` only.
     return RedisStore(
-        redis_client(settings),
+        cast(Redis, redis_client(settings)),
         prefix=settings.key_prefix,
         lease_s=settings.lease_s,
         state_ttl_s=settings.state_ttl_s,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from certa.core.allocator import Allocator, AllocatorConfig, Grant, Retirement
 from certa.core.commands import Command, Emit, Handle, QuestionFinished
@@ -134,7 +134,7 @@ def _run(
     launch()
     while running:
         grant_id, result = yield from pool.next_finished()
-        sample = running.pop(grant_id)
+        sample = running.pop(cast(int, grant_id))
         state = states[sample.grant.question]
         if isinstance(result, TaskFailure):
             retirements = _fail(state, sample, result, allocator)

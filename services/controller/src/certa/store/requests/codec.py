@@ -23,12 +23,14 @@ from certa.core.errors import (
     SolveInterrupted,
     StoreUnavailable,
 )
-from certa.store.requests.port import Failure, NewRequest, RequestKey, Status, StoredRequest
+from certa.core.report import SolveReport
+from certa.store.requests.port import Failure, RequestKey, RequestRecord, Status, StoredRequest
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""2: the spec, events and results are core values encoded by `certa.store.requests.values` (1 kept protobuf)."""
 
 
-def request_fields(request: NewRequest) -> dict[bytes, bytes]:
+def request_fields(request: RequestRecord) -> dict[bytes, bytes]:
     """The fields written at creation: status `running`, first attempt, no write yet."""
     fields = {
         "v": SCHEMA_VERSION.encode(),
@@ -64,7 +66,7 @@ def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], own
     def number(name: str, kind: type) -> float:
         raw = text(name)
         try:
-            return kind(raw)  # type: ignore[no-any-return]
+            return kind(raw)
         except ValueError:
             raise CorruptState(label, f"field {name!r} is not a number: {raw[:40]!r}") from None
 
@@ -79,7 +81,7 @@ def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], own
     if b"failure_kind" in fields:
         failure = Failure(text("failure_kind"), text("failure_message"))
     return StoredRequest(
-        spec=NewRequest(
+        record=RequestRecord(
             key=key,
             fingerprint=text("fingerprint"),
             request=fields.get(b"request", b""),
@@ -136,8 +138,8 @@ def failure_of(error: CertaError) -> Failure:
     return Failure(kind, str(error))
 
 
-def restore_error(failure: Failure, partial: object | None) -> CertaError:
-    """The error a stored failure stands for, carrying `partial` (a `certa.v1.SolveResult`) when there is one."""
+def restore_error(failure: Failure, partial: SolveReport | None) -> CertaError:
+    """The error a stored failure stands for, carrying `partial` (a `SolveReport`) when there is one."""
     cls = BackendError if failure.kind == _REJECTED else _ERROR_KINDS.get(failure.kind, CertaError)
     if cls is DeadlineExceeded:
         return DeadlineExceeded(failure.message, partial=partial)

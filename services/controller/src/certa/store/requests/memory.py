@@ -19,8 +19,8 @@ from certa.store.requests.port import (
     Created,
     Existing,
     Finish,
-    NewRequest,
     RequestKey,
+    RequestRecord,
     Status,
     StoredRequest,
     StreamEntry,
@@ -98,7 +98,7 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
-    async def create(self, request: NewRequest, owner: str) -> Created | Existing:
+    async def create(self, request: RequestRecord, owner: str) -> Created | Existing:
         entry = self._entry(request.key)
         if entry is not None:
             return Existing(self._stored(request.key, entry))

@@ -7,7 +7,7 @@ Per request (named by tenant and request id) the store holds:
   end the final result or the error;
 * the **journal**: one entry per backend call the strategy consumed, in order (see `certa.runtime.journal`). The
   strategy is rebuilt on another replica by replaying it, so a checkpoint is exact;
-* the **event stream** `SolveStream` replays: serialized `certa.v1.SolveEvent`s and a final end marker;
+* the **event stream** `SolveStream` replays: encoded runtime events (`values`) and a final end marker;
 * the **lease**: which replica runs the request, valid for a few seconds and renewed by a heartbeat.
 
 Every write that changes the journal, the events or the status is fenced by the lease: a replica whose lease has
@@ -63,12 +63,12 @@ class RequestKey:
 
 
 @dataclass(frozen=True)
-class NewRequest:
+class RequestRecord:
     """What is written when a request is created."""
 
     key: RequestKey
     fingerprint: str
-    request: bytes  # the validated `certa.v1.SolveRequest`, seed resolved
+    request: bytes  # the validated `SolveSpec` (seed, model and deadline resolved), see `certa.store.requests.values`
     prompt: str
     strategy: str
     backend: str
@@ -89,12 +89,12 @@ class Failure:
 class StoredRequest:
     """A request as any replica reads it."""
 
-    spec: NewRequest
+    record: RequestRecord
     status: Status
     owner: str  # the replica holding the lease; empty when none does
     attempt: int  # 1 for the first run, +1 at each resumption
     cancel_requested: bool
-    summary: bytes  # latest checkpoint's partial `certa.v1.SolveResult`; the final one once finished
+    summary: bytes  # latest checkpoint's partial `SolveReport` (`values`); the final one once finished
     failure: Failure | None = None
 
 
@@ -150,7 +150,7 @@ class Finish:
 @dataclass(frozen=True)
 class StreamEntry:
     cursor: str
-    event: bytes  # a serialized `certa.v1.SolveEvent`; empty for the end marker
+    event: bytes  # an encoded runtime event (`values`); empty for the end marker
 
     @property
     def is_end(self) -> bool:
@@ -165,7 +165,7 @@ class StateStore(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def create(self, request: NewRequest, owner: str) -> Created | Existing: ...
+    async def create(self, request: RequestRecord, owner: str) -> Created | Existing: ...
 
     async def read(self, key: RequestKey) -> StoredRequest | None: ...
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -26,8 +26,8 @@ from certa.store.requests.port import (
     Created,
     Existing,
     Finish,
-    NewRequest,
     RequestKey,
+    RequestRecord,
     Status,
     StoredRequest,
     StreamEntry,
@@ -218,9 +218,9 @@ class RedisStore:
             await pipe.execute()
 
     async def ping(self) -> None:
-        await self.call("ping", None, self._redis.ping)
+        await self.call("ping", None, lambda: cast(Awaitable[bool], self._redis.ping()))
 
-    async def create(self, request: NewRequest, owner: str) -> Created | Existing:
+    async def create(self, request: RequestRecord, owner: str) -> Created | Existing:
         keys = self.keys(request.key)
         fields = [item for pair in request_fields(request).items() for item in pair]
 
@@ -303,7 +303,7 @@ class RedisStore:
 
     async def finish(self, key: RequestKey, owner: str, finish: Finish) -> None:
         failure = finish.failure
-        args = [
+        args: list[str | int | bytes] = [
             owner,
             self._state_ttl_ms,
             self._result_ttl_ms,

@@ -1,15 +1,24 @@
-"""Map runtime values to protobuf messages."""
+"""Map core values (reports, events, request views) to protobuf messages."""
 
 from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from certa.api.status_codes import status_code
 from certa.core.commands import Decision, QuestionFinished
-from certa.core.report import Resumed, SolveReport, TextDelta
+from certa.core.report import Resumed, RuntimeEvent, SolveReport, TextDelta
 from certa.core.types import PathResult, ProbeRecord, Round, StopReason, StrategyResult
-from certa.runtime.driver import RuntimeEvent
+from certa.service.views import Finished, FollowedEvent, RequestView
+from certa.store.requests.port import Status
 from certa.v1 import reasoning_pb2 as pb
+
+_STATUS = {
+    Status.RUNNING: pb.SOLVE_STATUS_RUNNING,
+    Status.SUCCEEDED: pb.SOLVE_STATUS_SUCCEEDED,
+    Status.FAILED: pb.SOLVE_STATUS_FAILED,
+    Status.CANCELLED: pb.SOLVE_STATUS_CANCELLED,
+}
 
 _STOP_REASONS = {
     None: pb.STOP_REASON_UNSPECIFIED,
@@ -22,7 +31,7 @@ _STOP_REASONS = {
 }
 
 
-def stop_reason_to_proto(reason: StopReason | None) -> pb.StopReason.ValueType:
+def stop_reason_to_proto(reason: StopReason | None) -> pb.StopReason:
     return _STOP_REASONS[reason]
 
 
@@ -155,3 +164,25 @@ def event_to_proto(request_id: str, event: RuntimeEvent) -> pb.SolveEvent:
             ),
         )
     raise TypeError(f"unknown runtime event {event!r}")
+
+
+def followed_to_proto(request_id: str, event: FollowedEvent) -> pb.SolveEvent:
+    """An event of a followed request; `Finished` becomes the `result` event."""
+    if isinstance(event, Finished):
+        result = report_to_proto(event.result) if event.result is not None else None
+        return pb.SolveEvent(request_id=request_id, result=result)
+    return event_to_proto(request_id, event)
+
+
+def view_to_response(view: RequestView) -> pb.SolveResponse:
+    created = Timestamp()
+    created.FromNanoseconds(int(view.created_at * 1e9))
+    return pb.SolveResponse(
+        request_id=view.key.request_id,
+        status=_STATUS[view.status],
+        result=report_to_proto(view.result) if view.result is not None else None,
+        error=view.error,
+        created_at=created,
+        strategy=view.strategy,
+        attempt=view.attempt,
+    )

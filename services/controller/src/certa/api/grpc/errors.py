@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from certa.api.mapping import report_to_proto
+from certa.api.grpc.mapping import report_to_proto
 from certa.api.status_codes import status_code
 from certa.core.errors import (
     CertaError,
@@ -24,7 +24,6 @@ from certa.core.errors import (
     QuotaExceeded,
     SolveInterrupted,
 )
-from certa.core.report import SolveReport
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +32,8 @@ def rich_status(error: CertaError) -> grpc.Status:
     code = status_code(error)
     status = status_pb2.Status(code=code.value[0], message=str(error))
     if isinstance(error, SolveInterrupted) and error.partial is not None:
-        partial = error.partial  # a report of this replica's run, or a result read from the store
         detail = any_pb2.Any()
-        detail.Pack(report_to_proto(partial) if isinstance(partial, SolveReport) else partial)
+        detail.Pack(report_to_proto(error.partial))
         status.details.append(detail)
     if isinstance(error, QuotaExceeded) and error.retry_after_s is not None:
         retry = error_details_pb2.RetryInfo()
