@@ -22,8 +22,7 @@ REPLAY_QUESTIONS ?= 2000
 REPLAY_BUDGET ?= 8
 export MODEL CERTA_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT REDIS_PORT STATE_DIR VENV
 
-PROTO_OUT := services/controller/src
-PROTO_SRC := proto/certa/v1/reasoning.proto
+PROTO_OUT := clients/python/src
 
 .PHONY: help install run up down logs status solve test test-fast test-unit test-integration test-e2e test-chart lint proto proto-check bench clean
 
@@ -32,7 +31,7 @@ help: ## List the targets
 
 install: $(VENV)/.installed ## Create the virtual environment and install everything (builds llama.cpp once)
 
-$(VENV)/.installed: services/controller/pyproject.toml services/bench/pyproject.toml services/triton-local/pyproject.toml deploy/local/install.sh
+$(VENV)/.installed: clients/python/pyproject.toml services/controller/pyproject.toml services/bench/pyproject.toml services/triton-local/pyproject.toml deploy/local/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash deploy/local/install.sh
 	touch $@
 
@@ -72,20 +71,21 @@ test-e2e: install ## Run the end-to-end tests of the local stack (real model)
 test-chart: install ## Run the Helm chart tests (real helm render)
 	$(PY) -m pytest -m chart
 
-lint: install ## Lint: ruff, the type checker and the import layering contracts
-	$(VENV)/bin/ruff check services tests
+lint: install ## Lint: ruff, the type checker, the import layering contracts and buf lint on the API
+	$(VENV)/bin/ruff check services tests clients
 	cd services/controller && ../../$(VENV)/bin/mypy
 	cd services/controller && ../../$(VENV)/bin/lint-imports
+	cd clients/python && ../../$(VENV)/bin/mypy
+	buf=$$(deploy/tools/get-buf.sh) && "$$buf" lint proto
 
-proto: install ## Regenerate the Python code of the API from proto/
-	$(PY) -m grpc_tools.protoc -I proto --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
-		--grpc_python_out=$(PROTO_OUT) $(PROTO_SRC)
+proto: install ## Regenerate the API's Python code (clients/python/src/certa_client/v1) from proto/
+	$(PY) clients/python/generate_stubs.py $(PROTO_OUT)
 
 proto-check: install ## Fail when the committed generated code differs from proto/
 	@tmp=$$(mktemp -d); \
-	$(PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO_SRC); \
-	if ! diff -r -q $$tmp/certa/v1 $(PROTO_OUT)/certa/v1 -x __init__.py -x __pycache__ >/dev/null; then \
-		diff -r $$tmp/certa/v1 $(PROTO_OUT)/certa/v1 -x __init__.py -x __pycache__ | head -40; \
+	$(PY) clients/python/generate_stubs.py $$tmp; \
+	if ! diff -r -q $$tmp/certa_client/v1 $(PROTO_OUT)/certa_client/v1 -x __init__.py -x __pycache__ >/dev/null; then \
+		diff -r $$tmp/certa_client/v1 $(PROTO_OUT)/certa_client/v1 -x __init__.py -x __pycache__ | head -40; \
 		echo "generated code is out of date: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; \
 	fi; rm -rf $$tmp; echo "generated code matches proto/"
 

@@ -33,7 +33,7 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     "$VENV/bin/pip" wheel --no-deps --progress-bar on -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
 fi
 
-echo "==> installing the controller, its benchmarks and the local Triton stack"
+echo "==> installing the client package, the controller, its benchmarks and the local Triton stack"
 "$VENV/bin/pip" install --quiet --find-links "$WHEELS" \
-  -e "services/controller[dev]" -e "services/bench" -e "services/triton-local[model]"
+  -e clients/python -e "services/controller[dev]" -e "services/bench" -e "services/triton-local[model]"
 echo "==> installed into $VENV"

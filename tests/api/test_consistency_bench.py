@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from certa_bench import consistency as consistency_bench
 
-from certa.client import ClientTarget
 from certa.datasets import Question
 from certa.server import CertaServer
+from certa_client import Target
 
 pytestmark = pytest.mark.integration
 
 
 async def test_the_bench_records_compares_and_plots(server: CertaServer, tmp_path: Path) -> None:
     questions = [Question(0, "Q", "18"), Question(1, "[[vote:18,7]] Q", "18"), Question(2, "Other Q", "7")]
-    target = ClientTarget(address=f"127.0.0.1:{server.port}")
+    target = Target(address=f"127.0.0.1:{server.port}")
     record = tmp_path / "consistency-samples.jsonl"
     points = await consistency_bench.run_bench(target, questions, 4, [1, 2], 300, record, deadline_s=60)
     consistency_bench.write_report(points, tmp_path, "test")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from certa.client import ClientTarget, add_target_options
+from certa.client import add_target_options, target_from_args
 from certa.core.errors import InvalidArgument
 from certa.datasets import GSM8K_TEST, load_questions
 from certa_bench import consistency as consistency_bench
@@ -40,7 +40,7 @@ def _dynasor(args: argparse.Namespace) -> int:
         "title": f"{args.data.name}: {len(questions)} questions, greedy",
     }
     return dynasor_bench.run(
-        ClientTarget.from_args(args), questions, configs, args.budget, args.out, meta, args.reuse
+        target_from_args(args), questions, configs, args.budget, args.out, meta, args.reuse
     )
 
 
@@ -52,7 +52,7 @@ def _consistency(args: argparse.Namespace) -> int:
         return 2
     title = f"{args.data.name}: {len(questions)} questions, temperature {consistency_bench.TEMPERATURE}"
     return consistency_bench.run(
-        ClientTarget.from_args(args),
+        target_from_args(args),
         questions,
         args.samples,
         budgets,

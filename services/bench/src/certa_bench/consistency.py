@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from certa.client import ClientTarget
 from certa.core.answers import equivalent
 from certa.datasets import Question
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_bench import replay
+from certa_client import Target
 
 SEED = 1234
 TEMPERATURE = 0.7
@@ -152,7 +152,7 @@ async def _certaindex_per_question(
 
 
 async def run_bench(
-    target: ClientTarget,
+    target: Target,
     questions: Sequence[Question],
     samples: int,
     budgets: Sequence[int],
@@ -162,7 +162,7 @@ async def run_bench(
     per_question: bool = True,
 ) -> list[Point]:
     gold = {str(q.index): q.gold for q in questions}
-    async with target.channel() as channel:
+    async with target.aio_channel() as channel:
         stub = pb_grpc.ReasoningServiceStub(channel)
         print(f"recording {samples} samples of {len(questions)} questions", file=sys.stderr)
         drawn = await _run_batch(
@@ -255,7 +255,7 @@ def write_report(points: Sequence[Point], out: Path, title: str) -> list[Path]:
 
 
 def run(
-    target: ClientTarget,
+    target: Target,
     questions: Sequence[Question],
     samples: int,
     budgets: Sequence[int],

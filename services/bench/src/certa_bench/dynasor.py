@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from certa.client import ClientTarget
 from certa.console import STOP_NAMES
 from certa.core.answers import equivalent
 from certa.datasets import Question
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_client import Target
 
 PLAIN = "plain"
 
@@ -114,7 +114,7 @@ def load_rows(path: Path) -> dict[tuple[str, int], Row]:
 
 
 async def run_bench(
-    target: ClientTarget,
+    target: Target,
     questions: Sequence[Question],
     configs: Sequence[Config],
     budget: int,
@@ -124,7 +124,7 @@ async def run_bench(
     reuse = reuse or {}
     rows: list[Row] = []
     total = len(questions) * len(configs)
-    async with target.channel() as channel:
+    async with target.aio_channel() as channel:
         stub = pb_grpc.ReasoningServiceStub(channel)
         for question in questions:
             for config in configs:
@@ -213,7 +213,7 @@ def _plot(summaries: Sequence[Summary], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def run(target: ClientTarget, questions: Sequence[Question], configs: Sequence[Config], budget: int, out: Path,
+def run(target: Target, questions: Sequence[Question], configs: Sequence[Config], budget: int, out: Path,
         meta: dict[str, object], reuse: Path | None = None) -> int:
     rows = asyncio.run(run_bench(target, questions, configs, budget, load_rows(reuse) if reuse else None))
     summaries = summarise(rows, configs)

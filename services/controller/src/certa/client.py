@@ -1,91 +1,49 @@
-"""How the `certa` command reaches a controller: address, TLS and credentials, added to every call.
+"""How the `certa` command reaches a controller: the options that make a `certa_client.Target`.
 
-`CERTA_ADDRESS`, `CERTA_API_KEY` (or a JWT), `CERTA_CA_FILE` (TLS, verifying the server against this CA) and,
-for mutual TLS, `CERTA_CLIENT_CERT_FILE` / `CERTA_CLIENT_KEY_FILE` are the defaults of the matching options.
-`CERTA_TENANT` names the tenant only for a controller whose authentication is disabled (local development).
+`CERTA_ADDRESS`, `CERTA_API_KEY` (or a JWT), `CERTA_TLS`, `CERTA_CA_FILE` (TLS, verifying the server against this
+CA), `CERTA_SERVER_NAME` and, for mutual TLS, `CERTA_CLIENT_CERT_FILE` / `CERTA_CLIENT_KEY_FILE` are the defaults
+of the matching options (read by `Target.from_env`). `CERTA_TENANT` names the tenant only for a controller whose
+authentication is disabled (local development).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import grpc
-
-
-@dataclass(frozen=True)
-class ClientTarget:
-    address: str = "127.0.0.1:50051"
-    api_key: str = ""
-    ca_file: str = ""
-    client_cert_file: str = ""
-    client_key_file: str = ""
-    tenant: str = ""
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        pairs = []
-        if self.api_key:
-            pairs.append(("authorization", f"Bearer {self.api_key}"))
-        if self.tenant:
-            pairs.append(("x-certa-tenant", self.tenant))
-        return tuple(pairs)
-
-    def channel(self) -> grpc.aio.Channel:
-        interceptors = [_Metadata(self.metadata)] if self.metadata else None
-        if not self.ca_file:
-            return grpc.aio.insecure_channel(self.address, interceptors=interceptors)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=Path(self.ca_file).read_bytes(),
-            private_key=Path(self.client_key_file).read_bytes() if self.client_key_file else None,
-            certificate_chain=Path(self.client_cert_file).read_bytes() if self.client_cert_file else None,
-        )
-        return grpc.aio.secure_channel(self.address, credentials, interceptors=interceptors)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ClientTarget:
-        return cls(args.address, args.api_key, args.ca_file, args.client_cert, args.client_key, args.tenant)
+from certa_client import Target
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
-    parser.add_argument("--address", default=env("CERTA_ADDRESS", "127.0.0.1:50051"),
-                        help="the controller's gRPC address (default: $CERTA_ADDRESS or 127.0.0.1:50051)")
-    parser.add_argument("--api-key", default=env("CERTA_API_KEY", ""),
+    env = Target.from_env()
+    parser.add_argument("--address", default=env.address,
+                        help=f"the controller's gRPC address (default: $CERTA_ADDRESS or {Target.address})")
+    parser.add_argument("--api-key", default=env.api_key,
                         help="API key or JWT, sent as 'authorization: Bearer' (default: $CERTA_API_KEY)")
-    parser.add_argument("--ca-file", default=env("CERTA_CA_FILE", ""),
+    parser.add_argument("--tls", action="store_true", default=env.tls,
+                        help="use TLS, trusting the system's CAs (default: $CERTA_TLS; implied by --ca-file)")
+    parser.add_argument("--ca-file", default=env.ca_file,
                         help="use TLS, trusting this CA (default: $CERTA_CA_FILE; plaintext when empty)")
-    parser.add_argument("--client-cert", default=env("CERTA_CLIENT_CERT_FILE", ""), help="mTLS client certificate")
-    parser.add_argument("--client-key", default=env("CERTA_CLIENT_KEY_FILE", ""), help="mTLS client key")
-    parser.add_argument("--tenant", default=env("CERTA_TENANT", ""),
-                        help="tenant, for a controller running with authentication disabled (development)")
+    parser.add_argument("--server-name", default=env.server_name,
+                        help="name expected in the server's certificate, when the address does not carry it "
+                             "(default: $CERTA_SERVER_NAME)")
+    parser.add_argument("--client-cert", default=env.client_cert_file,
+                        help="mutual TLS: client certificate, PEM (default: $CERTA_CLIENT_CERT_FILE)")
+    parser.add_argument("--client-key", default=env.client_key_file,
+                        help="mutual TLS: client key, PEM (default: $CERTA_CLIENT_KEY_FILE)")
+    parser.add_argument("--tenant", default=env.tenant,
+                        help="tenant, for a controller running with authentication disabled (development; "
+                             "default: $CERTA_TENANT)")
 
 
-class _Metadata(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Adds the credentials to every call."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._metadata = metadata
-
-    def _with_metadata(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        return grpc.aio.ClientCallDetails(
-            details.method,
-            details.timeout,
-            grpc.aio.Metadata(*(tuple(details.metadata or ()) + self._metadata)),
-            details.credentials,
-            details.wait_for_ready,
-        )
-
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._with_metadata(details), request)
-
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._with_metadata(details), request)
+def target_from_args(args: argparse.Namespace) -> Target:
+    """The target the options name (ValueError when they contradict each other, e.g. a certificate without key)."""
+    return Target(
+        address=args.address,
+        api_key=args.api_key,
+        tls=args.tls,
+        ca_file=args.ca_file,
+        client_cert_file=args.client_cert,
+        client_key_file=args.client_key,
+        server_name=args.server_name,
+        tenant=args.tenant,
+    )

@@ -2,14 +2,61 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TextIO
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from certa.v1 import reasoning_pb2 as pb
-from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_client import AsyncClient
 
 STOP_NAMES = {value: name.removeprefix("STOP_REASON_").lower() for name, value in pb.StopReason.items()}
 _CYAN, _YELLOW, _DIM, _RESET = "\033[36m", "\033[33m", "\033[2m", "\033[0m"
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    """A message as the JSON the CLI prints: proto field names, enum names, zero values included."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def to_json(message: Message) -> str:
+    return json.dumps(message_dict(message))
+
+
+def print_error(code: str, message: str, as_json: bool, partial: pb.SolveResult | None = None) -> None:
+    """An error on stderr: `error: CODE: message`, or with `as_json` one JSON object {"code", "message"} (and the
+    partial result an interrupted solve kept, as "partial_result")."""
+    if not as_json:
+        print(f"error: {code}: {message}", file=sys.stderr)
+        return
+    error: dict[str, Any] = {"code": code, "message": message}
+    if partial is not None:
+        error["partial_result"] = message_dict(partial)
+    print(json.dumps(error), file=sys.stderr)
+
+
+def describe_question(question: pb.QuestionResult, done: int, total: int) -> str:
+    """One progress line of `certa batch`."""
+    if question.error.code:
+        outcome = f"error {question.error.code}: {question.error.message}"
+    else:
+        outcome = f"{question.result.answer or '(no answer)'} ({question.retire_reason})"
+    return f"[{done}/{total}] {question.id}: {outcome}, {len(question.result.samples)} samples"
+
+
+def describe_response(response: pb.SolveResponse) -> str:
+    """A request's state (`certa get`): its id, status, strategy, then its result so far."""
+    status = pb.SolveStatus.Name(response.status).removeprefix("SOLVE_STATUS_").lower()
+    lines = [f"request: {response.request_id}", f"status: {status}"]
+    if response.strategy:
+        lines.append(f"strategy: {response.strategy}")
+    if response.error:
+        lines.append(f"error: {response.error}")
+    return "\n".join([*lines, describe(response.result)])
 
 
 def describe(result: pb.SolveResult) -> str:
@@ -34,12 +81,10 @@ def describe(result: pb.SolveResult) -> str:
     return "\n".join(lines)
 
 
-async def stream_solve(
-    stub: pb_grpc.ReasoningServiceStub, request: pb.SolveRequest, out: TextIO = sys.stdout
-) -> pb.SolveResult:
+async def stream_solve(client: AsyncClient, request: pb.SolveRequest, out: TextIO = sys.stdout) -> pb.SolveResult:
     """Run `request` with SolveStream, printing progress to `out`; return the final result."""
     result = pb.SolveResult()
-    async for event in stub.SolveStream(request):
+    async for event in client.stream(request):
         kind = event.WhichOneof("event")
         if kind == "started":
             started = event.started

@@ -13,8 +13,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class Allocation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    ALLOCATION_BANDIT: _ClassVar[Allocation]
+    ALLOCATION_UNSPECIFIED: _ClassVar[Allocation]
     ALLOCATION_UNIFORM: _ClassVar[Allocation]
+    ALLOCATION_BANDIT: _ClassVar[Allocation]
 
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,8 +34,9 @@ class SolveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOLVE_STATUS_SUCCEEDED: _ClassVar[SolveStatus]
     SOLVE_STATUS_FAILED: _ClassVar[SolveStatus]
     SOLVE_STATUS_CANCELLED: _ClassVar[SolveStatus]
-ALLOCATION_BANDIT: Allocation
+ALLOCATION_UNSPECIFIED: Allocation
 ALLOCATION_UNIFORM: Allocation
+ALLOCATION_BANDIT: Allocation
 STOP_REASON_UNSPECIFIED: StopReason
 STOP_REASON_CERTAIN: StopReason
 STOP_REASON_MODEL_FINISHED: StopReason
@@ -118,7 +120,7 @@ class DynasorCot(_message.Message):
     consistency: float
     disable_early_exit: bool
     require_settled: bool
-    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: _Optional[bool] = ..., require_settled: _Optional[bool] = ...) -> None: ...
+    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: bool = ..., require_settled: bool = ...) -> None: ...
 
 class MajorityVote(_message.Message):
     __slots__ = ("n", "plain", "dynasor_cot")
@@ -316,7 +318,7 @@ class CancelSolveResponse(_message.Message):
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     cancelled: bool
-    def __init__(self, request_id: _Optional[str] = ..., cancelled: _Optional[bool] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., cancelled: bool = ...) -> None: ...
 
 class Probe(_message.Message):
     __slots__ = ("sample_index", "position_tokens", "answer", "confident", "tokens")
@@ -330,7 +332,7 @@ class Probe(_message.Message):
     answer: str
     confident: bool
     tokens: int
-    def __init__(self, sample_index: _Optional[int] = ..., position_tokens: _Optional[int] = ..., answer: _Optional[str] = ..., confident: _Optional[bool] = ..., tokens: _Optional[int] = ...) -> None: ...
+    def __init__(self, sample_index: _Optional[int] = ..., position_tokens: _Optional[int] = ..., answer: _Optional[str] = ..., confident: bool = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
     __slots__ = ("prompt_tokens", "path_tokens", "probe_tokens", "cached_prompt_tokens")
@@ -408,7 +410,7 @@ class Round(_message.Message):
     statistic: float
     stop: bool
     reason: str
-    def __init__(self, samples: _Optional[_Iterable[int]] = ..., drawn: _Optional[int] = ..., certaindex: _Optional[float] = ..., statistic: _Optional[float] = ..., stop: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, samples: _Optional[_Iterable[int]] = ..., drawn: _Optional[int] = ..., certaindex: _Optional[float] = ..., statistic: _Optional[float] = ..., stop: bool = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
     __slots__ = ("request_id", "status", "result", "error", "created_at", "strategy", "attempt")

@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from certa.v1 import reasoning_pb2 as certa_dot_v1_dot_reasoning__pb2
+from certa_client.v1 import reasoning_pb2 as certa_dot_v1_dot_reasoning__pb2
 
-GRPC_GENERATED_VERSION = '1.81.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class ReasoningServiceStub:
+class ReasoningServiceStub(object):
     """ReasoningService decides, while a request runs, how much compute it deserves.
     """
 
@@ -62,7 +62,7 @@ class ReasoningServiceStub:
                 _registered_method=True)
 
 
-class ReasoningServiceServicer:
+class ReasoningServiceServicer(object):
     """ReasoningService decides, while a request runs, how much compute it deserves.
     """
 
@@ -139,7 +139,7 @@ def add_ReasoningServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ReasoningService:
+class ReasoningService(object):
     """ReasoningService decides, while a request runs, how much compute it deserves.
     """
 
