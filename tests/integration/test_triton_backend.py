@@ -360,6 +360,24 @@ async def test_call_metadata_reaches_the_server(
     assert all(record["parameters"].get("traceparent") == TRACEPARENT for record in seen)
 
 
+@pytest.mark.asyncio
+async def test_credentials_from_files_reach_the_server_as_call_metadata(
+    make_backend: MakeBackend, scripted_request_log: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "token").write_text("gateway-token-1\n")
+    (tmp_path / "headers.json").write_text(json.dumps({"X-Certa-Gateway": "eu-1"}))
+    query = f"{TEXT_MODES['ensemble']}&api_key_file={tmp_path / 'token'}&headers_file={tmp_path / 'headers.json'}"
+    backend = make_backend(query, metadata_provider=lambda: [("traceparent", TRACEPARENT)])
+    marker, question = marked(QUESTION)
+    await collect(backend, GenerationRequest((question,), 3, SamplingParams()))
+
+    [record] = records(scripted_request_log, marker, "ensemble")
+    parameters = record["parameters"]
+    assert parameters["authorization"] == "Bearer gateway-token-1"
+    assert parameters["x-certa-gateway"] == "eu-1"
+    assert parameters["traceparent"] == TRACEPARENT
+
+
 @pytest.fixture
 def tls_triton(tmp_path: Path) -> Iterator[tuple[TritonServer, Path]]:
     """A model-less tritonserver serving gRPC over TLS with a self-signed certificate for 127.0.0.1."""

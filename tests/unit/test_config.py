@@ -100,3 +100,33 @@ def test_bad_security_values_name_the_variable(env: dict[str, str], variable: st
     with pytest.raises(InvalidArgument) as raised:
         load_settings({**REDIS, **env})
     assert str(raised.value).startswith(variable)
+
+
+JWKS_URL = {
+    "CERTA_STORE": "memory",
+    "CERTA_AUTH_JWKS_URL": "https://login.example/keys",
+    "CERTA_AUTH_JWT_ISSUER": "https://login.example",
+    "CERTA_AUTH_JWT_AUDIENCE": "certa",
+}
+
+
+def test_a_jwks_url_is_an_authentication_method_refreshed_every_300_s_by_default() -> None:
+    auth = load_settings(JWKS_URL).auth
+    assert (auth.jwks_url, auth.jwks_refresh_s, auth.configured) == ("https://login.example/keys", 300.0, True)
+    assert load_settings({**JWKS_URL, "CERTA_AUTH_JWKS_REFRESH_S": "30"}).auth.jwks_refresh_s == 30.0
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"CERTA_AUTH_JWKS_URL": "ldap://login.example/keys"}, "CERTA_AUTH_JWKS_URL"),
+        ({"CERTA_AUTH_JWKS_REFRESH_S": "0"}, "CERTA_AUTH_JWKS_REFRESH_S"),
+        ({"CERTA_AUTH_JWKS_REFRESH_S": "often"}, "CERTA_AUTH_JWKS_REFRESH_S"),
+        ({"CERTA_AUTH_JWT_AUDIENCE": ""}, "CERTA_AUTH_JWT_ISSUER"),
+        ({"CERTA_AUTH_JWKS_FILE": __file__}, "CERTA_AUTH_JWKS_URL"),
+    ],
+)
+def test_bad_jwks_url_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        load_settings({**JWKS_URL, **env})
+    assert str(raised.value).startswith(variable)

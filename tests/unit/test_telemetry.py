@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from certa.config import load_settings
 from certa.core.budget_pool import PoolPolicy
@@ -43,6 +43,7 @@ DYNASOR = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=32, certainty_thres
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"
+RPC_ATTRIBUTES = ("rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code")
 BATCH = pb.SolveBatchRequest(
     questions=[pb.BatchQuestion(id="a", question="Q"), pb.BatchQuestion(id="b", question="[[vote:18,7]] Q")],
     plain=pb.PlainCot(),
@@ -110,9 +111,18 @@ async def test_a_dynasor_request_is_one_span_tree_under_the_callers_trace(
     result = response.result
     spans = observed.spans.get_finished_spans()
 
+    [server] = by_name(spans, "/certa.v1.ReasoningService/Solve")
+    assert server.kind is SpanKind.SERVER
+    assert format(server.context.trace_id, "032x") == CLIENT_TRACE_ID
+    assert server.parent is not None and format(server.parent.span_id, "016x") == CLIENT_SPAN_ID
+    assert {key: server.attributes[key] for key in RPC_ATTRIBUTES} == {
+        "rpc.system": "grpc",
+        "rpc.service": "certa.v1.ReasoningService",
+        "rpc.method": "Solve",
+        "rpc.grpc.status_code": 0,
+    }
     [root] = by_name(spans, "certa.solve")
-    assert format(root.context.trace_id, "032x") == CLIENT_TRACE_ID
-    assert root.parent is not None and format(root.parent.span_id, "016x") == CLIENT_SPAN_ID
+    assert root.parent is not None and root.parent.span_id == server.context.span_id
     assert dict(root.attributes or {}) == {
         "certa.request_id": response.request_id,
         "certa.strategy": "dynasor-cot",
@@ -129,11 +139,22 @@ async def test_a_dynasor_request_is_one_span_tree_under_the_callers_trace(
         "certa.answer_classes": len(result.answer_classes),
         "certa.early_exit": True,
         "certa.early_exits": 1,
+        "certa.early_exit.tokens.saved": 1000 - result.usage.path_tokens - result.usage.probe_tokens,
     }
 
-    calls = by_name(spans, "certa.generate")
+    calls = by_name(spans, "text_completion scripted")
     assert {span.parent.span_id for span in calls if span.parent} == {root.context.span_id}
-    assert len(calls) == len(spans) - 1
+    assert len(calls) == len(spans) - 2
+    assert {span.kind for span in calls} == {SpanKind.CLIENT}
+    assert {(span.attributes["gen_ai.operation.name"], span.attributes["gen_ai.request.model"]) for span in calls} == {
+        ("text_completion", "scripted")
+    }
+    assert {span.attributes["gen_ai.provider.name"] for span in calls} == {"_OTHER"}
+    assert sum(span.attributes["gen_ai.usage.output_tokens"] for span in calls) == (
+        result.usage.path_tokens + result.usage.probe_tokens
+    )
+    finished = [span for span in calls if not span.attributes["certa.cancelled"]]
+    assert sum(span.attributes["gen_ai.usage.input_tokens"] for span in finished) == result.usage.prompt_tokens
     paths = [span for span in calls if span.attributes["certa.purpose"] == "path"]
     probes = [span for span in calls if span.attributes["certa.purpose"] == "probe"]
     assert len(probes) == len(result.probes)
@@ -196,9 +217,26 @@ async def test_metrics_count_requests_tokens_probes_and_latency(
     probes_to_exit = value(found, "certa.request.probes", stop_reason="certain")
     assert (probes_to_exit.count, probes_to_exit.sum) == (1, len(result.probes))
     latencies = found["certa.backend.call.duration"]
-    calls = len(by_name(observed.spans.get_finished_spans(), "certa.generate"))
+    calls = len(by_name(observed.spans.get_finished_spans(), "text_completion scripted"))
     assert sum(point.count for point in latencies) == calls
     assert {point.attributes["finish_reason"] for point in latencies} >= {"length", "cancelled"}
+
+    genai = {"gen_ai.operation.name": "text_completion", "gen_ai.request.model": "scripted"}
+    assert sum(point.count for point in found["gen_ai.client.operation.duration"]) == calls
+    assert {tuple(sorted(point.attributes)) for point in found["gen_ai.client.operation.duration"]} == {
+        ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model")
+    }
+    output = value(found, "gen_ai.client.token.usage", **genai, **{"gen_ai.token.type": "output"})
+    assert (output.count, output.sum) == (calls, result.usage.path_tokens + result.usage.probe_tokens)
+    assert value(found, "gen_ai.client.token.usage", **genai, **{"gen_ai.token.type": "input"}).count == calls
+    saved = value(found, "certa.early_exit.tokens.saved", strategy="dynasor-cot").value
+    assert saved == 1000 - result.usage.path_tokens - result.usage.probe_tokens > 0
+
+    rpc = value(found, "rpc.server.duration", **{"rpc.method": "Solve", "rpc.service": "certa.v1.ReasoningService"})
+    assert (rpc.count, rpc.attributes["rpc.system"], rpc.attributes["rpc.grpc.status_code"]) == (1, "grpc", 0)
+    request = value(found, "certa.request.duration", rpc="Solve")
+    assert (request.count, dict(request.attributes)) == (1, {"rpc": "Solve", "strategy": "dynasor-cot", "status": "OK"})
+    assert request.sum * 1000 == pytest.approx(rpc.sum)
 
 
 @pytest.mark.integration
@@ -212,8 +250,16 @@ async def test_a_failed_request_is_an_error_span_and_counted(
     assert root.status.status_code is StatusCode.ERROR
     assert root.attributes["error.type"] == "SolveInterrupted"
     assert root.attributes["certa.tokens.path"] >= 40
-    assert [span.attributes["error.type"] for span in by_name(spans, "certa.generate") if not span.status.is_ok]
-    assert value(points(observed.metrics), "certa.requests", stop_reason="error").value == 1
+    calls = by_name(spans, "text_completion scripted")
+    assert [span.attributes["error.type"] for span in calls if not span.status.is_ok]
+    found = points(observed.metrics)
+    assert value(found, "certa.requests", stop_reason="error").value == 1
+    failed = value(found, "certa.request.duration", rpc="Solve")
+    assert (failed.count, failed.attributes["status"]) == (1, "UNAVAILABLE")
+    assert failed.attributes["strategy"] == "dynasor-cot"
+    [server] = by_name(spans, "/certa.v1.ReasoningService/Solve")
+    assert server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert "error.type" in value(found, "gen_ai.client.operation.duration", **{"error.type": "BackendError"}).attributes
 
 
 @pytest.mark.unit
@@ -300,6 +346,11 @@ async def test_unreachable_collector_neither_slows_nor_fails_requests(
         "certa_early_exits_total",
         "certa_request_probes_bucket",
         "certa_backend_call_duration_seconds_bucket",
+        "certa_request_duration_seconds_bucket",
+        "certa_early_exit_tokens_saved_total",
+        "rpc_server_duration_milliseconds_bucket",
+        "gen_ai_client_token_usage_bucket",
+        "gen_ai_client_operation_duration_seconds_bucket",
         "certa_pool_samples_total",
         "certa_pool_denied_total",
         "certa_pool_level",

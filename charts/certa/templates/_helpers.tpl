@@ -188,7 +188,18 @@ when it names none). */}}
 {{- end }}
 {{- $entries := list (printf "%s=%s" $config.backendName $url) }}
 {{- range $config.extraBackends }}
-{{- $entries = append $entries (printf "%s=%s" .name .url) }}
+{{- $backendUrl := .url }}
+{{- $files := list }}
+{{- if .apiKeySecret }}
+{{- $files = append $files (printf "api_key_file=/etc/certa/backends/%s/api-key" .name) }}
+{{- end }}
+{{- if .headersSecret }}
+{{- $files = append $files (printf "headers_file=/etc/certa/backends/%s/headers.json" .name) }}
+{{- end }}
+{{- if $files }}
+{{- $backendUrl = printf "%s%s%s" $backendUrl (ternary "&" "?" (contains "?" $backendUrl)) (join "&" $files) }}
+{{- end }}
+{{- $entries = append $entries (printf "%s=%s" .name $backendUrl) }}
 {{- end }}
 {{- join "," $entries }}
 {{- end }}
@@ -507,7 +518,10 @@ rendering instead. Part of certa.validate; values.schema.json says most of it to
 {{- if and $jwks.existingSecret $jwks.existingConfigMap }}
 {{- fail "auth.jwt.jwks.existingSecret and auth.jwt.jwks.existingConfigMap are mutually exclusive: the JWKS comes from one of them" }}
 {{- end }}
-{{- $jwt := or $jwks.existingSecret $jwks.existingConfigMap }}
+{{- if and $jwks.url (or $jwks.existingSecret $jwks.existingConfigMap) }}
+{{- fail "auth.jwt.jwks.url excludes auth.jwt.jwks.existingSecret and auth.jwt.jwks.existingConfigMap: the JWKS comes from one place" }}
+{{- end }}
+{{- $jwt := or $jwks.existingSecret $jwks.existingConfigMap $jwks.url }}
 {{- if and $jwt (not (and $auth.jwt.issuer $auth.jwt.audience)) }}
 {{- fail "JWT authentication (auth.jwt.jwks) needs auth.jwt.issuer and auth.jwt.audience: tokens are checked against both" }}
 {{- end }}
@@ -522,7 +536,7 @@ rendering instead. Part of certa.validate; values.schema.json says most of it to
 {{- fail "auth.disabled turns authentication off: it excludes auth.apiKeys, auth.jwt and auth.clientCert" }}
 {{- end }}
 {{- if not (or $auth.disabled $methods) }}
-{{- fail "no authentication configured: the controller refuses to start without one. Set auth.apiKeys.existingSecret (a Secret with the API keys file; `certa auth new-key --tenant NAME` makes a key), auth.jwt.jwks.existingSecret or auth.jwt.jwks.existingConfigMap with auth.jwt.issuer and auth.jwt.audience (JWT), or auth.clientCert=true with tls.clientAuth=true (client certificates); auth.disabled=true is for local development only" }}
+{{- fail "no authentication configured: the controller refuses to start without one. Set auth.apiKeys.existingSecret (a Secret with the API keys file; `certa auth new-key --tenant NAME` makes a key), auth.jwt.jwks.existingSecret, auth.jwt.jwks.existingConfigMap or auth.jwt.jwks.url with auth.jwt.issuer and auth.jwt.audience (JWT), or auth.clientCert=true with tls.clientAuth=true (client certificates); auth.disabled=true is for local development only" }}
 {{- end }}
 {{- range $name, $_ := .Values.quotas.tenants }}
 {{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" $name) }}

@@ -928,8 +928,8 @@ def controller_main(argv: Sequence[str]) -> int:
     parser.add_argument("--stats", required=True, help="where to write the backend's books on exit")
     args = parser.parse_args(argv)
 
-    from certa.cli import setup_logging
     from certa.config import load_settings
+    from certa.observability.logs import setup_logging
     from certa.server import CertaServer
 
     settings = load_settings()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from certa.core.strategies import StrategyName
 from certa.core.strategies.dynasor import PRESETS
 from certa.datasets import DATA_ENV, GSM8K_FILE, GSM8K_TEST
 from certa.demo import run_demo
+from certa.observability.logs import setup_logging
 from certa.v1 import reasoning_pb2 as pb
 from certa_client import (
     AsyncClient,
@@ -49,24 +49,6 @@ from certa_client.build import ALLOCATIONS
 from certa_client.errors import message as error_message
 
 BATCH_SAMPLES_PER_QUESTION = 8
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    # math-verify warns on every call that its SIGALRM timeouts are off; that is deliberate (see core.answers).
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
 def _dynasor(args: argparse.Namespace) -> pb.Strategy:

@@ -64,6 +64,8 @@ class AuthSettings:
     disabled: bool = False
     api_keys_file: str = ""
     jwks_file: str = ""
+    jwks_url: str = ""
+    jwks_refresh_s: float = 300.0
     jwt_issuer: str = ""
     jwt_audience: str = ""
     jwt_tenant_claim: str = "tenant"
@@ -71,7 +73,7 @@ class AuthSettings:
 
     @property
     def configured(self) -> bool:
-        return self.disabled or bool(self.api_keys_file or self.jwks_file or self.client_cert)
+        return self.disabled or bool(self.api_keys_file or self.jwks_file or self.jwks_url or self.client_cert)
 
 
 @dataclass(frozen=True)
@@ -325,11 +327,25 @@ def _existing_file(env: Mapping[str, str], key: str) -> str:
     return path
 
 
+def _jwks_refresh_s(env: Mapping[str, str]) -> float:
+    key = PREFIX + "AUTH_JWKS_REFRESH_S"
+    raw = env.get(key, "300")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgument(key, f"must be a number of seconds in [1, 86400], got {raw!r}") from None
+    if not 1 <= value <= 86400:
+        raise InvalidArgument(key, f"must be a number of seconds in [1, 86400], got {raw!r}")
+    return value
+
+
 def _auth_settings(env: Mapping[str, str]) -> AuthSettings:
     settings = AuthSettings(
         disabled=_flag(env, "AUTH_DISABLED"),
         api_keys_file=_existing_file(env, "AUTH_API_KEYS_FILE"),
         jwks_file=_existing_file(env, "AUTH_JWKS_FILE"),
+        jwks_url=env.get(PREFIX + "AUTH_JWKS_URL", "").strip(),
+        jwks_refresh_s=_jwks_refresh_s(env),
         jwt_issuer=env.get(PREFIX + "AUTH_JWT_ISSUER", ""),
         jwt_audience=env.get(PREFIX + "AUTH_JWT_AUDIENCE", ""),
         jwt_tenant_claim=env.get(PREFIX + "AUTH_JWT_TENANT_CLAIM", "tenant"),
@@ -338,10 +354,16 @@ def _auth_settings(env: Mapping[str, str]) -> AuthSettings:
     if not settings.configured:
         raise InvalidArgument(
             f"{PREFIX}AUTH_API_KEYS_FILE",
-            "no authentication configured: set CERTA_AUTH_API_KEYS_FILE, CERTA_AUTH_JWKS_FILE or "
+            "no authentication configured: set CERTA_AUTH_API_KEYS_FILE, CERTA_AUTH_JWKS_FILE, CERTA_AUTH_JWKS_URL or "
             "CERTA_AUTH_CLIENT_CERT=true (or CERTA_AUTH_DISABLED=true for local development)",
         )
-    if settings.jwks_file and not (settings.jwt_issuer and settings.jwt_audience):
+    if settings.jwks_file and settings.jwks_url:
+        raise InvalidArgument(f"{PREFIX}AUTH_JWKS_URL", "set CERTA_AUTH_JWKS_URL or CERTA_AUTH_JWKS_FILE, not both")
+    if settings.jwks_url and urlsplit(settings.jwks_url).scheme not in ("https", "http"):
+        raise InvalidArgument(
+            f"{PREFIX}AUTH_JWKS_URL", f"must be an https:// (or http://) URL, got {settings.jwks_url!r}"
+        )
+    if (settings.jwks_file or settings.jwks_url) and not (settings.jwt_issuer and settings.jwt_audience):
         raise InvalidArgument(
             f"{PREFIX}AUTH_JWT_ISSUER", "JWT verification needs both CERTA_AUTH_JWT_ISSUER and CERTA_AUTH_JWT_AUDIENCE"
         )

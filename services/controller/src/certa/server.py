@@ -2,10 +2,10 @@
 and drain.
 
 Health: the empty service name reports the process (liveness); `certa.v1.ReasoningService` reports whether the
-state store answers and the default backend is ready (readiness), re-checked every `READINESS_INTERVAL_S`; the
-log says which one is not. On SIGTERM the server turns NOT_SERVING, lets running requests finish for up to
-`CERTA_DRAIN_TIMEOUT_S`, hands the rest to other replicas (their clients get UNAVAILABLE with the partial result),
-and stops.
+state store answers, the default backend is ready and JWT keys could be fetched (readiness), re-checked every
+`READINESS_INTERVAL_S`; the log says which one is not. On SIGTERM the server turns NOT_SERVING, lets running
+requests finish for up to `CERTA_DRAIN_TIMEOUT_S`, hands the rest to other replicas (their clients get UNAVAILABLE
+with the partial result), and stops.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from certa.api.auth import Authenticator
+from certa.api.grpc.access import AccessInterceptor
 from certa.api.grpc.errors import ErrorMappingInterceptor
 from certa.api.grpc.servicer import ReasoningServicer
 from certa.api.tls import RotatingServerCredentials
-from certa.backends.factory import build_backend
+from certa.backends.factory import build_backend, provider_name
 from certa.backends.port import Backend
 from certa.config import Settings
 from certa.core.errors import CertaError, InvalidArgument
@@ -47,13 +48,14 @@ def build_backends(settings: Settings, telemetry: Telemetry | None = None) -> di
         raise InvalidArgument(
             "CERTA_BACKENDS", "no backend configured, e.g. CERTA_BACKENDS=local=triton://127.0.0.1:8001"
         )
-    metadata_provider = (telemetry or Telemetry.disabled()).trace_metadata
-    return {
-        spec.name: build_backend(
-            spec, connect_timeout_s=settings.backend_connect_timeout_s, metadata_provider=metadata_provider
+    telemetry = telemetry or Telemetry.disabled()
+    backends: dict[str, Backend] = {}
+    for spec in settings.backends:
+        backends[spec.name] = build_backend(
+            spec, connect_timeout_s=settings.backend_connect_timeout_s, metadata_provider=telemetry.trace_metadata
         )
-        for spec in settings.backends
-    }
+        telemetry.register_backend(spec.name, provider_name(spec))
+    return backends
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -99,7 +101,7 @@ class CertaServer:
             raise InvalidArgument(
                 "CERTA_AUTH_API_KEYS_FILE", "no authentication configured (or CERTA_AUTH_DISABLED=true for development)"
             )
-        authenticator = Authenticator(settings.auth)
+        self.authenticator = authenticator = Authenticator(settings.auth)
         store = store or build_store(settings.store, telemetry.store_operation)
         self.service = SolveService(
             settings,
@@ -112,7 +114,8 @@ class CertaServer:
         )
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor()],
+            # Outermost first: the gRPC server span, then the access line and RPC metrics, then error mapping.
+            interceptors=[telemetry.grpc_server_interceptor(), AccessInterceptor(telemetry), ErrorMappingInterceptor()],
             # Past this many calls at once, gRPC answers RESOURCE_EXHAUSTED at once rather than queueing them.
             maximum_concurrent_rpcs=RPCS_PER_REQUEST * settings.max_concurrent_requests,
             options=server_options(settings),
@@ -139,6 +142,7 @@ class CertaServer:
         self._readiness: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.authenticator.start()
         await self._server.start()
         if self._health_server is not None:
             await self._health_server.start()
@@ -154,8 +158,14 @@ class CertaServer:
         )
 
     async def _check_readiness(self) -> None:
-        """Ready when the store and the default backend are; a failed check means not ready, and the watch goes on."""
+        """Ready when the store, the default backend and the JWT keys (from a JWKS URL) are; a failed check means
+        not ready, and the watch goes on."""
         backend = self.service.backends[self.settings.default_backend_name]
+        problem = self.authenticator.readiness_problem
+        if problem is not None:
+            log.warning("not ready: %s", problem)
+            await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+            return
         try:
             await self.service.store.ping()
             await backend.check_ready()
@@ -186,6 +196,7 @@ class CertaServer:
         for backend in self.service.backends.values():
             await backend.close()
         await self.service.close()
+        await self.authenticator.close()
 
 
 def _listen(server: grpc.aio.Server, address: str, variable: str, credentials: grpc.ServerCredentials | None) -> int:

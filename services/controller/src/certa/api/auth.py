@@ -5,7 +5,8 @@ Three ways to prove it, any of which may be enabled:
 * **API keys** — `authorization: Bearer KEY`. The keys file (`CERTA_AUTH_API_KEYS_FILE`, a mounted Secret) holds
   only SHA-256 digests: `{"keys": [{"name": "ci", "tenant": "acme", "sha256": "<hex digest of the key>"}]}`
   (`certa auth new-key` makes one). Keys are compared by digest, in constant time.
-* **JWT** — `authorization: Bearer JWT`, verified against a JWKS file (`CERTA_AUTH_JWKS_FILE`): signature (RS*,
+* **JWT** — `authorization: Bearer JWT`, verified against a JWKS file (`CERTA_AUTH_JWKS_FILE`) or an OIDC
+  provider's JWKS URL (`CERTA_AUTH_JWKS_URL`, refreshed in the background: `certa.api.jwks`): signature (RS*,
   ES*, PS*, EdDSA), issuer, audience, expiry; the tenant is a claim (`CERTA_AUTH_JWT_TENANT_CLAIM`, `tenant`).
 * **Client certificates** — with mutual TLS (`CERTA_TLS_CLIENT_CA_FILE`) and `CERTA_AUTH_CLIENT_CERT=true`, the
   common name of the verified client certificate is the tenant.
@@ -13,6 +14,9 @@ Three ways to prove it, any of which may be enabled:
 Files are re-read when they change (`certa.watched_file`), so keys rotate without a restart.
 With `CERTA_AUTH_DISABLED=true` (local development only; the server logs it loudly) nothing is verified and the
 `x-certa-tenant` metadata names the tenant. Otherwise that metadata is ignored.
+
+Every refused credential is one `certa.audit` log line: the RPC, the kind of credential presented and why it was
+refused; never the credential itself.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from typing import Any
 
 import jwt
 
+from certa.api.jwks import RemoteJwks
 from certa.config import AuthSettings
 from certa.core.errors import InvalidArgument, Unauthenticated
+from certa.observability.logs import AUDIT_LOGGER
 from certa.store.requests.port import validate_tenant
-from certa.watched_file import watched_json
+from certa.watched_file import WatchedFiles, watched_json
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger(AUDIT_LOGGER)
 
 TENANT_METADATA = "x-certa-tenant"
 JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"]
@@ -83,9 +90,11 @@ class Authenticator:
             if settings.api_keys_file
             else None
         )
-        self._jwks = (
-            watched_json(settings.jwks_file, "CERTA_AUTH_JWKS_FILE", _parse_jwks) if settings.jwks_file else None
-        )
+        self._jwks: WatchedFiles[jwt.PyJWKSet] | RemoteJwks | None = None
+        if settings.jwks_file:
+            self._jwks = watched_json(settings.jwks_file, "CERTA_AUTH_JWKS_FILE", _parse_jwks)
+        elif settings.jwks_url:
+            self._jwks = RemoteJwks(settings.jwks_url, settings.jwks_refresh_s)
         if settings.disabled:
             log.warning(
                 "AUTHENTICATION IS DISABLED (CERTA_AUTH_DISABLED=true): any caller may act as any tenant by "
@@ -97,7 +106,43 @@ class Authenticator:
     def disabled(self) -> bool:
         return self._settings.disabled
 
-    def identify(self, metadata: Metadata | None, peer: dict[str, list[bytes]] | None = None) -> Identity:
+    async def start(self) -> None:
+        """Fetch remote keys (a failure makes the server not ready, see `readiness_problem`; it does not raise)."""
+        if isinstance(self._jwks, RemoteJwks):
+            await self._jwks.start()
+
+    async def close(self) -> None:
+        if isinstance(self._jwks, RemoteJwks):
+            await self._jwks.close()
+
+    @property
+    def readiness_problem(self) -> str | None:
+        """Why some callers cannot be verified now (the JWKS URL gave no keys yet), or None."""
+        return self._jwks.readiness_problem if isinstance(self._jwks, RemoteJwks) else None
+
+    def identify(
+        self, metadata: Metadata | None, peer: dict[str, list[bytes]] | None = None, *, rpc: str = ""
+    ) -> Identity:
+        """The caller's identity; a refusal raises `Unauthenticated` and is logged as an audit line."""
+        try:
+            return self._identify(metadata, peer)
+        except Unauthenticated as error:
+            audit_log.warning(
+                "refused credentials on %s: %s",
+                rpc or "?",
+                error,
+                extra={
+                    "fields": {
+                        "event": "credential_refused",
+                        "rpc.method": rpc,
+                        "credential": _presented(metadata, peer),
+                        "reason": str(error),
+                    }
+                },
+            )
+            raise
+
+    def _identify(self, metadata: Metadata | None, peer: dict[str, list[bytes]] | None) -> Identity:
         if self._settings.disabled:
             named = [str(value) for key, value in metadata or () if key == TENANT_METADATA]
             return Identity(validate_tenant(named[-1] if named else ""), "unauthenticated", "")
@@ -138,6 +183,8 @@ class Authenticator:
             jwks: jwt.PyJWKSet = self._jwks.current()
             candidates = [key for key in jwks.keys if key_id is None or key.key_id == key_id]
             if not candidates:
+                if isinstance(self._jwks, RemoteJwks):
+                    self._jwks.key_missing()
                 raise Unauthenticated("the token's signing key is not in the configured JWKS")
             claims = jwt.decode(
                 token,
@@ -158,6 +205,19 @@ class Authenticator:
             return Identity(validate_tenant(tenant), "jwt", str(claims.get("sub", "")))
         except InvalidArgument:
             raise Unauthenticated(f"the token's {settings.jwt_tenant_claim!r} claim is not a valid tenant") from None
+
+
+def _presented(metadata: Metadata | None, peer: dict[str, list[bytes]] | None) -> str:
+    """The kind of credential a call presented, for the audit line (never the credential)."""
+    for key, value in metadata or ():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return "malformed-authorization"
+            return "jwt" if token.strip().count(".") == 2 else "api-key"
+    if peer and peer.get("x509_common_name"):
+        return "client-cert"
+    return "none"
 
 
 def _bearer(metadata: Metadata | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from certa.api.jwks import KeysUnavailable
 from certa.core.errors import (
     BackendError,
     BackendUnavailable,
@@ -37,7 +38,7 @@ def status_code(error: CertaError) -> grpc.StatusCode:
         return grpc.StatusCode.ALREADY_EXISTS
     if isinstance(error, Overloaded):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, BackendUnavailable | ShuttingDown | StoreUnavailable | LeaseLost):
+    if isinstance(error, BackendUnavailable | ShuttingDown | StoreUnavailable | LeaseLost | KeysUnavailable):
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(error, CorruptState):
         return grpc.StatusCode.DATA_LOSS

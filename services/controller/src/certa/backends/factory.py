@@ -15,6 +15,11 @@ from certa.core.errors import InvalidArgument
 SUPPORTED_SCHEMES = (*TRITON_SCHEMES, *OPENAI_SCHEMES)
 
 
+def provider_name(spec: BackendSpec) -> str:
+    """The kind of server behind the URL, as telemetry names it (`gen_ai.provider.name`): triton or openai."""
+    return "triton" if spec.scheme in TRITON_SCHEMES else "openai"
+
+
 def build_backend(
     spec: BackendSpec, *, connect_timeout_s: float, metadata_provider: MetadataProvider | None = None
 ) -> Backend:

@@ -1,9 +1,15 @@
-"""Traces and metrics (OpenTelemetry): the only module of Certa that imports opentelemetry.
+"""Traces and metrics (OpenTelemetry) behind one facade; `certa.observability` is the only package that imports
+opentelemetry.
 
 A `Telemetry` holds one tracer, the metric instruments and the W3C trace-context propagator. The composition root
 builds it from the standard `OTEL_*` variables (`Telemetry.from_environment`) and injects it into the service, the
 driver and the servicer; tests build one over an in-memory exporter and reader. Without an exporter (or with
 `OTEL_SDK_DISABLED=true`) the providers are OpenTelemetry's no-op ones, so instrumentation costs next to nothing.
+
+Names follow the OpenTelemetry semantic conventions where one exists: the gRPC server span and its `rpc.*`
+attributes come from OpenTelemetry's gRPC instrumentation (`grpc_server_interceptor`), the RPC metrics from
+`observability.rpc`; a backend call is a CLIENT span with `gen_ai.*` attributes and the GenAI client metrics
+(`observability.genai`). Certa's own attributes and metrics (`observability.metrics`) are under `certa.*`.
 
 Exporting never slows a request: spans go through a `BatchSpanProcessor` (bounded queue, `OTEL_BSP_*`; spans are
 dropped when it is full) and metrics through a periodic reader, both exporting from background threads.
@@ -21,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -28,7 +35,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -36,75 +43,15 @@ from certa.core.commands import Decision, QuestionFinished
 from certa.core.errors import CertaError, DeadlineExceeded, InvalidArgument, SolveInterrupted
 from certa.core.report import SolveReport
 from certa.core.types import FinishReason, GenerationRequest, ProbeRecord, StopReason
+from certa.observability import genai
+from certa.observability.genai import GenAiClientMetrics
+from certa.observability.metrics import CertaMetrics, prometheus_endpoint
+from certa.observability.rpc import RpcMetrics
 
 DEFAULT_SERVICE_NAME = "certa"
 PROBE_ANSWER_MAX_CHARS = 32  # a probe's extracted answer (e.g. "18") is kept; anything longer is cut
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-STORE_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-CERTAINDEX_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
-PROBE_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 
 TraceContext = otel_context.Context
-
-
-class _Instruments:
-    """The metric instruments; their Prometheus names are in README.md ("Observe")."""
-
-    def __init__(self, meter: metrics.Meter) -> None:
-        self.requests = meter.create_counter("certa.requests", description="Finished requests by stop reason")
-        self.in_flight = meter.create_up_down_counter("certa.requests.in_flight", description="Requests running")
-        self.in_flight.add(0)  # exported from the start: autoscalers query it before the first request
-        self.tokens_generated = meter.create_counter(
-            "certa.tokens.generated", description="Tokens generated, cancelled calls included, by purpose"
-        )
-        self.tokens_saved = meter.create_counter(
-            "certa.tokens.saved", description="Path tokens not generated compared with the full token budget"
-        )
-        self.probes = meter.create_counter("certa.probes", description="Certainty probes taken")
-        self.early_exits = meter.create_counter("certa.early_exits", description="Paths stopped because certain")
-        self.probes_per_request = meter.create_histogram(
-            "certa.request.probes",
-            description="Probes per request (with stop_reason=certain: probes to an early exit)",
-            explicit_bucket_boundaries_advisory=PROBE_BUCKETS,
-        )
-        self.backend_duration = meter.create_histogram(
-            "certa.backend.call.duration",
-            unit="s",
-            description="Backend call latency, from start to last token (or cancellation)",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
-        )
-        self.certaindex = meter.create_histogram(
-            "certa.certaindex",
-            description="Certaindex after each round of a multi-sample strategy (1: every answer agrees)",
-            explicit_bucket_boundaries_advisory=CERTAINDEX_BUCKETS,
-        )
-        self.batch_samples = meter.create_counter("certa.batch.samples", description="Samples batches drew")
-        self.batch_tokens = meter.create_counter(
-            "certa.batch.tokens", description="Tokens batches generated (paths and probes)"
-        )
-        self.question_samples = meter.create_histogram(
-            "certa.batch.question.samples",
-            description="Samples one question of a batch got before it was retired, by retire reason",
-            explicit_bucket_boundaries_advisory=PROBE_BUCKETS,
-        )
-        self.pool_samples = meter.create_counter(
-            "certa.pool.samples",
-            description="Samples budget pools granted (spent), by tenant, pool and wave (first: mandatory; more)",
-        )
-        self.pool_denied = meter.create_counter(
-            "certa.pool.denied",
-            description="Waves a request gave up on because its budget pool had none within its wait",
-        )
-        self.pool_level = meter.create_gauge(
-            "certa.pool.level",
-            description="Samples left in a budget pool (remaining; below 0: first waves drawn into debt)",
-        )
-        self.store_duration = meter.create_histogram(
-            "certa.store.operation.duration",
-            unit="s",
-            description="State store (Redis) operation latency, by operation",
-            explicit_bucket_boundaries_advisory=STORE_LATENCY_BUCKETS_S,
-        )
 
 
 @dataclass
@@ -150,8 +97,13 @@ class Telemetry:
         *,
         on_shutdown: Sequence[Callable[[], object]] = (),
     ) -> None:
-        self.tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("certa")
-        self._metrics = _Instruments((meter_provider or metrics.NoOpMeterProvider()).get_meter("certa"))
+        self._tracer_provider = tracer_provider or trace.NoOpTracerProvider()
+        self.tracer = self._tracer_provider.get_tracer("certa")
+        meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter("certa")
+        self._metrics = CertaMetrics(meter)
+        self._genai = GenAiClientMetrics(meter)
+        self.rpc = RpcMetrics(meter)
+        self._providers: dict[str, str] = {}
         self._propagator = TraceContextTextMapPropagator()
         self._on_shutdown = tuple(on_shutdown)
 
@@ -189,7 +141,7 @@ class Telemetry:
 
             readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
         if metrics_port:
-            reader, stop_server = _prometheus_endpoint(metrics_port)
+            reader, stop_server = prometheus_endpoint(metrics_port)
             readers.append(reader)
             on_shutdown.append(stop_server)
         meter_provider = None
@@ -203,12 +155,22 @@ class Telemetry:
         for stop in self._on_shutdown:
             stop()
 
+    def grpc_server_interceptor(self) -> grpc.aio.ServerInterceptor:
+        """OpenTelemetry's gRPC server instrumentation on this telemetry's tracer: one SERVER span per RPC with the
+        `rpc.*` attributes, a child of the caller's W3C trace context."""
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        return aio_server_interceptor(tracer_provider=self._tracer_provider)
+
+    def register_backend(self, name: str, provider: str) -> None:
+        """The `gen_ai.provider.name` of backend `name`'s calls (see `certa.observability.genai`)."""
+        self._providers[name] = provider
+
     # -- trace context -------------------------------------------------------------------------------------------
 
-    def extract(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> TraceContext:
-        """The caller's W3C trace context from gRPC metadata (an empty context when there is none)."""
-        carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
-        return self._propagator.extract(carrier)
+    def current_context(self) -> TraceContext:
+        """The active context (inside an RPC: its server span), for work that continues in another task."""
+        return otel_context.get_current()
 
     def trace_metadata(self) -> list[tuple[str, str]]:
         """The current span's W3C `traceparent` (and `tracestate`): the backends' `metadata_provider`."""
@@ -276,6 +238,14 @@ class Telemetry:
         )
         strategy = {"strategy": solve.strategy}
         self._metrics.tokens_saved.add(report.tokens_saved_vs_budget, strategy)
+        if early_exits and report.complete and report.batch is None:
+            unspent = sum(
+                max(report.token_budget - sample.path_tokens - sample.probe_tokens, 0)
+                for sample in report.samples
+                if sample.stop_reason is StopReason.CERTAIN
+            )
+            solve.span.set_attribute("certa.early_exit.tokens.saved", unspent)
+            self._metrics.early_exit_tokens_saved.add(unspent, strategy)
         self._metrics.probes.add(len(report.probes), strategy)
         self._metrics.early_exits.add(early_exits, strategy)
         self._metrics.probes_per_request.record(len(report.probes), labels)
@@ -343,16 +313,21 @@ class Telemetry:
     # -- backend calls -------------------------------------------------------------------------------------------
 
     @contextmanager
-    def backend_call(self, backend: str, request: GenerationRequest) -> Iterator[CallSpan]:
-        """The `certa.generate` span around one backend call (current inside it, so `trace_metadata` sends its
-        context to the server), its latency and its tokens. A cancelled call is not an error."""
+    def backend_call(self, backend: str, model: str, request: GenerationRequest) -> Iterator[CallSpan]:
+        """The CLIENT span around one backend call (current inside it, so `trace_metadata` sends its context to the
+        server), named and attributed by the GenAI conventions, with Certa's details under `certa.*`; its latency
+        and tokens as metrics. A cancelled call is not an error."""
         purpose = str(request.purpose)
+        provider = self._providers.get(backend, genai.OTHER_PROVIDER)
         call = CallSpan()
         started = time.perf_counter()
         cancelled = False
+        error_type: str | None = None
         with self.tracer.start_as_current_span(
-            "certa.generate",
+            genai.span_name(model),
+            kind=SpanKind.CLIENT,
             attributes={
+                **genai.request_attributes(provider, model, request.max_tokens),
                 "certa.backend": backend,
                 "certa.purpose": purpose,
                 "certa.sample_index": request.sample_index,
@@ -367,24 +342,36 @@ class Telemetry:
                 cancelled = True
                 raise
             except Exception as error:
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                span.set_attribute("error.type", type(error).__name__)
+                error_type = type(error).__name__
+                span.set_status(Status(StatusCode.ERROR, error_type))
+                span.set_attribute("error.type", error_type)
                 raise
             finally:
                 finish = FinishReason.CANCELLED if cancelled else call.finish
                 finish_label = str(finish) if finish is not None else "error"
                 span.set_attributes(
                     {
+                        "gen_ai.usage.input_tokens": call.prompt_tokens,
+                        "gen_ai.usage.output_tokens": call.tokens,
+                        "gen_ai.response.finish_reasons": (finish_label,),
                         "certa.tokens.generated": call.tokens,
                         "certa.tokens.prompt": call.prompt_tokens,
                         "certa.finish_reason": finish_label,
                         "certa.cancelled": cancelled,
                     }
                 )
+                duration_s = time.perf_counter() - started
                 self._metrics.tokens_generated.add(call.tokens, {"purpose": purpose, "backend": backend})
                 self._metrics.backend_duration.record(
-                    time.perf_counter() - started,
-                    {"purpose": purpose, "backend": backend, "finish_reason": finish_label},
+                    duration_s, {"purpose": purpose, "backend": backend, "finish_reason": finish_label}
+                )
+                self._genai.record(
+                    provider=provider,
+                    model=model,
+                    input_tokens=call.prompt_tokens,
+                    output_tokens=call.tokens,
+                    duration_s=duration_s,
+                    error_type=error_type,
                 )
 
 
@@ -405,20 +392,3 @@ def _resource() -> Resource:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     return resource
-
-
-def _prometheus_endpoint(port: int) -> tuple[MetricReader, Callable[[], None]]:
-    """A Prometheus reader on its own registry, served at http://0.0.0.0:PORT/metrics from a daemon thread."""
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    registry = CollectorRegistry(auto_describe=True)
-    reader = PrometheusMetricReader(registry=registry)
-    server, thread = start_http_server(port, registry=registry)
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    return reader, stop

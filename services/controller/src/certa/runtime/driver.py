@@ -5,7 +5,7 @@ The driver executes the strategy's commands: each `Start` becomes an asyncio tas
 it had generated. It enforces each sample's path-token budget (a `Start` is clamped to what is left), the deadline,
 and cancellation, and it keeps the accounting: every token the backend reported, per purpose, including tokens of
 calls that were cancelled. When the strategy returns, calls still in flight are cancelled. Each backend call runs
-in its own `certa.generate` span, and probes and decisions become events of the request's span
+in its own GenAI CLIENT span (`text_completion MODEL`), and probes and decisions become events of the request's span
 (`certa.observability.telemetry`).
 
 A call that fails with a `CertaError` is thrown into the strategy as `CallFailed` at the `Wait`/`WaitAny` that
@@ -325,10 +325,10 @@ class Driver:
         return handle
 
     async def _stream(self, call: _Call) -> Outcome:
-        """`_consume` inside the call's `certa.generate` span, the span the backend's metadata provider sends."""
+        """`_consume` inside the call's CLIENT span, the span the backend's metadata provider sends."""
         if call.request.max_tokens <= 0:  # nothing to generate: the backend is not called
             return await self._consume(call)
-        with self._telemetry.backend_call(self._backend.name, call.request) as observed:
+        with self._telemetry.backend_call(self._backend.name, self._model, call.request) as observed:
             try:
                 return await self._consume(call)
             finally:

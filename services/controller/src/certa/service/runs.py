@@ -28,6 +28,7 @@ from certa.core.report import SolveReport
 from certa.core.spec import SolveSpec
 from certa.core.strategies import SelfConsistencySpec
 from certa.core.types import StopReason
+from certa.observability.logs import bind_request
 from certa.observability.telemetry import Telemetry, TraceContext
 from certa.runtime.driver import Driver
 from certa.runtime.journal import Recorder, Reply, decode_reply
@@ -155,6 +156,7 @@ class Runs:
         self.launch(claim.request, claim)
 
     async def _execute(self, run: LocalRun, claim: Claim, trace_context: TraceContext | None) -> None:
+        bind_request(request_id=run.key.request_id, tenant=run.key.tenant)  # for every line of this run's task
         stored = run.stored
         record = stored.record
         try:

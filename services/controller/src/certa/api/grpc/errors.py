@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from certa.api.grpc.access import note_status
 from certa.api.grpc.mapping import report_to_proto
 from certa.api.status_codes import status_code
 from certa.core.errors import (
@@ -74,7 +75,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
     if isinstance(error, CertaError):
+        code = status_code(error)
+        note_status(code)
+        context.set_code(code)  # seen by wrappers of the context (the gRPC server span's status code)
         await context.abort_with_status(rich_status(error))
+    note_status(grpc.StatusCode.INTERNAL)
     log.exception("unexpected error in %s", method, exc_info=error)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
 

@@ -20,7 +20,7 @@ from certa.backends.bounded_cache import BoundedCache
 from certa.backends.call_metadata import MetadataProvider
 from certa.backends.openai.options import OpenAIOptions
 from certa.backends.openai.sse import sse_data
-from certa.backends.openai.wire import FINISH_REASONS, Usage, completion_sampling, http_error
+from certa.backends.openai.wire import CREDENTIALS_REFUSED, FINISH_REASONS, Usage, completion_sampling, http_error
 from certa.backends.port import Delta
 from certa.backends.token_prompt import prompt_ids
 from certa.config import BackendSpec
@@ -84,7 +84,7 @@ class OpenAIBackend:
         self._name = spec.name
         self.options = OpenAIOptions.from_spec(spec)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=connect_timeout_s))
-        self._metadata_provider = metadata_provider
+        self._metadata_provider = self.options.credentials.with_call_metadata(metadata_provider)
         self._served_model: str | None = None
         self._token_cache: BoundedCache[tuple[str, bool], tuple[int, ...]] = BoundedCache()
         self._tokenize_available = True
@@ -109,6 +109,8 @@ class OpenAIBackend:
     async def _served_models(self) -> list[str]:
         url = f"{self.options.base_url}/models"
         response = await self._request("GET", url)
+        if response.status_code in CREDENTIALS_REFUSED:
+            raise http_error(self._name, url, response.status_code, b"")
         if response.status_code != 200:
             raise BackendUnavailable(self._name, f"GET {url} answered HTTP {response.status_code}")
         return [str(entry.get("id")) for entry in response.json().get("data") or ()]

@@ -66,8 +66,14 @@ def error_message(body: bytes) -> str:
     return json.dumps(payload)[:500]
 
 
+CREDENTIALS_REFUSED = (401, 403)
+
+
 def http_error(backend: str, url: str, status: int, body: bytes) -> BackendError:
-    """404/408/429/503 -> unavailable; other 4xx -> the input was rejected; 5xx -> a server error."""
+    """401/403 (credentials refused), 404/408/429/503 -> unavailable; other 4xx -> the input was rejected; 5xx -> a
+    server error."""
+    if status in CREDENTIALS_REFUSED:  # the body may quote what was sent: not repeated
+        return BackendUnavailable(backend, f"{url} refused Certa's credentials (HTTP {status}); see api_key_file")
     message = f"{url} answered HTTP {status}: {error_message(body)}"
     if status in _RETRYABLE_STATUS:
         return BackendUnavailable(backend, message)

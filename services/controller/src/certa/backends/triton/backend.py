@@ -44,7 +44,10 @@ class TritonBackend:
         self._name = spec.name
         self.options = TritonOptions.from_spec(spec)
         self._connection = TritonConnection(
-            spec.name, self.options.target, connect_timeout_s=connect_timeout_s, metadata_provider=metadata_provider
+            spec.name,
+            self.options.target,
+            connect_timeout_s=connect_timeout_s,
+            metadata_provider=self.options.credentials.with_call_metadata(metadata_provider),
         )
         tokenizer = TritonTokenizer(self._connection, self.options.preprocessing, self.options.postprocessing)
         self._tokens = TokenGeneration(

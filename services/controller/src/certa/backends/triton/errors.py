@@ -16,6 +16,7 @@ import grpc
 from certa.core.errors import BackendError, BackendUnavailable
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 _MODEL_MISSING = re.compile(r"unknown model|is not found|is not ready|no available versions|not loaded", re.I)
 _INPUT_REJECTED = re.compile(
     r"inference input|required input|input length|prompt length|exceed|max_tokens|request_output_len", re.I
@@ -27,6 +28,8 @@ def rpc_error(backend: str, url: str, what: str, error: grpc.aio.AioRpcError) ->
     code, details = error.code(), error.details() or ""
     if code in _UNREACHABLE:
         return BackendUnavailable(backend, f"cannot reach Triton at {url} ({what}): {code.name} {details}".rstrip())
+    if code in _REFUSED:  # the details may quote what was sent: not repeated
+        return BackendUnavailable(backend, f"Triton at {url} refused Certa's credentials ({what}): {code.name}")
     if code == grpc.StatusCode.NOT_FOUND or _MODEL_MISSING.search(details):
         return BackendUnavailable(backend, f"Triton at {url}: {what}: {details}")
     if code == grpc.StatusCode.INVALID_ARGUMENT:

@@ -9,13 +9,16 @@
 * `end_id=N`, `pad_id=N` - override the end / pad ids (token mode otherwise asks the model config, then the
   server's tokeniser; text mode sends them only when set).
 * `ca_file=PATH` - PEM roots to verify the server with (`triton+tls://` only; default: the system roots).
+* `api_key_file=PATH`, `headers_file=PATH` - a bearer token and extra call metadata, from files
+  (`certa.backends.credentials`), for a gateway in front of Triton; use them with `triton+tls://`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from certa.backends.credentials import UpstreamCredentials
 from certa.backends.triton.rpc import ChannelTarget
 from certa.backends.url_options import UrlOptions
 from certa.config import BackendSpec
@@ -35,6 +38,7 @@ class TritonOptions:
     postprocessing: str = "postprocessing"
     end_id: int | None = None
     pad_id: int | None = None
+    credentials: UpstreamCredentials = field(default_factory=UpstreamCredentials)
 
     @property
     def token_models(self) -> tuple[str, str, str]:
@@ -64,6 +68,7 @@ class TritonOptions:
             postprocessing=options.text("postprocessing", cls.postprocessing),
             end_id=options.optional_int("end_id"),
             pad_id=options.optional_int("pad_id"),
+            credentials=UpstreamCredentials.from_options(options, spec.name),
         )
         if result.target.ca_file and not tls:
             options.fail("option ca_file needs a triton+tls:// URL")

@@ -1,0 +1,47 @@
+"""Per-RPC metrics: `rpc.server.duration` by the OpenTelemetry RPC conventions, and Certa's request duration.
+
+OpenTelemetry's gRPC instrumentation for Python makes the server span but records no metrics, so the RPC duration
+histogram is recorded here, with the conventions' name, unit (milliseconds) and attributes (`rpc.system`,
+`rpc.service`, `rpc.method`, `rpc.grpc.status_code`). `certa.request.duration` (Prometheus:
+`certa_request_duration_seconds`) is the same duration in seconds, labelled for dashboards by `rpc` (the method
+name), `strategy` (empty for calls that name none, e.g. GetSolve) and `status` (the gRPC status code's name).
+"""
+
+from __future__ import annotations
+
+import grpc
+from opentelemetry import metrics
+
+# The conventions' advised boundaries for rpc.server.duration (milliseconds).
+RPC_DURATION_BUCKETS_MS = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)
+REQUEST_DURATION_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class RpcMetrics:
+    def __init__(self, meter: metrics.Meter) -> None:
+        self._rpc_duration = meter.create_histogram(
+            "rpc.server.duration",
+            unit="ms",
+            description="Duration of inbound RPCs",
+            explicit_bucket_boundaries_advisory=RPC_DURATION_BUCKETS_MS,
+        )
+        self._request_duration = meter.create_histogram(
+            "certa.request.duration",
+            unit="s",
+            description="Duration of Certa's RPCs, by rpc, strategy and status",
+            explicit_bucket_boundaries_advisory=REQUEST_DURATION_BUCKETS_S,
+        )
+
+    def record(self, full_method: str, status: grpc.StatusCode, duration_s: float, strategy: str) -> None:
+        """One finished RPC; `full_method` is gRPC's `/package.Service/Method`."""
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        self._rpc_duration.record(
+            duration_s * 1000,
+            {
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": method,
+                "rpc.grpc.status_code": status.value[0],
+            },
+        )
+        self._request_duration.record(duration_s, {"rpc": method, "strategy": strategy, "status": status.name})
