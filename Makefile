@@ -13,6 +13,7 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= .certa
 MODEL ?= qwen2.5-coder-0.5b
 CERTA_PORT ?= 50051
+CERTA_HTTP_PORT ?= 8080
 TRITON_GRPC_PORT ?= 8001
 TRITON_HTTP_PORT ?= 8000
 TRITON_METRICS_PORT ?= 8002
@@ -20,7 +21,7 @@ REDIS_PORT ?= 6379
 BENCH_QUESTIONS ?= 20
 REPLAY_QUESTIONS ?= 2000
 REPLAY_BUDGET ?= 8
-export MODEL CERTA_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT REDIS_PORT STATE_DIR VENV
+export MODEL CERTA_PORT CERTA_HTTP_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON_METRICS_PORT REDIS_PORT STATE_DIR VENV
 
 PROTO_OUT := clients/python/src
 
@@ -37,7 +38,7 @@ $(VENV)/.installed: clients/python/pyproject.toml services/controller/pyproject.
 
 run: install ## Start the local stack (Redis, Triton + model, controller) and solve a sample GSM8K problem
 	bash deploy/local/stack.sh up
-	$(VENV)/bin/certa demo --address 127.0.0.1:$(CERTA_PORT)
+	$(VENV)/bin/certa demo --address 127.0.0.1:$(CERTA_PORT) $(if $(filter-out 0,$(CERTA_HTTP_PORT)),--http-url http://127.0.0.1:$(CERTA_HTTP_PORT))
 	@echo
 	@echo "The stack is still running: 'make solve Q=\"...\"' asks it, 'make logs' shows logs, 'make down' stops it."
 

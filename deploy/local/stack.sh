@@ -19,6 +19,7 @@ VENV=${VENV:-.venv}
 STATE_DIR=${STATE_DIR:-.certa}
 MODEL=${MODEL:-qwen2.5-coder-0.5b}
 CERTA_PORT=${CERTA_PORT:-50051}
+CERTA_HTTP_PORT=${CERTA_HTTP_PORT:-8080}  # the OpenAI-compatible endpoint (0: none)
 TRITON_GRPC_PORT=${TRITON_GRPC_PORT:-8001}
 TRITON_HTTP_PORT=${TRITON_HTTP_PORT:-8000}
 TRITON_METRICS_PORT=${TRITON_METRICS_PORT:-8002}
@@ -83,6 +84,7 @@ up() {
   down >/dev/null
   mkdir -p "$LOGS" "$PIDS"
   require_port "$CERTA_PORT" CERTA_PORT
+  [ "$CERTA_HTTP_PORT" = 0 ] || require_port "$CERTA_HTTP_PORT" CERTA_HTTP_PORT
   require_port "$TRITON_GRPC_PORT" TRITON_GRPC_PORT
   require_port "$TRITON_HTTP_PORT" TRITON_HTTP_PORT
   require_port "$TRITON_METRICS_PORT" TRITON_METRICS_PORT
@@ -114,6 +116,8 @@ up() {
 
   echo "==> starting the controller (log: $LOGS/controller.log)"
   CERTA_LISTEN_ADDRESS="127.0.0.1:$CERTA_PORT" \
+  CERTA_HTTP_PORT="$CERTA_HTTP_PORT" \
+  CERTA_HTTP_MODELS="{\"$MODEL\": {\"backend\": \"local\"}}" \
   CERTA_BACKENDS="local=triton://127.0.0.1:$TRITON_GRPC_PORT" \
   CERTA_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
   CERTA_AUTH_DISABLED="${CERTA_AUTH_DISABLED:-true}" \
@@ -122,7 +126,8 @@ up() {
   CERTA_DRAIN_TIMEOUT_S=20 \
     start controller "$VENV/bin/certa" serve
   wait_for controller "$VENV/bin/certa" health --address "127.0.0.1:$CERTA_PORT" --service certa.v1.ReasoningService
-  echo "stack: up — controller on 127.0.0.1:$CERTA_PORT, Triton gRPC on 127.0.0.1:$TRITON_GRPC_PORT"
+  echo "stack: up — controller on 127.0.0.1:$CERTA_PORT (OpenAI-compatible HTTP on 127.0.0.1:$CERTA_HTTP_PORT)," \
+    "Triton gRPC on 127.0.0.1:$TRITON_GRPC_PORT"
 }
 
 down() {

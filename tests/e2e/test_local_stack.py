@@ -11,9 +11,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from openai import AsyncOpenAI, OpenAI
 
 from certa.backends.triton.backend import TritonBackend
-from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
+from certa.config import AuthSettings, BackendSpec, HttpModel, Settings, StoreSettings
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
@@ -86,6 +87,40 @@ async def test_chunked_path_is_token_for_token_the_one_shot_path(fresh_stub: pb_
     assert chunked.result.answer == (plain.result.answer or fallback)
 
 
+async def test_openai_client_against_a_real_model(triton: TritonServer, redis_server: RedisServer) -> None:
+    """The official client, streaming and not, through the HTTP door to the real model; early exit as configured."""
+    settings = Settings(
+        listen_address="127.0.0.1:0",
+        http_listen_address="127.0.0.1:0",
+        http_models=(
+            HttpModel("smol", "local", strategy_json='{"dynasor_cot": {"chunkTokens": 32, "certaintyThreshold": 2}}'),
+        ),
+        backends=(BackendSpec("local", f"triton://{triton.grpc_url}"),),
+        store=StoreSettings(redis_url=redis_server.url, key_prefix=f"e2e-{uuid.uuid4().hex[:8]}"),
+        auth=AuthSettings(disabled=True),
+    )
+    server = CertaServer(settings, {"local": TritonBackend(settings.backends[0], connect_timeout_s=5.0)})
+    await server.start()
+    try:
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{server.http_port}/v1", api_key="local", max_retries=0)
+        messages = [{"role": "user", "content": QUESTION}]
+        reply = await client.chat.completions.create(model="smol", messages=messages, max_tokens=256)
+        certa = reply.model_extra["certa"]
+        assert certa["strategy"] == "dynasor-cot" and certa["probes"] >= 1
+        assert reply.usage.completion_tokens == certa["path_tokens"] + certa["probe_tokens"]
+        assert reply.choices[0].finish_reason == ("length" if certa["stop_reason"] == "budget" else "stop")
+        if certa["stop_reason"] == "certain":
+            assert f"\\boxed{{{certa['answer']}}}" in reply.choices[0].message.content
+        stream = await client.chat.completions.create(
+            model="smol", messages=messages, max_tokens=96, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [chunk async for chunk in stream]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    finally:
+        await server.stop()
+
+
 def test_make_up_twice_solve_and_down(smollm2_gguf: Path, tmp_path: Path) -> None:
     """The local-stack script as `make up` runs it, on free ports, with the small model."""
     env = {
@@ -94,6 +129,7 @@ def test_make_up_twice_solve_and_down(smollm2_gguf: Path, tmp_path: Path) -> Non
         "STATE_DIR": str(tmp_path / "state"),
         "MODEL": "smollm2-135m",
         "CERTA_PORT": str(free_port()),
+        "CERTA_HTTP_PORT": str(free_port()),
         "TRITON_GRPC_PORT": str(free_port()),
         "TRITON_HTTP_PORT": str(free_port()),
         "TRITON_METRICS_PORT": str(free_port()),
@@ -116,6 +152,14 @@ def test_make_up_twice_solve_and_down(smollm2_gguf: Path, tmp_path: Path) -> Non
         )
         assert solved.returncode == 0, solved.stderr
         assert '"status": "SOLVE_STATUS_SUCCEEDED"' in solved.stdout
+        client = OpenAI(base_url=f"http://127.0.0.1:{env['CERTA_HTTP_PORT']}/v1", api_key="local", max_retries=0)
+        assert [model.id for model in client.models.list().data] == ["smollm2-135m"]
+        reply = client.chat.completions.create(
+            model="smollm2-135m", messages=[{"role": "user", "content": QUESTION}], max_tokens=96
+        )
+        certa = reply.model_extra["certa"]
+        assert reply.choices[0].message.content and certa["stop_reason"] in ("certain", "model_finished", "budget")
+        assert reply.usage.completion_tokens == certa["path_tokens"] + certa["probe_tokens"] > 0
         busy = run(*stack, "down")
         assert all(f"stopped {name}" in busy.stdout for name in ("controller", "triton", "redis"))
         env["CERTA_PORT"] = env["TRITON_HTTP_PORT"] = str(free_port())

@@ -30,7 +30,7 @@ from certa.console import (
 from certa.core.strategies import StrategyName
 from certa.core.strategies.dynasor import PRESETS
 from certa.datasets import DATA_ENV, GSM8K_FILE, GSM8K_TEST
-from certa.demo import run_demo
+from certa.demo import openai_examples, run_demo
 from certa.observability.logs import setup_logging
 from certa.v1 import reasoning_pb2 as pb
 from certa_client import (
@@ -308,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
                            "repository's data/)")
     demo.add_argument("--index", type=int, default=0, help="which question (0-based line)")
     demo.add_argument("--budget", type=int, default=1024, help="path token budget")
+    demo.add_argument(
+        "--http-url", default="", help="the server's OpenAI-compatible endpoint; the demo ends with examples for it"
+    )
 
     auth = commands.add_parser("auth", help="manage credentials")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True, metavar="COMMAND")
@@ -347,7 +350,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "auth":
         return _new_key(args.tenant, args.name)
     if args.command == "demo":
-        return asyncio.run(run_demo(target_from_args(args), args.data, args.index, args.budget))
+        status = asyncio.run(run_demo(target_from_args(args), args.data, args.index, args.budget))
+        if args.http_url:
+            print("\n" + openai_examples(args.http_url))
+        return status
     calls = {"solve": _solve, "get": _get, "cancel": _cancel, "batch": _batch, "health": _health}
     return asyncio.run(calls[args.command](args))
 

@@ -6,6 +6,7 @@ Per-request knobs arrive in the request and are clamped by the caps below.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -114,8 +115,25 @@ class GrpcSettings:
 
 
 @dataclass(frozen=True)
+class HttpModel:
+    """A model the OpenAI-compatible endpoint offers (`GET /v1/models`): which backend and backend model serve it,
+    the strategy a request gets when it names none (a `certa.v1.Strategy` in its JSON form, checked at start), and
+    the largest `max_tokens` it accepts."""
+
+    name: str
+    backend: str
+    model: str = ""  # the backend's model; "" is the backend's default
+    strategy_json: str = '{"dynasor_cot": {}}'  # early exit on, preset mid
+    context_tokens: int = 0  # 0: the server's CERTA_MAX_TOKEN_BUDGET
+
+
+@dataclass(frozen=True)
 class Settings:
     listen_address: str = "0.0.0.0:50051"
+    # The OpenAI-compatible HTTP endpoint (certa.api.http): host:port, "" for none (CERTA_HTTP_PORT=0).
+    http_listen_address: str = ""
+    # Its models (CERTA_HTTP_MODELS); none configured: one per backend, named after it, with the default strategy.
+    http_models: tuple[HttpModel, ...] = ()
     # A plaintext port serving only grpc.health.v1 (for kubelet probes when the main port uses TLS); "" for none.
     health_listen_address: str = ""
     backends: tuple[BackendSpec, ...] = ()
@@ -153,6 +171,17 @@ class Settings:
     def default_backend_name(self) -> str:
         return self.default_backend or (self.backends[0].name if self.backends else "")
 
+    @property
+    def offered_models(self) -> tuple[HttpModel, ...]:
+        """The OpenAI-compatible endpoint's models: the configured ones, else one per backend."""
+        return self.http_models or tuple(HttpModel(name=spec.name, backend=spec.name) for spec in self.backends)
+
+    @property
+    def http_max_body_bytes(self) -> int:
+        """The largest request body the HTTP endpoint reads: room for a prompt of CERTA_MAX_PROMPT_CHARS characters
+        even fully JSON-escaped (6 bytes each), plus the other fields."""
+        return 6 * self.max_prompt_chars + 65536
+
 
 def _parse_backends(raw: str) -> tuple[BackendSpec, ...]:
     specs = []
@@ -167,6 +196,62 @@ def _parse_backends(raw: str) -> tuple[BackendSpec, ...]:
     if len(set(names)) != len(names):
         raise InvalidArgument(f"{PREFIX}BACKENDS", f"backend names must be unique, got {names}")
     return tuple(specs)
+
+
+def _http_listen_address(env: Mapping[str, str], grpc_address: str) -> str:
+    """CERTA_HTTP_PORT on the host the gRPC server listens on; 0 (the default) serves no HTTP endpoint."""
+    port = int(_number(env, "HTTP_PORT", 0, int, 0))
+    if port > 65535:
+        raise InvalidArgument(f"{PREFIX}HTTP_PORT", f"must be 0 (none) or a port, got {port}")
+    host = grpc_address.rpartition(":")[0] or "0.0.0.0"
+    return f"{host}:{port}" if port else ""
+
+
+_HTTP_MODEL_KEYS = {"backend", "model", "strategy", "context_tokens"}
+
+
+def _http_models(raw: str, backends: tuple[BackendSpec, ...]) -> tuple[HttpModel, ...]:
+    """CERTA_HTTP_MODELS: a JSON object (or the path of a file holding one) of model name -> {backend, model,
+    strategy, context_tokens}; e.g. {"qwen-early-exit": {"backend": "local", "strategy": {"dynasor_cot": {}}}}."""
+    variable = f"{PREFIX}HTTP_MODELS"
+    if not raw.strip():
+        return ()
+    if not raw.lstrip().startswith("{"):
+        try:
+            raw = Path(raw).read_text()
+        except OSError as error:
+            raise InvalidArgument(variable, f"cannot read {raw!r}: {error.strerror}") from None
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidArgument(variable, f"is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or not document:
+        raise InvalidArgument(variable, "must be a non-empty JSON object of model name -> settings")
+    names = {spec.name for spec in backends}
+    models = []
+    for name, entry in document.items():
+        field_name = f"{variable}[{name!r}]"
+        if not isinstance(entry, dict) or set(entry) - _HTTP_MODEL_KEYS:
+            raise InvalidArgument(field_name, f"must be an object with keys among {sorted(_HTTP_MODEL_KEYS)}")
+        backend = entry.get("backend")
+        if backend not in names:
+            raise InvalidArgument(f"{field_name}.backend", f"{backend!r} is not one of {PREFIX}BACKENDS")
+        context = entry.get("context_tokens", 0)
+        if not isinstance(context, int) or context < 0:
+            raise InvalidArgument(f"{field_name}.context_tokens", f"must be an integer >= 0, got {context!r}")
+        strategy = entry.get("strategy", {"dynasor_cot": {}})
+        if not isinstance(strategy, dict):
+            raise InvalidArgument(f"{field_name}.strategy", "must be a certa.v1.Strategy as JSON")
+        models.append(
+            HttpModel(
+                name=name,
+                backend=backend,
+                model=str(entry.get("model", "")),
+                strategy_json=json.dumps(strategy),
+                context_tokens=context,
+            )
+        )
+    return tuple(models)
 
 
 def _number(env: Mapping[str, str], key: str, default: float, kind: type, minimum: float) -> float:
@@ -192,6 +277,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise InvalidArgument(f"{PREFIX}DEFAULT_BACKEND", f"{default_backend!r} is not one of {PREFIX}BACKENDS")
     settings = Settings(
         listen_address=env.get(PREFIX + "LISTEN_ADDRESS", base.listen_address),
+        http_listen_address=_http_listen_address(env, env.get(PREFIX + "LISTEN_ADDRESS", base.listen_address)),
+        http_models=_http_models(env.get(PREFIX + "HTTP_MODELS", ""), backends),
         health_listen_address=env.get(PREFIX + "HEALTH_LISTEN_ADDRESS", ""),
         backends=backends,
         default_backend=default_backend,

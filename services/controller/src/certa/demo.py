@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import httpx
 
 from certa.console import STOP_NAMES, describe, stream_solve
 from certa.core.answers import equivalent
@@ -35,3 +38,21 @@ async def run_demo(target: Target, data: Path, index: int, budget: int) -> int:
     share = saved / plain_cot.usage.path_tokens if plain_cot.usage.path_tokens else 0.0
     print(f"  tokens saved by probing (path + probe tokens vs plain): {saved} ({share:.0%})")
     return 0
+
+
+def openai_examples(http_url: str) -> str:
+    """How to ask the same server through its OpenAI-compatible endpoint (`http_url`, e.g. http://127.0.0.1:8080),
+    with the name of its first model."""
+    models = httpx.get(f"{http_url}/v1/models", headers={"Authorization": "Bearer local"}, timeout=10).json()
+    model = models["data"][0]["id"]
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "What is 17 * 23?"}]})
+    return (
+        f"== The same server speaks the OpenAI API on {http_url}/v1 (model {model!r}) ==\n"
+        f"  curl -s {http_url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+        f"       -H 'Authorization: Bearer local' -d '{body}'\n"
+        f"  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"{http_url}/v1\", api_key=\"local\"); "
+        f"r = c.chat.completions.create(model=\"{model}\", "
+        "messages=[{\"role\": \"user\", \"content\": \"What is 17 * 23?\"}]); "
+        "print(r.choices[0].message.content, r.usage, r.model_extra[\"certa\"])'\n"
+        "  (see docs/openai.md; the `certa` field of the response says how the strategy stopped)"
+    )

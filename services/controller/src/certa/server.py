@@ -23,6 +23,7 @@ from certa.api.auth import Authenticator
 from certa.api.grpc.access import AccessInterceptor
 from certa.api.grpc.errors import ErrorMappingInterceptor
 from certa.api.grpc.servicer import ReasoningServicer
+from certa.api.http import HttpListener, OpenAiApi
 from certa.api.tls import RotatingServerCredentials
 from certa.backends.factory import build_backend, provider_name
 from certa.backends.port import Backend
@@ -140,19 +141,33 @@ class CertaServer:
                 self._health_server, settings.health_listen_address, "CERTA_HEALTH_LISTEN_ADDRESS", None
             )
         self._readiness: asyncio.Task[None] | None = None
+        self.ready = False  # the readiness verdict, for the HTTP door's /readyz
+        # The OpenAI-compatible HTTP door, on the same service and event loop (CERTA_HTTP_PORT; 0: none).
+        self._http: HttpListener | None = None
+        if settings.http_listen_address:
+            api = OpenAiApi(self.service, authenticator, settings, telemetry, ready=lambda: self.ready)
+            self._http = HttpListener(api.application(), settings.http_listen_address, settings.tls)
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP door's port once started (0: none)."""
+        return self._http.port if self._http is not None else 0
 
     async def start(self) -> None:
         await self.authenticator.start()
         await self._server.start()
         if self._health_server is not None:
             await self._health_server.start()
+        if self._http is not None:
+            await self._http.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._check_readiness()
         self._readiness = asyncio.create_task(self._watch_readiness())
         self.service.start()
         log.info(
-            "certa listening on port %d (replica %s, store %s)",
+            "certa listening on port %d%s (replica %s, store %s)",
             self.port,
+            f", OpenAI-compatible HTTP on port {self.http_port}" if self._http is not None else "",
             self.service.replica_id,
             self.service.store.name,
         )
@@ -164,20 +179,25 @@ class CertaServer:
         problem = self.authenticator.readiness_problem
         if problem is not None:
             log.warning("not ready: %s", problem)
-            await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self._set_ready(False)
             return
         try:
             await self.service.store.ping()
             await backend.check_ready()
         except CertaError as error:
             log.warning("not ready: %s", error)
-            await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self._set_ready(False)
             return
         except Exception:
             log.exception("not ready: the readiness check of backend %r failed unexpectedly", backend.name)
-            await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self._set_ready(False)
             return
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_ready(True)
+
+    async def _set_ready(self, ready: bool) -> None:
+        self.ready = ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(SERVICE_NAME, status)
 
     async def _watch_readiness(self) -> None:
         while True:
@@ -188,9 +208,12 @@ class CertaServer:
         """Drain: stop being ready, let running requests finish (bounded), then stop."""
         if self._readiness is not None:
             self._readiness.cancel()
+        self.ready = False
         await self.health.enter_graceful_shutdown()
         await self.service.drain(self.settings.drain_timeout_s)
         await self._server.stop(grace=5.0)
+        if self._http is not None:
+            await self._http.stop()
         if self._health_server is not None:
             await self._health_server.stop(grace=None)
         for backend in self.service.backends.values():

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +162,11 @@ class Authenticator:
                 except InvalidArgument:
                     raise Unauthenticated("the client certificate's common name is not a valid tenant") from None
         raise Unauthenticated("credentials required: 'authorization: Bearer <API key or JWT>' or a client certificate")
+
+    def identify_headers(self, headers: Mapping[str, str], peer: dict[str, list[bytes]] | None = None) -> Identity:
+        """The same for an HTTP request: `Authorization` and `X-Certa-Tenant` are read case-insensitively."""
+        wanted = ("authorization", TENANT_METADATA)
+        return self.identify([(key.lower(), value) for key, value in headers.items() if key.lower() in wanted], peer)
 
     def _from_api_key(self, key: str) -> Identity:
         assert self._keys is not None

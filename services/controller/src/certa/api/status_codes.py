@@ -1,4 +1,4 @@
-"""Which gRPC status code each domain error stands for."""
+"""Which gRPC status code, and which HTTP status, each domain error stands for."""
 
 from __future__ import annotations
 
@@ -45,3 +45,20 @@ def status_code(error: CertaError) -> grpc.StatusCode:
     if isinstance(error, BackendError):
         return grpc.StatusCode.INVALID_ARGUMENT if error.rejected_input else grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
+
+
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+def http_status(error: CertaError) -> int:
+    """The HTTP status of the error's gRPC code (as gRPC-HTTP gateways map them); 500 for anything else."""
+    return _HTTP_STATUS.get(status_code(error), 500)

@@ -172,6 +172,11 @@ class Telemetry:
         """The active context (inside an RPC: its server span), for work that continues in another task."""
         return otel_context.get_current()
 
+    def context_from_headers(self, headers: Mapping[str, str]) -> TraceContext:
+        """The caller's W3C trace context from HTTP headers (`traceparent`, `tracestate`; names in lower case), for
+        the HTTP door, which has no instrumentation doing it."""
+        return self._propagator.extract(dict(headers))
+
     def trace_metadata(self) -> list[tuple[str, str]]:
         """The current span's W3C `traceparent` (and `tracestate`): the backends' `metadata_provider`."""
         carrier: dict[str, str] = {}

@@ -8,6 +8,7 @@ is) or a path to a template file. A raw prompt in the request is sent unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -37,10 +38,16 @@ def _raise_template_error(message: str) -> None:
 
 def render_chat(template_source: str, user_message: str) -> str:
     """Render one user message with a chat template, ending where the assistant's reply begins."""
+    return render_messages(template_source, [{"role": "user", "content": user_message}])
+
+
+def render_messages(template_source: str, messages: Sequence[Mapping[str, str]]) -> str:
+    """Render a conversation (`role`, `content` per message) with a chat template, ending where the assistant's
+    reply begins."""
     try:
         return str(
             _compile(template_source).render(
-                messages=[{"role": "user", "content": user_message}],
+                messages=[dict(message) for message in messages],
                 add_generation_prompt=True,
                 bos_token="",
                 eos_token="",

@@ -46,11 +46,16 @@ class Planner:
         self._prompt_template = prompt_template
         self._templates: dict[tuple[str, str], str | None] = {}
 
+    @property
+    def instruction(self) -> str:
+        return self._instruction
+
     async def question_prompt(self, backend: str, model: str, question: str) -> str:
-        template = await self._chat_template(backend, model)
+        template = await self.chat_template(backend, model)
         return question_prompt(question, self._instruction, template)
 
-    async def _chat_template(self, backend_name: str, model: str) -> str | None:
+    async def chat_template(self, backend_name: str, model: str) -> str | None:
+        """The chat template prompts for `model` are rendered with (None: sent as is)."""
         key = (backend_name, model)
         if key not in self._templates:
             backend = self._backends[backend_name]
@@ -65,7 +70,7 @@ class Planner:
         if isinstance(strategy, BatchSpec) or (
             isinstance(strategy, SelfConsistencySpec) and strategy.refinement is not None
         ):
-            chat_template = await self._chat_template(spec.backend, model)
+            chat_template = await self.chat_template(spec.backend, model)
         if isinstance(strategy, BatchSpec):
             prompts = [(question_prompt(text, self._instruction, chat_template),) for _, text in strategy.questions]
             return build_batch(

@@ -107,6 +107,15 @@ class SolveService:
     def replica_id(self) -> str:
         return self._owner
 
+    async def chat_template(self, backend: str, model: str) -> str | None:
+        """The chat template question prompts for `model` of `backend` are rendered with (None: sent as is)."""
+        return await self._planner.chat_template(backend, model or self._backends[backend].default_model)
+
+    @property
+    def instruction(self) -> str:
+        """What a question prompt appends to the question (`CERTA_INSTRUCTION`)."""
+        return self._planner.instruction
+
     def in_flight(self) -> int:
         return self._runs.in_flight()
 

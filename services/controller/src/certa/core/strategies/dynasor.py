@@ -72,13 +72,14 @@ class DynasorConfig:
         return self.window or self.certainty_threshold
 
 
-def _has_open_think(text: str) -> bool:
+def has_open_think(text: str) -> bool:
+    """Whether the text (prompt and path) opened a `<think>` block it has not closed."""
     return text.rfind("<think>") > text.rfind("</think>")
 
 
 def early_exit_text(prompt: tuple[PromptPiece, ...], path_text: str, answer: str) -> str:
     """The returned text on an early exit: the path, a closing `</think>` if the path left one open, the answer."""
-    closing = "\n</think>\n\n" if _has_open_think(prompt_text(prompt) + path_text) else "\n\n"
+    closing = "\n</think>\n\n" if has_open_think(prompt_text(prompt) + path_text) else "\n\n"
     return path_text + closing + EARLY_EXIT_TEMPLATE.format(answer=answer)
 
 
