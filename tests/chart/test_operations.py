@@ -412,3 +412,16 @@ def test_generated_password_changes_at_each_template_and_an_existing_secret_does
     first, second = password_secret(), password_secret()
     assert first is not None and second is not None and first["data"] != second["data"]
     assert password_secret("redis.bundled.auth.existingSecret=certa-redis") is None
+
+
+def test_http_port_and_models_reach_the_controller(tmp_path: Path) -> None:
+    rendered = render(
+        "controller.httpPort=8080",
+        extra=("--set-json", 'controller.config.httpModels={"qwen-early-exit": {"backend": "trtllm", "model": "m"}}'),
+    )
+    settings = settings_of(rendered, tmp_path)
+    assert settings.http_listen_address == "0.0.0.0:8080"
+    ((name, backend, model),) = [(m.name, m.backend, m.model) for m in settings.http_models]
+    assert (name, backend, model) == ("qwen-early-exit", "trtllm", "m")
+    defaults = settings_of(render(), tmp_path)
+    assert (defaults.http_listen_address, defaults.http_models) == ("", ())
