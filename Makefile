@@ -99,6 +99,12 @@ bench-consistency: install ## Self-consistency at equal budgets on GSM8K with th
 	bash deploy/local/stack.sh up
 	$(VENV)/bin/certa-bench consistency --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
 
+EXIT_RECORDING ?= services/bench/recordings/qwen2.5-coder-0.5b-gsm8k.jsonl
+
+.PHONY: bench-exit
+bench-exit: install ## Exit engine from a checked-in recording (seconds): plain, mid/high/crazy, auto at risk 0.05 and 0.1
+	$(VENV)/bin/certa-bench exit $(EXIT_RECORDING) --alpha 0.05,0.1 --out bench-results
+
 .PHONY: bench-replay
 bench-replay: install ## Replay bandit vs uniform allocation, the stop rules and online budget pools over synthetic answers (no model)
 	$(VENV)/bin/certa-bench replay --synthetic $(REPLAY_QUESTIONS) --budget $(REPLAY_BUDGET) --seed 0
@@ -116,3 +122,8 @@ BENCH_LOAD_ARGS ?=
 
 bench-load: install ## Load and faults: 1,000 requests at once, then backend/Redis/replica faults (bench-results/load.json)
 	$(PY) -m certa_bench.load --requests $(BENCH_LOAD_REQUESTS) --out bench-results/load.json $(BENCH_LOAD_ARGS)
+
+.PHONY: bench-fairness
+
+bench-fairness: install ## Fairness only: a flooding and a light tenant, light p99 with and without the fair queue
+	$(PY) -m certa_bench.load --fairness --out bench-results/fairness.json $(BENCH_LOAD_ARGS)

@@ -18,6 +18,11 @@ cd "$(dirname "$0")/../.."
 VENV=${VENV:-.venv}
 STATE_DIR=${STATE_DIR:-.certa}
 MODEL=${MODEL:-qwen2.5-coder-0.5b}
+
+# The exit profile shipped for the model (Dynasor-CoT preset auto), or none: the conservative default.
+exit_profile_for() {
+  if [ -f "services/controller/src/certa/exit_profiles/$1.json" ]; then echo "$1"; fi
+}
 CERTA_PORT=${CERTA_PORT:-50051}
 CERTA_HTTP_PORT=${CERTA_HTTP_PORT:-8080}  # the OpenAI-compatible endpoint (0: none)
 TRITON_GRPC_PORT=${TRITON_GRPC_PORT:-8001}
@@ -122,6 +127,7 @@ up() {
   CERTA_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
   CERTA_AUTH_DISABLED="${CERTA_AUTH_DISABLED:-true}" \
   CERTA_TENANTS_FILE="${CERTA_TENANTS_FILE:-$PWD/deploy/local/tenants.json}" \
+  CERTA_EXIT_PROFILE="${CERTA_EXIT_PROFILE:-$(exit_profile_for "$MODEL")}" \
   CERTA_LOG_FORMAT=text \
   CERTA_DRAIN_TIMEOUT_S=20 \
     start controller "$VENV/bin/certa" serve

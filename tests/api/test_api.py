@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -10,10 +11,12 @@ from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from certa.server import CertaServer
+from certa.server import RPCS_PER_REQUEST, CertaServer
+from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from tests.api.conftest import settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +86,11 @@ async def test_majority_vote_reports_classes(stub: pb_grpc.ReasoningServiceStub)
         (pb.SolveRequest(question="q", strategy=pb.Strategy(majority_vote=pb.MajorityVote(n=3, plain=pb.PlainCot()))),
          "sampling.temperature"),
         (pb.SolveRequest(question="q", strategy=FAST, request_id="bad id!"), "request_id"),
+        (pb.SolveRequest(question="q", strategy=FAST, request_id="x\n"), "request_id"),
+        (pb.SolveRequest(question="q", strategy=FAST, model="m" * 100_000), "model: must be 1-256 characters"),
+        (pb.SolveRequest(question="q", sampling=pb.SamplingParams(temperature=0.7), strategy=pb.Strategy(
+            self_consistency=pb.SelfConsistency(plain=pb.PlainCot(), stop_rule=pb.StopRule(
+                certaindex=pb.CertaindexRule(min_samples=2**32 - 1))))), "stop_rule.min_samples"),
         (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(certainty_threshold=2,
                                                                                       window=4))),
          "certainty_threshold"),
@@ -281,3 +289,60 @@ async def test_shutdown_refuses_new_requests_and_interrupts_long_ones_with_their
     assert "shut down" in interrupted.value.details()
     assert partial_result(interrupted.value).usage.path_tokens > 0
     await stopping
+
+
+@pytest.mark.parametrize("request_id", ["", "x\n", "x\r", "x\x00", "i" * 100_000])
+async def test_get_and_cancel_refuse_malformed_ids_without_echoing_them(
+    stub: pb_grpc.ReasoningServiceStub, request_id: str
+) -> None:
+    for call in (stub.GetSolve(pb.GetSolveRequest(request_id=request_id)),
+                 stub.CancelSolve(pb.CancelSolveRequest(request_id=request_id))):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "request_id" in raised.value.details() and len(raised.value.details()) < 300
+
+
+async def test_a_request_failed_unavailable_runs_again_when_retried_with_its_id(
+    stub: pb_grpc.ReasoningServiceStub, backend: ScriptedBackend
+) -> None:
+    backend.available = False
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Solve(request(request_id="outage-1"))
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    backend.available = True
+    response = await stub.Solve(request(request_id="outage-1"))
+    undisturbed = await stub.Solve(request(request_id="outage-2"))
+    assert (response.status, response.attempt) == (pb.SOLVE_STATUS_SUCCEEDED, 2)
+    assert response.result.text == undisturbed.result.text and response.result.answer
+
+
+async def test_calls_past_four_per_admitted_request_are_refused_at_once(redis_server: RedisServer) -> None:
+    """The load campaign's fix: more than RPCS_PER_REQUEST x CERTA_MAX_CONCURRENT_REQUESTS calls at once are refused
+    by gRPC with RESOURCE_EXHAUSTED instead of queueing until they time out."""
+    settings = replace(settings_for({"scripted": "scripted://"}, redis_server.url), max_concurrent_requests=1)
+    server = CertaServer(settings, {"scripted": ScriptedBackend()})
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.ReasoningServiceStub(channel)
+            slow = request("[[slow:0.01]] Q", request_id="cap-1")
+            # One admitted request and three calls attached to it: RPCS_PER_REQUEST calls in flight.
+            calls = [asyncio.ensure_future(stub.Solve(slow)) for _ in range(RPCS_PER_REQUEST)]
+            await asyncio.sleep(0.5)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetSolve(pb.GetSolveRequest(request_id="cap-1"), timeout=5)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            answered = await asyncio.gather(*calls)
+            assert {response.request_id for response in answered} == {"cap-1"}
+            # Once the others are done (server side too, a moment after their replies), a call is served again.
+            for _ in range(50):
+                try:
+                    described = await stub.GetSolve(pb.GetSolveRequest(request_id="cap-1"), timeout=5)
+                    break
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    await asyncio.sleep(0.1)
+            assert described.status == pb.SOLVE_STATUS_SUCCEEDED
+    finally:
+        await server.stop()

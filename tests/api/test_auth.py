@@ -115,7 +115,10 @@ async def test_api_keys_name_the_tenant_and_tenants_see_only_their_own_requests(
 
 @pytest.mark.parametrize(
     "credential",
-    ["none", "malformed", "unknown-key", "expired-jwt", "foreign-jwt", "wrong-audience", "wrong-issuer", "no-tenant"],
+    [
+        "none", "malformed", "unknown-key", "expired-jwt", "foreign-jwt", "wrong-audience", "wrong-issuer",
+        "no-tenant", "tenant-newline", "tenant-nul",
+    ],
 )
 async def test_missing_wrong_expired_and_foreign_credentials_are_refused(
     secured: Secured, issuer: JwtIssuer, credential: str
@@ -130,6 +133,9 @@ async def test_missing_wrong_expired_and_foreign_credentials_are_refused(
         "wrong-audience": bearer(issuer.token(**{**valid, "aud": "someone-else"})),
         "wrong-issuer": bearer(issuer.token(**{**valid, "iss": "https://evil.example"})),
         "no-tenant": bearer(issuer.token(**{k: v for k, v in valid.items() if k != "tenant"})),
+        # Not a second keyspace for "acme": a full match refuses the trailing character.
+        "tenant-newline": bearer(issuer.token(**{**valid, "tenant": "acme\n"})),
+        "tenant-nul": bearer(issuer.token(**{**valid, "tenant": "acme\x00"})),
     }[credential]
     async with secured.channel() as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:

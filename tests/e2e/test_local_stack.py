@@ -21,7 +21,8 @@ from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
 
-pytestmark = pytest.mark.e2e
+# The real model and `make up` (which may build and load it) run past the suite's per-test timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "Tom has 3 boxes with 4 apples in each box. How many apples does Tom have?"

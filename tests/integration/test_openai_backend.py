@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,20 @@ from aiohttp import web
 from certa.backends.openai.backend import OpenAIBackend
 from certa.backends.port import Delta
 from certa.config import BackendSpec
+from certa.core.commands import Command, generate
 from certa.core.errors import BackendError, BackendUnavailable
-from certa.core.types import FinishReason, GenerationRequest, SamplingParams, Segment
+from certa.core.exit.trace import answer_log_probs, geometric_mean_probability
+from certa.core.types import (
+    FinishReason,
+    GenerationRequest,
+    Outcome,
+    Purpose,
+    SamplingParams,
+    Segment,
+    StopReason,
+    StrategyResult,
+)
+from certa.runtime.driver import Driver
 from certa_triton_local.launcher import free_port
 
 pytestmark = pytest.mark.integration
@@ -295,3 +308,58 @@ async def test_cancelling_the_consumer_closes_the_connection(server: RecordingSe
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.wait_for(server.disconnected.wait(), timeout=5)
+
+
+
+def logprob_chunk(text: str, log_prob: float, finish: str | None = None, usage: dict | None = None) -> dict[str, Any]:
+    item = chunk(text, finish, usage)
+    item["choices"][0]["logprobs"] = {"tokens": [text], "token_logprobs": [log_prob], "top_logprobs": None}
+    return item
+
+
+PROBE_WITH_LOG_PROBS = [
+    logprob_chunk("1", -0.01),
+    logprob_chunk("8", -0.03),
+    logprob_chunk("}", -0.2, "stop", usage={"prompt_tokens": 40, "completion_tokens": 3}),
+]
+PROBE = GenerationRequest(("Q \\boxed{",), 20, SamplingParams(), Purpose.PROBE, log_probs=True)
+
+
+def one_call(request: GenerationRequest, outcomes: list[Outcome]) -> Generator[Command, Any, StrategyResult]:
+    outcomes.append((yield from generate(request)))
+    return StrategyResult("", StopReason.MODEL_FINISHED, "", ())
+
+
+@pytest.mark.asyncio
+async def test_a_probe_asks_for_log_probs_and_its_confidence_comes_from_them(
+    server: RecordingServer, backend: OpenAIBackend
+) -> None:
+    server.replies.append(Reply(events=sse(PROBE_WITH_LOG_PROBS)))
+    outcomes: list[Outcome] = []
+    await Driver(backend, "", token_budget=64).run(one_call(PROBE, outcomes))
+
+    assert server.completions[0]["logprobs"] == 1
+    outcome = outcomes[0]
+    assert outcome.text == "18}" and outcome.log_probs is not None
+    assert outcome.log_probs.log_probs == (-0.01, -0.03, -0.2) and outcome.log_probs.text_ends == (1, 2, 3)
+    # the answer "18" ends at character 2: its tokens are "1" and "8"
+    assert geometric_mean_probability(answer_log_probs(outcome.log_probs, 2)) == pytest.approx(math.exp(-0.02))
+
+
+@pytest.mark.asyncio
+async def test_a_server_without_log_probs_leaves_the_outcome_without_them(
+    server: RecordingServer, backend: OpenAIBackend
+) -> None:
+    server.replies.append(Reply(events=sse(LLAMA_CPP_STOP)))
+    outcomes: list[Outcome] = []
+    await Driver(backend, "", token_budget=64).run(one_call(PROBE, outcomes))
+
+    assert server.completions[0]["logprobs"] == 1
+    assert outcomes[0].text == "13}" and outcomes[0].log_probs is None
+
+
+@pytest.mark.asyncio
+async def test_paths_do_not_ask_for_log_probs(server: RecordingServer, backend: OpenAIBackend) -> None:
+    server.replies.append(Reply(events=sse(VLLM_LENGTH)))
+    deltas = await collect(backend, REQUEST)
+    assert "logprobs" not in server.completions[0] and all(delta.log_probs is None for delta in deltas)

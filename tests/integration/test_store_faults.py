@@ -84,6 +84,27 @@ async def test_redis_lost_mid_request_is_unavailable_with_the_partial_result_the
     assert resumed.result.text.startswith(partial.text[: len(partial.text) // 2])
 
 
+async def test_redis_restarted_without_its_data_is_unavailable_with_the_partial_result_and_a_retry_starts_over(
+    served: CertaServer, fresh_redis: RedisServer
+) -> None:
+    request = long_request()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        stub = pb_grpc.ReasoningServiceStub(channel)
+        solving = asyncio.ensure_future(stub.Solve(request))
+        await asyncio.sleep(1.0)
+        client = Redis.from_url(fresh_redis.url)
+        await client.flushall()  # what a restart without the append-only file leaves
+        await client.aclose()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await solving
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE, raised.value.details()
+        assert "vanished" in raised.value.details()
+        partial = partial_of(raised.value)
+        assert partial.usage.path_tokens > 0 and partial.text
+        retried = await stub.Solve(request)  # the record is gone: the retry is a new request
+    assert (retried.status, retried.attempt) == (pb.SOLVE_STATUS_SUCCEEDED, 1)
+
+
 async def test_unreachable_redis_at_start_means_not_ready_and_unavailable(scripted_triton: TritonServer) -> None:
     server = await controller(scripted_triton, f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.2)
     try:

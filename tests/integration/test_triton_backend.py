@@ -415,3 +415,12 @@ async def test_tls_connects_with_the_configured_roots(tls_triton: tuple[TritonSe
     finally:
         await trusted.close()
         await plaintext.close()
+
+
+async def test_the_served_models_are_the_ready_repository_without_the_tokenizer_steps(
+    make_backend: MakeBackend,
+) -> None:
+    """The catalog requests' `model` is checked against (issue 17): Triton's repository index of ready models."""
+    served = await make_backend().served_models()
+    assert {"ensemble", "tensorrt_llm", "tensorrt_llm_bls"} <= served
+    assert not served & {"preprocessing", "postprocessing"}

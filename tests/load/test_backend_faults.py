@@ -126,11 +126,15 @@ async def test_a_backend_killed_mid_stream_fails_the_requests_with_their_partial
         assert {record.status for record in stored.values()} == {"failed"}
         assert [stored[r.request_id].result for r in requests] == partials
 
-        # A retry with the same id attaches to the failed request: the same error, nothing run again.
+        # UNAVAILABLE is retryable: a retry with the same id runs the request again as its second attempt (not the
+        # stored failure forever), which fails the same way while the backend is still down.
         with pytest.raises(grpc.aio.AioRpcError) as retried:
-            await stub.Solve(unary_requests[0], timeout=10)
+            await stub.Solve(unary_requests[0], timeout=30)
         assert retried.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert partial_of(retried.value) == partials[STREAMS]
+        [again] = (
+            await read_stored(redis_server.url, controller.settings.store.key_prefix, [unary_requests[0].request_id])
+        ).values()
+        assert (again.status, again.attempt) == ("failed", 2)
 
 
 async def test_a_backend_slower_than_the_deadline_fails_deadline_exceeded_and_stores_the_partial(

@@ -205,3 +205,24 @@ async def test_foreign_data_under_a_key_is_an_error_naming_the_key(redis_server:
     with pytest.raises(CorruptState, match="WRONGTYPE"):
         await store.read(key)
     await store.close()
+
+
+async def test_reopen_turns_one_failed_attempt_into_a_fresh_running_one(store: StateStore) -> None:
+    key = new_request().key
+    await store.create(new_request(), "replica-a")
+    assert not await store.reopen(key, 1, 50.0)  # running, not failed
+    await store.append(key, "replica-a", Append(write=1, journal=[b"j1"], events=[b"e1"], summary=b"partial"))
+    failure = Failure("BackendUnavailable", "cannot reach the backend")
+    await store.finish(key, "replica-a", Finish(write=2, status=Status.FAILED, summary=b"partial", failure=failure))
+    assert not await store.reopen(key, 2, 50.0)  # another attempt than the one that failed
+    assert await store.reopen(key, 1, 50.0)
+    assert not await store.reopen(key, 1, 50.0)  # a concurrent retry reopens it once
+    reopened = await store.read(key)
+    assert reopened is not None
+    assert (reopened.status, reopened.failure, reopened.summary, reopened.owner) == (Status.RUNNING, None, b"", "")
+    assert reopened.record.deadline_at == 50.0
+    assert await store.events(key, "") == []
+    claim = await store.claim(key, "replica-b")
+    assert claim is not None and claim.request.attempt == 2 and list(claim.journal) == []
+    await store.append(key, "replica-b", Append(write=3, journal=[b"j1"], events=[b"again"]))
+    assert [entry.event for entry in await store.events(key, "")] == [b"again"]

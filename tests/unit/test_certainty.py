@@ -51,3 +51,10 @@ def test_a_path_that_wrote_a_new_number_is_not_settled() -> None:
     assert not settled(before, " She bakes with 4, so 13 - 4 = 9 remain.", "13")
     assert settled(before, " She sells the 13 remaining eggs.", "13")
     assert settled(before, " So the answer is 26.", "26")
+
+
+def test_window_rule_does_not_count_hesitating_probes_that_agree() -> None:
+    unanimous = CertaintyRule(threshold=3, window=4, consistency=1.0)
+    assert unanimous.is_certain(probes(("18", True), ("18", True), ("18", True), ("18", True)))
+    assert not unanimous.is_certain(probes(("18", False), ("18", True), ("18", True), ("18", True)))
+    assert not unanimous.is_certain(probes(("18", True), ("", True), ("18", True), ("18", True)))

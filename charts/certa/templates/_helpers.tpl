@@ -398,7 +398,7 @@ writes. */}}
 (when given) as {NAME: {"samples_per_second": F, "burst": N, "max_wait_s": F, "exploration": F}}, the optional keys
 only when set. */}}
 {{- define "certa.tenantPolicy" -}}
-{{- $names := dict "maxInFlight" "max_in_flight" "tokensPerMinute" "tokens_per_minute" "maxTokensPerRequest" "max_tokens_per_request" "maxBatchSize" "max_batch_size" }}
+{{- $names := dict "maxInFlight" "max_in_flight" "tokensPerMinute" "tokens_per_minute" "maxTokensPerRequest" "max_tokens_per_request" "maxBatchSize" "max_batch_size" "weight" "weight" }}
 {{- $entry := . }}
 {{- $policy := dict }}
 {{- range $key, $field := $names }}
@@ -408,6 +408,9 @@ only when set. */}}
 {{- end }}
 {{- if hasKey . "logContent" }}
 {{- $_ := set $policy "log_content" .logContent }}
+{{- end }}
+{{- if hasKey . "models" }}
+{{- $_ := set $policy "models" (.models | default list) }}
 {{- end }}
 {{- if hasKey . "pools" }}
 {{- $pools := dict }}

@@ -16,7 +16,7 @@ def _names(prefix: str, names: Iterable[str]) -> tuple[str, ...]:
     return tuple(name[len(prefix):].lower() for name in names if name != f"{prefix}UNSPECIFIED")
 
 
-PRESETS = _names("PRESET_", pb.DynasorCot.Preset.keys())  # mild, low, mid, high, crazy
+PRESETS = _names("PRESET_", pb.DynasorCot.Preset.keys())  # mild, low, mid, high, crazy, auto
 ALLOCATIONS = _names("ALLOCATION_", pb.Allocation.keys())  # uniform, bandit
 
 
@@ -33,10 +33,14 @@ def dynasor_cot(
     probe_tokens: int | None = None,
     disable_early_exit: bool = False,
     require_settled: bool = False,
+    risk: float | None = None,
+    profile: str = "",
 ) -> pb.Strategy:
     """Dynasor-CoT: probe the answer every `chunk_tokens` path tokens, stop once `certainty_threshold` probes agree.
 
-    `preset` (mild, low, mid, high, crazy) sets both; explicit knobs override it.
+    `preset` (mild, low, mid, high, crazy) sets both; explicit knobs override it. Preset `auto` exits as the
+    server's exit profile for the model allows at `risk` (in (0, 0.5]), optionally naming the `profile`; the knobs
+    do not apply to it.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset: one of {', '.join(PRESETS)}, got {preset!r}")
@@ -44,7 +48,10 @@ def dynasor_cot(
         preset=f"PRESET_{preset.upper()}",
         disable_early_exit=disable_early_exit,
         require_settled=require_settled,
+        profile=profile,
     )
+    if risk is not None:
+        message.risk = risk
     if chunk_tokens is not None:
         message.chunk_tokens = chunk_tokens
     if certainty_threshold is not None:

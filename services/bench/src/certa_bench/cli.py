@@ -17,6 +17,7 @@ from certa.core.errors import InvalidArgument
 from certa.datasets import GSM8K_TEST, load_questions
 from certa_bench import consistency as consistency_bench
 from certa_bench import dynasor as dynasor_bench
+from certa_bench import exit as exit_bench
 from certa_bench import online_replay, replay
 
 
@@ -153,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--wave-size", type=int, default=1, help="--online: samples per wave")
     replay.add_argument("--wave-seconds", type=float, default=4.0, help="--online: how long one wave takes")
 
+    exits = commands.add_parser("exit", help="exit engine: calibrate on a recording's first half, replay the second")
+    exits.add_argument("recording", type=Path, help="a probe-trace recording (certa record)")
+    exits.add_argument("--alpha", default="0.05,0.1", help="risk levels of preset auto, comma-separated")
+    exits.add_argument("--delta", type=float, default=0.1, help="1 - confidence of the calibration's bound")
+    exits.add_argument("--out", type=Path, default=Path("bench-results"))
+
     return parser
 
 
@@ -162,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dynasor(args)
     if args.command == "consistency":
         return _consistency(args)
+    if args.command == "exit":
+        alphas = [float(value) for value in args.alpha.split(",") if value.strip()]
+        return exit_bench.run(args.recording, alphas, args.delta, args.out)
     return _replay(args)
 
 

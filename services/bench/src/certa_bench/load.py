@@ -156,6 +156,9 @@ class InstantBackend:
     async def check_ready(self) -> None:
         return None
 
+    async def served_models(self) -> frozenset[str] | None:
+        return None
+
     async def chat_template(self, model: str) -> str | None:
         return None
 
@@ -894,6 +897,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--scripted-triton", default="", help="the scripted Triton model repository")
     parser.add_argument("--out", default="bench-results/load.json", help="JSON results ('' for none)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target (no error, nothing lost) is missed")
+    parser.add_argument(
+        "--fairness", action="store_true", help="run only the two-tenant fairness scenario (certa_bench.fairness)"
+    )
+    from certa_bench import fairness
+
+    fairness.add_arguments(parser)
     args = parser.parse_args(argv)
     args.concurrency = args.concurrency or args.requests
     return args
@@ -904,7 +913,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["controller"]:
         return controller_main(argv[1:])
     args = parse_args(argv)
-    report = asyncio.run(campaign(args))
+    if args.fairness:
+        from certa_bench import fairness
+
+        report = fairness.run(args)
+    else:
+        report = asyncio.run(campaign(args))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

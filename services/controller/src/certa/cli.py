@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import certa
 import certa_client
+from certa import exit_cli
 from certa.batch_file import read_batch_questions
 from certa.client import add_target_options, target_from_args
 from certa.console import (
@@ -28,6 +30,7 @@ from certa.console import (
     to_json,
 )
 from certa.core.strategies import StrategyName
+from certa.core.strategies.calibrated import AUTO
 from certa.core.strategies.dynasor import PRESETS
 from certa.datasets import DATA_ENV, GSM8K_FILE, GSM8K_TEST
 from certa.demo import openai_examples, run_demo
@@ -51,14 +54,24 @@ from certa_client.errors import message as error_message
 BATCH_SAMPLES_PER_QUESTION = 8
 
 
+def _effort(args: argparse.Namespace) -> str:
+    """The preset: as given; else auto, or mid when a reference preset's knob is set (they do not apply to auto)."""
+    if args.effort:
+        return str(args.effort)
+    knobs = (args.chunk_tokens, args.threshold, args.probe_tokens)
+    return "mid" if any(knob is not None for knob in knobs) or args.settled else AUTO
+
+
 def _dynasor(args: argparse.Namespace) -> pb.Strategy:
     return dynasor_cot(
-        args.effort,
+        _effort(args),
         chunk_tokens=args.chunk_tokens,
         certainty_threshold=args.threshold,
         probe_tokens=args.probe_tokens,
         disable_early_exit=args.no_early_exit,
         require_settled=args.settled,
+        risk=args.risk,
+        profile=args.profile,
     )
 
 
@@ -213,8 +226,11 @@ def _sampling_options(parser: argparse.ArgumentParser, temperature: float) -> No
 
 
 def _dynasor_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--effort", choices=list(PRESETS), default="mid",
-                        help="Dynasor-CoT preset: how many agreeing probes end a path (default mid)")
+    parser.add_argument("--effort", choices=[AUTO, *PRESETS],
+                        help="Dynasor-CoT preset: auto (exits calibrated to the model's exit profile; the default) or "
+                             "a reference preset (how many agreeing probes end a path; mid when a knob below is set)")
+    parser.add_argument("--risk", type=float, help="preset auto: premature-exit rate accepted, in (0, 0.5]")
+    parser.add_argument("--profile", default="", help="preset auto: exit profile by name (default: the server's)")
     parser.add_argument("--chunk-tokens", type=int, help="Dynasor-CoT: path tokens between two probes (>= 1)")
     parser.add_argument("--threshold", type=int, help="Dynasor-CoT: certainty threshold (probes that must agree)")
     parser.add_argument("--probe-tokens", type=int, help="Dynasor-CoT: tokens generated per probe (>= 1)")
@@ -320,6 +336,8 @@ def _parser() -> argparse.ArgumentParser:
     new_key.add_argument("--tenant", required=True, help="the tenant the key acts for")
     new_key.add_argument("--name", default="", help="a label for the key (who or what uses it)")
 
+    exit_cli.add_commands(commands)
+
     health = commands.add_parser("health", help="check a controller's gRPC health (exit 0 when SERVING)")
     add_target_options(health)
     health.add_argument("--service", default="", help="'' for liveness, certa.v1.ReasoningService for readiness")
@@ -340,6 +358,10 @@ def _serve() -> int:
     except InvalidArgument as error:
         print(f"certa serve: configuration error: {error}", file=sys.stderr)
         return 2
+    except Exception:
+        # Through the redacting log handler: a start-up fault's traceback may quote a Redis or backend URL.
+        logging.getLogger("certa").exception("certa serve: could not start")
+        return 1
     return 0
 
 
@@ -354,6 +376,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.http_url:
             print("\n" + openai_examples(args.http_url))
         return status
+    if args.command in exit_cli.COMMANDS:
+        return exit_cli.run(args)
     calls = {"solve": _solve, "get": _get, "cancel": _cancel, "batch": _batch, "health": _health}
     return asyncio.run(calls[args.command](args))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from certa.core.errors import InvalidArgument
+from certa.exit_profiles import profile_book
 
 PREFIX = "CERTA_"
 
@@ -153,6 +154,12 @@ class Settings:
     # "" is the built-in one (certa/prompts/refine.txt).
     refinement_template: str = ""
     backend_connect_timeout_s: float = 10.0
+    # Models a request may name, per backend (CERTA_BACKEND_MODELS=NAME=MODEL|MODEL,...). A backend not listed
+    # accepts the models its server serves (Triton's repository index, an OpenAI server's /v1/models).
+    backend_models: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Backend calls each backend runs at once on this replica, shared between tenants by weight (certa.runtime.
+    # fair_queue); 0: no limit and no queue.
+    backend_max_concurrent_calls: int = 0
     drain_timeout_s: float = 60.0
     max_concurrent_requests: int = 256
     log_level: str = "INFO"
@@ -166,6 +173,8 @@ class Settings:
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
     # Per-tenant limits and privacy (certa.tenants); "" means unlimited, nothing logged.
     tenants_file: str = ""
+    exit_profiles: str = ""  # CERTA_EXIT_PROFILES: a profile file or a directory of them (certa.exit_profiles)
+    exit_profile: str = ""  # CERTA_EXIT_PROFILE: the profile used when a request names none
 
     @property
     def default_backend_name(self) -> str:
@@ -196,6 +205,21 @@ def _parse_backends(raw: str) -> tuple[BackendSpec, ...]:
     if len(set(names)) != len(names):
         raise InvalidArgument(f"{PREFIX}BACKENDS", f"backend names must be unique, got {names}")
     return tuple(specs)
+
+
+def _parse_backend_models(raw: str, backends: tuple[BackendSpec, ...]) -> dict[str, frozenset[str]]:
+    variable = f"{PREFIX}BACKEND_MODELS"
+    names = {spec.name for spec in backends}
+    allowed: dict[str, frozenset[str]] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, models = item.partition("=")
+        listed = frozenset(filter(None, (model.strip() for model in models.split("|"))))
+        if not sep or not listed:
+            raise InvalidArgument(variable, f"entry {item!r} must be BACKEND=MODEL|MODEL, e.g. local=ensemble")
+        if name.strip() not in names:
+            raise InvalidArgument(variable, f"{name.strip()!r} is not one of {PREFIX}BACKENDS")
+        allowed[name.strip()] = listed
+    return allowed
 
 
 def _http_listen_address(env: Mapping[str, str], grpc_address: str) -> str:
@@ -295,6 +319,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backend_connect_timeout_s=_number(
             env, "BACKEND_CONNECT_TIMEOUT_S", base.backend_connect_timeout_s, float, 0.001
         ),
+        backend_models=_parse_backend_models(env.get(PREFIX + "BACKEND_MODELS", ""), backends),
+        backend_max_concurrent_calls=int(_number(env, "BACKEND_MAX_CONCURRENT_CALLS", 0, int, 0)),
         drain_timeout_s=_number(env, "DRAIN_TIMEOUT_S", base.drain_timeout_s, float, 0.0),
         max_concurrent_requests=int(_number(env, "MAX_CONCURRENT_REQUESTS", base.max_concurrent_requests, int, 1)),
         log_level=env.get(PREFIX + "LOG_LEVEL", base.log_level).upper(),
@@ -305,7 +331,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tls=_tls_settings(env),
         grpc=_grpc_settings(env),
         tenants_file=_existing_file(env, "TENANTS_FILE"),
+        exit_profiles=_existing_path(env, "EXIT_PROFILES"),
+        exit_profile=env.get(PREFIX + "EXIT_PROFILE", ""),
     )
+    profile_book(settings.exit_profiles, settings.exit_profile)  # a bad profile file or name fails at start
     if settings.default_token_budget > settings.max_token_budget:
         raise InvalidArgument(
             f"{PREFIX}DEFAULT_TOKEN_BUDGET", f"must be <= {PREFIX}MAX_TOKEN_BUDGET ({settings.max_token_budget})"
@@ -405,6 +434,13 @@ def _store_settings(env: Mapping[str, str]) -> StoreSettings:
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{}"):
         raise InvalidArgument(f"{PREFIX}REDIS_KEY_PREFIX", "must be non-empty and free of { and }")
     return settings
+
+
+def _existing_path(env: Mapping[str, str], key: str) -> str:
+    path = env.get(PREFIX + key, "")
+    if path and not Path(path).exists():
+        raise InvalidArgument(PREFIX + key, f"no such file or directory: {path}")
+    return path
 
 
 def _existing_file(env: Mapping[str, str], key: str) -> str:

@@ -70,10 +70,14 @@ def describe(result: pb.SolveResult) -> str:
         ),
         f"wall time: {result.wall_time.ToTimedelta().total_seconds():.2f}s",
     ]
+    if result.stop_detail:
+        lines.append(f"why: {result.stop_detail}")
     if result.probes:
-        lines.append("probes (sample @ path tokens: answer, sure or hesitant):")
+        lines.append("probes (sample @ path tokens: answer, sure or hesitant[, confidence, trigger]):")
         lines += [
             f"  #{p.sample_index} @{p.position_tokens}: {p.answer or '(none)'}, {'sure' if p.confident else 'hesitant'}"
+            + (f", confidence {p.confidence:.3f}" if p.HasField("confidence") else "")
+            + (f", at {p.trigger}" if p.trigger else "")
             for p in result.probes
         ]
     if result.answer_classes:

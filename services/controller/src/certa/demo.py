@@ -1,4 +1,5 @@
-"""`certa demo`: one GSM8K question solved with Dynasor-CoT, then without probing, and what probing saved."""
+"""`certa demo`: one GSM8K question solved with Dynasor-CoT (preset auto: exits calibrated to the model), then
+without probing, and what probing saved or cost, with why the path exited or did not."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ async def run_demo(target: Target, data: Path, index: int, budget: int) -> int:
     question = questions[0]
     print(f"Question {question.index} of {data.name}:\n  {question.question}\n  (gold answer: {question.gold})\n")
     async with AsyncClient(target) as client:
-        print("== Dynasor-CoT (preset mid: 3 agreeing probes, 64-token chunks), greedy ==")
-        probed = await stream_solve(client, solve_request(question.question, dynasor_cot(), token_budget=budget))
+        print("== Dynasor-CoT (preset auto: exits calibrated to the model's exit profile), greedy ==")
+        auto = dynasor_cot("auto")
+        probed = await stream_solve(client, solve_request(question.question, auto, token_budget=budget))
         print("\n" + describe(probed) + "\n")
         print("== The same question without probing (plain chain of thought), greedy ==")
         plain_cot = (await client.solve(solve_request(question.question, plain(), token_budget=budget))).result
@@ -37,6 +39,7 @@ async def run_demo(target: Target, data: Path, index: int, budget: int) -> int:
               f"path {result.usage.path_tokens} + probe {result.usage.probe_tokens} tokens")
     share = saved / plain_cot.usage.path_tokens if plain_cot.usage.path_tokens else 0.0
     print(f"  tokens saved by probing (path + probe tokens vs plain): {saved} ({share:.0%})")
+    print(f"  why: {probed.stop_detail}")
     return 0
 
 

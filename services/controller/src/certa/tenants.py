@@ -10,7 +10,9 @@ A tenant's entry overrides the default's fields (`pools` as a whole); 0 means un
 pools a self-consistency request may name (`certa.core.budget_pool`): waves of samples refilled at
 `samples_per_second` up to `burst`, shared by the tenant's requests on every replica. `log_content` opts a tenant
 in to generated text (probe answers) in span attributes; without it spans and logs carry only sizes, counts and
-ids. Without a file every tenant is unlimited, has no pool, and nothing is logged.
+ids. `weight` (default 1) is the tenant's share of a backend's call slots when calls queue
+(`CERTA_BACKEND_MAX_CONCURRENT_CALLS`); `models` lists the models the tenant may name (default: any its backend
+serves). Without a file every tenant is unlimited, has no pool, weighs 1, and nothing is logged.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ class TenantPolicy:
     max_batch_size: int = 0  # questions in one batch
     log_content: bool = False
     pools: Mapping[str, PoolPolicy] = field(default_factory=dict)  # budget pools, by name
+    weight: int = 1  # share of a busy backend's call slots against other tenants (certa.runtime.fair_queue)
+    models: frozenset[str] = frozenset()  # models the tenant may name; empty: any its backend serves
 
 
+MAX_WEIGHT = 1000
 _NUMBERS = {f.name for f in fields(TenantPolicy) if f.type == "int"}
 
 
@@ -47,6 +52,12 @@ def _policy(base: TenantPolicy, entry: dict[str, Any], where: str) -> TenantPoli
             raise ValueError(f"{where}.{name}: must be a non-negative integer, got {value!r}")
         if name == "log_content" and not isinstance(value, bool):
             raise ValueError(f"{where}.log_content: must be true or false, got {value!r}")
+        if name == "weight" and not 1 <= value <= MAX_WEIGHT:
+            raise ValueError(f"{where}.weight: must be in [1, {MAX_WEIGHT}], got {value!r}")
+        if name == "models" and (not isinstance(value, list) or not all(isinstance(m, str) and m for m in value)):
+            raise ValueError(f"{where}.models: must be a list of model names, got {value!r}")
+    if "models" in entry:
+        entry = {**entry, "models": frozenset(entry["models"])}
     if "pools" in entry:
         entry = {**entry, "pools": _pools(entry["pools"], f"{where}.pools")}
     return replace(base, **entry)

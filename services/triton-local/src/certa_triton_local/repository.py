@@ -72,7 +72,8 @@ def model_parameters(gguf: Path, model_name: str, vocab: Vocab, engine: EngineOp
     common = {
         "model_path": str(gguf),
         "model_name": model_name,
-        "max_context": str(min(vocab.context_length, engine.kv_cache_cells)),
+        # what one sequence can hold: the engine gives each of its `max_sequences` slots an equal share of the cells
+        "max_context": str(min(vocab.context_length, engine.kv_cache_cells // engine.max_sequences)),
         "end_id": str(vocab.eos_id),
         "pad_id": str(vocab.pad_id),
     }

@@ -89,7 +89,7 @@ class PlainCot(_message.Message):
     def __init__(self) -> None: ...
 
 class DynasorCot(_message.Message):
-    __slots__ = ("preset", "chunk_tokens", "certainty_threshold", "probe_tokens", "window", "consistency", "disable_early_exit", "require_settled")
+    __slots__ = ("preset", "chunk_tokens", "certainty_threshold", "probe_tokens", "window", "consistency", "disable_early_exit", "require_settled", "risk", "profile")
     class Preset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PRESET_UNSPECIFIED: _ClassVar[DynasorCot.Preset]
@@ -98,12 +98,14 @@ class DynasorCot(_message.Message):
         PRESET_MID: _ClassVar[DynasorCot.Preset]
         PRESET_HIGH: _ClassVar[DynasorCot.Preset]
         PRESET_CRAZY: _ClassVar[DynasorCot.Preset]
+        PRESET_AUTO: _ClassVar[DynasorCot.Preset]
     PRESET_UNSPECIFIED: DynasorCot.Preset
     PRESET_MILD: DynasorCot.Preset
     PRESET_LOW: DynasorCot.Preset
     PRESET_MID: DynasorCot.Preset
     PRESET_HIGH: DynasorCot.Preset
     PRESET_CRAZY: DynasorCot.Preset
+    PRESET_AUTO: DynasorCot.Preset
     PRESET_FIELD_NUMBER: _ClassVar[int]
     CHUNK_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CERTAINTY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +114,8 @@ class DynasorCot(_message.Message):
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     DISABLE_EARLY_EXIT_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_SETTLED_FIELD_NUMBER: _ClassVar[int]
+    RISK_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     preset: DynasorCot.Preset
     chunk_tokens: int
     certainty_threshold: int
@@ -120,7 +124,9 @@ class DynasorCot(_message.Message):
     consistency: float
     disable_early_exit: bool
     require_settled: bool
-    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: bool = ..., require_settled: bool = ...) -> None: ...
+    risk: float
+    profile: str
+    def __init__(self, preset: _Optional[_Union[DynasorCot.Preset, str]] = ..., chunk_tokens: _Optional[int] = ..., certainty_threshold: _Optional[int] = ..., probe_tokens: _Optional[int] = ..., window: _Optional[int] = ..., consistency: _Optional[float] = ..., disable_early_exit: bool = ..., require_settled: bool = ..., risk: _Optional[float] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class MajorityVote(_message.Message):
     __slots__ = ("n", "plain", "dynasor_cot")
@@ -321,18 +327,22 @@ class CancelSolveResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., cancelled: bool = ...) -> None: ...
 
 class Probe(_message.Message):
-    __slots__ = ("sample_index", "position_tokens", "answer", "confident", "tokens")
+    __slots__ = ("sample_index", "position_tokens", "answer", "confident", "tokens", "confidence", "trigger")
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     POSITION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     CONFIDENT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
     sample_index: int
     position_tokens: int
     answer: str
     confident: bool
     tokens: int
-    def __init__(self, sample_index: _Optional[int] = ..., position_tokens: _Optional[int] = ..., answer: _Optional[str] = ..., confident: bool = ..., tokens: _Optional[int] = ...) -> None: ...
+    confidence: float
+    trigger: str
+    def __init__(self, sample_index: _Optional[int] = ..., position_tokens: _Optional[int] = ..., answer: _Optional[str] = ..., confident: bool = ..., tokens: _Optional[int] = ..., confidence: _Optional[float] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
     __slots__ = ("prompt_tokens", "path_tokens", "probe_tokens", "cached_prompt_tokens")

@@ -11,6 +11,7 @@ from certa.config import Settings
 from certa.core.allocator import AllocatorConfig, BatchBudget, Policy
 from certa.core.allocator import validate_batch as validate_allocation
 from certa.core.errors import InvalidArgument
+from certa.core.exit.profile import validate_risk
 from certa.core.spec import SolveSpec
 from certa.core.stop_rules import BetaRule, CertaindexRule, EscRule, FixedCount, StopRule
 from certa.core.strategies import (
@@ -25,12 +26,19 @@ from certa.core.strategies import (
     sample_max_tokens,
     validate_self_consistency,
 )
+from certa.core.strategies.calibrated import CalibratedExit
 from certa.core.strategies.dynasor import PRESETS
 from certa.core.types import SamplingParams
+from certa.exit_profiles import profile_book
 from certa.prompts.refinement import load_refinement_template
 from certa.v1 import reasoning_pb2 as pb
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Patterns are used with `fullmatch`: `^...$` would accept a trailing newline.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+MAX_MODEL_CHARS = 256
+_MODEL = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:/@+-]{{0,{MAX_MODEL_CHARS - 1}}}")
+MAX_BACKEND_CHARS = 64
+MAX_QUESTION_ID_CHARS = 128
 _DEFAULT_PRESET = "mid"
 MAX_CHUNK_TOKENS = 4096
 MAX_PROBE_TOKENS = 256
@@ -46,7 +54,29 @@ def _preset_name(preset: int, field: str) -> str:
         raise InvalidArgument(f"{field}.preset", f"unknown preset {preset}; use one of {sorted(PRESETS)}") from None
 
 
-def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
+_AUTO_ONLY = ("chunk_tokens", "certainty_threshold", "probe_tokens", "consistency")
+
+
+def _auto(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConfig:
+    """Preset `auto`: the named (or the server's) exit profile at the request's risk level."""
+    for knob in _AUTO_ONLY:
+        if message.HasField(knob):
+            raise InvalidArgument(f"{field}.{knob}", "does not apply to preset auto (the exit profile sets it)")
+    if message.window or message.require_settled:
+        knob = "window" if message.window else "require_settled"
+        raise InvalidArgument(f"{field}.{knob}", "does not apply to preset auto (the exit profile sets it)")
+    profile = profile_book(settings.exit_profiles, settings.exit_profile).resolve(message.profile, f"{field}.profile")
+    risk = validate_risk(message.risk, f"{field}.risk") if message.HasField("risk") else profile.default_alpha
+    return DynasorConfig.auto(CalibratedExit(profile, risk, record=message.disable_early_exit))
+
+
+def _dynasor(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConfig:
+    if message.preset == pb.DynasorCot.PRESET_AUTO:
+        return _auto(message, field, settings)
+    if message.HasField("risk"):
+        raise InvalidArgument(f"{field}.risk", "only applies to preset auto")
+    if message.profile:
+        raise InvalidArgument(f"{field}.profile", "only applies to preset auto")
     config = DynasorConfig.preset(_preset_name(message.preset, field))
     chunk = message.chunk_tokens if message.HasField("chunk_tokens") else config.chunk_tokens
     threshold = message.certainty_threshold if message.HasField("certainty_threshold") else config.certainty_threshold
@@ -81,11 +111,13 @@ def _dynasor(message: pb.DynasorCot, field: str) -> DynasorConfig:
     )
 
 
-def _inner(message: pb.MajorityVote | pb.SelfConsistency | pb.SolveBatchRequest, field: str) -> PathSpec:
+def _inner(
+    message: pb.MajorityVote | pb.SelfConsistency | pb.SolveBatchRequest, field: str, settings: Settings
+) -> PathSpec:
     inner = message.WhichOneof("inner")
     if inner is None:
         raise InvalidArgument(f"{field}.inner", "required: set plain or dynasor_cot")
-    return PlainSpec() if inner == "plain" else _dynasor(message.dynasor_cot, f"{field}.dynasor_cot")
+    return PlainSpec() if inner == "plain" else _dynasor(message.dynasor_cot, f"{field}.dynasor_cot", settings)
 
 
 def _unit_interval(value: float, field: str) -> float:
@@ -135,7 +167,7 @@ def _self_consistency(message: pb.SelfConsistency, settings: Settings) -> SelfCo
     base = SelfConsistencySpec(inner=PlainSpec())
     refinement = _refinement(message, settings) if message.HasField("refinement") else None
     spec = SelfConsistencySpec(
-        inner=_inner(message, field),
+        inner=_inner(message, field, settings),
         stop_rule=_stop_rule(message.stop_rule, f"{field}.stop_rule"),
         wave_size=message.wave_size if message.HasField("wave_size") else base.wave_size,
         max_samples=message.max_samples
@@ -152,12 +184,12 @@ def _strategy(message: pb.Strategy, settings: Settings) -> StrategySpec:
     if kind == "plain":
         return PlainSpec()
     if kind == "dynasor_cot":
-        return _dynasor(message.dynasor_cot, "strategy.dynasor_cot")
+        return _dynasor(message.dynasor_cot, "strategy.dynasor_cot", settings)
     if kind == "majority_vote":
         vote = message.majority_vote
         if not 1 <= vote.n <= settings.max_samples:
             raise InvalidArgument("strategy.majority_vote.n", f"must be in [1, {settings.max_samples}], got {vote.n}")
-        return MajorityVoteSpec(n=vote.n, inner=_inner(vote, "strategy.majority_vote"))
+        return MajorityVoteSpec(n=vote.n, inner=_inner(vote, "strategy.majority_vote", settings))
     if kind == "self_consistency":
         return _self_consistency(message.self_consistency, settings)
     raise InvalidArgument("strategy", "required: set one of plain, dynasor_cot, majority_vote, self_consistency")
@@ -199,10 +231,28 @@ def _chunk_tokens(spec: StrategySpec) -> int:
 
 
 def _check_request_id(request_id: str) -> None:
-    if request_id and not _REQUEST_ID.match(request_id):
+    if request_id:
+        validate_request_id(request_id)
+
+
+def validate_request_id(request_id: str) -> str:
+    """A request id a client names (Solve* `request_id`, `GetSolve`, `CancelSolve`); never echoed when refused."""
+    if not _REQUEST_ID.fullmatch(request_id):
         raise InvalidArgument(
             "request_id", "must be 1-128 characters of letters, digits and . _ : - starting with a letter or digit"
         )
+    return request_id
+
+
+def _model(model: str) -> str:
+    """The model a request names ("" is the backend's default); whether the backend serves it is admission's call."""
+    if model and not _MODEL.fullmatch(model):
+        raise InvalidArgument(
+            "model",
+            f"must be 1-{MAX_MODEL_CHARS} characters of letters, digits and . _ : / @ + - starting with a letter or "
+            "digit",
+        )
+    return model
 
 
 def _check_length(text: str, field: str, settings: Settings) -> None:
@@ -221,6 +271,7 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         raise InvalidArgument(field, "must not be empty: set question (or raw_prompt)")
     _check_length(text, field, settings)
     _check_request_id(request.request_id)
+    model = _model(request.model)
     strategy = _strategy(request.strategy, settings)
     sampling = _sampling(request.sampling)
     if sampling.has_penalties and isinstance(_path_spec(strategy), DynasorConfig):
@@ -253,7 +304,7 @@ def validate(request: pb.SolveRequest, settings: Settings, request_id: str) -> S
         token_budget=budget,
         deadline_s=deadline_s,
         backend=backend,
-        model=request.model,
+        model=model,
     )
 
 
@@ -284,6 +335,8 @@ def _deadline(request: pb.SolveRequest | pb.SolveBatchRequest, settings: Setting
 def _backend(requested: str, settings: Settings) -> str:
     backend = requested or settings.default_backend_name
     names = [spec.name for spec in settings.backends]
+    if len(backend) > MAX_BACKEND_CHARS:
+        raise InvalidArgument("backend", f"at most {MAX_BACKEND_CHARS} characters; configured: {', '.join(names)}")
     if backend not in names:
         raise InvalidArgument("backend", f"unknown backend {backend!r}; configured: {', '.join(names) or 'none'}")
     return backend
@@ -295,17 +348,20 @@ MAX_IN_FLIGHT = 256
 def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id: str) -> SolveSpec:
     """Check a batch against the API's ranges and the server's caps; the batch is the strategy of the result."""
     _check_request_id(request.request_id)
+    model = _model(request.model)
     if len(request.questions) > settings.max_batch_questions:
         raise InvalidArgument(
             "questions", f"at most {settings.max_batch_questions} per batch (server cap), got {len(request.questions)}"
         )
     for index, question in enumerate(request.questions):
-        if not question.id or len(question.id) > 128:
-            raise InvalidArgument(f"questions[{index}].id", "must be 1-128 characters")
+        if not 1 <= len(question.id) <= MAX_QUESTION_ID_CHARS or not question.id.isprintable():
+            raise InvalidArgument(
+                f"questions[{index}].id", f"must be 1-{MAX_QUESTION_ID_CHARS} printable characters (no control ones)"
+            )
         if not question.question.strip():
             raise InvalidArgument(f"questions[{index}].question", "must not be empty")
         _check_length(question.question, f"questions[{index}].question", settings)
-    inner = _inner(request, "batch")
+    inner = _inner(request, "batch", settings)
     sampling = _sampling(request.sampling)
     if sampling.greedy:
         raise InvalidArgument("sampling.temperature", "a batch draws several samples per question: needs > 0")
@@ -342,5 +398,5 @@ def validate_batch(request: pb.SolveBatchRequest, settings: Settings, request_id
         token_budget=budget,
         deadline_s=_deadline(request, settings),
         backend=_backend(request.backend, settings),
-        model=request.model,
+        model=model,
     )

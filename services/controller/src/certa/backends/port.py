@@ -19,8 +19,10 @@ class Delta:
     """A piece of one streamed generation.
 
     `tokens` is the number of tokens this delta adds, as the server reported it. `token_ids` is set by backends
-    that return ids (then `len(token_ids) == tokens`). The final delta has `finish` set and carries the prompt
-    token counts when the server reports them.
+    that return ids (then `len(token_ids) == tokens`). `log_probs` is set when the request asked for log-probs and
+    the server returned them: one value per token this delta's text adds (a server that counts tokens only at the
+    end, as OpenAI-compatible ones do, sends log-probs on deltas that count 0 tokens). The final delta has `finish`
+    set and carries the prompt token counts when the server reports them.
     """
 
     text: str
@@ -29,6 +31,8 @@ class Delta:
     finish: FinishReason | None = None
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
+    log_probs: tuple[float, ...] | None = None  # the log-probs of the tokens this delta adds, when asked for
+    fitted_max_tokens: int | None = None  # final delta: max_tokens was lowered to this to fit the model's context
 
 
 class Backend(Protocol):
@@ -50,6 +54,10 @@ class Backend(Protocol):
 
     async def check_ready(self) -> None:
         """Raise `BackendUnavailable` with a reason when the server or its models are not ready."""
+        ...
+
+    async def served_models(self) -> frozenset[str] | None:
+        """The models a request may name on this server (its catalog), or None when it keeps none."""
         ...
 
     async def chat_template(self, model: str) -> str | None:

@@ -31,12 +31,12 @@ MIN_RETRY_S, MAX_RETRY_S = 0.05, 1.0
 MIN_TTL_S = 3600.0
 """An idle pool vanishes after max(this, the time to refill twice over); a vanished pool starts full again."""
 
-_POOL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_POOL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # used with fullmatch: `$` would let "x\n" through
 
 
 def validate_pool_name(name: str, where: str) -> str:
     """A pool name as a request gives it; it becomes part of Redis keys, so the alphabet is small."""
-    if not _POOL_NAME.match(name):
+    if not _POOL_NAME.fullmatch(name):
         raise InvalidArgument(where, "must be 1-64 letters, digits, '.', '_' or '-'")
     return name
 

@@ -11,6 +11,7 @@
     ├── BackendError           → UNAVAILABLE / INVALID_ARGUMENT (the server rejected the input)
     │   └── BackendUnavailable → UNAVAILABLE        (cannot reach the server or its model)
     ├── StoreUnavailable       → UNAVAILABLE        (the state store cannot be reached)
+    │   └── NewerRecord        → UNAVAILABLE        (a record of a newer schema: an upgraded replica reads it)
     ├── LeaseLost              → UNAVAILABLE        (another replica took the request over)
     ├── CorruptState           → DATA_LOSS          (a stored value cannot be read; names the key)
     └── SolveInterrupted       → the status of its cause; carries the partial result
@@ -23,12 +24,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from certa.core.redact import redact_text
+
 if TYPE_CHECKING:
     from certa.core.report import SolveReport
 
 
 class CertaError(Exception):
-    """Base of every error Certa raises on purpose."""
+    """Base of every error Certa raises on purpose. Its message reaches clients, logs and stored results, so any
+    URL in it is redacted here, once for every path (`certa.core.redact`)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(redact_text(message))
 
 
 class InvalidArgument(CertaError):
@@ -80,6 +87,15 @@ class BackendUnavailable(BackendError):
 
 class StoreUnavailable(CertaError):
     pass
+
+
+class NewerRecord(StoreUnavailable):
+    """A stored record of a schema version newer than this replica reads: written by an upgraded replica during a
+    rolling upgrade. Not corrupt: this replica leaves it alone, and an upgraded one serves it."""
+
+    def __init__(self, key: str, version: str) -> None:
+        super().__init__(f"state store key {key!r}: schema version {version!r} is newer than this replica reads")
+        self.key = key
 
 
 class LeaseLost(CertaError):

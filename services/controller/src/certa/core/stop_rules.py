@@ -115,15 +115,23 @@ def _unit_interval(value: float, field: str) -> None:
         raise InvalidArgument(field, f"must be in [0, 1], got {value:g}")
 
 
+# A sample count a rule waits for: far above any sensible sample cap (the server's default is 64), so a value past it
+# can only be a mistake that would run every query to its cap.
+MAX_RULE_SAMPLES = 1024
+
+
+def _rule_samples(value: int, field: str) -> None:
+    if not 1 <= value <= MAX_RULE_SAMPLES:
+        raise InvalidArgument(field, f"must be in [1, {MAX_RULE_SAMPLES}], got {value}")
+
+
 def validate_stop_rule(rule: StopRule, field: str = "stop_rule") -> StopRule:
     """`rule` when its parameters are in range; `InvalidArgument` naming `field.<parameter>` otherwise."""
     if isinstance(rule, CertaindexRule):
         _unit_interval(rule.threshold, f"{field}.threshold")
-        if rule.min_samples < 1:
-            raise InvalidArgument(f"{field}.min_samples", f"must be >= 1, got {rule.min_samples}")
+        _rule_samples(rule.min_samples, f"{field}.min_samples")
     elif isinstance(rule, EscRule):
-        if rule.window < 1:
-            raise InvalidArgument(f"{field}.window", f"must be >= 1, got {rule.window}")
+        _rule_samples(rule.window, f"{field}.window")
     elif isinstance(rule, BetaRule):
         _unit_interval(rule.threshold, f"{field}.threshold")
     elif not isinstance(rule, FixedCount):

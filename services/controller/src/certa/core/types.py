@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from certa.core.exit.trace import ProbeTrace
+
 
 class StopReason(StrEnum):
     """Why a path or a request stopped."""
@@ -94,6 +96,18 @@ class GenerationRequest:
     purpose: Purpose = Purpose.PATH
     sample_index: int = 0
     stop: tuple[str, ...] = ()
+    log_probs: bool = False  # ask the backend for each generated token's log-probability (probes' confidence)
+
+
+@dataclass(frozen=True)
+class TokenLogProbs:
+    """Each generated token's log-probability, and where its text ends in the call's text (characters).
+
+    Backends that stream several tokens in one piece give them all that piece's end.
+    """
+
+    log_probs: tuple[float, ...]
+    text_ends: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,8 @@ class Outcome:
     finish: FinishReason
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
+    log_probs: TokenLogProbs | None = None  # when asked for and the backend returned them
+    fitted_max_tokens: int | None = None  # the backend lowered max_tokens to this to fit the model's context
 
     @property
     def text(self) -> str:
@@ -120,6 +136,8 @@ class ProbeRecord:
     answer: str
     confident: bool
     tokens: int
+    confidence: float | None = None  # geometric-mean probability of the answer tokens, when log-probs came back
+    trigger: str = ""  # what the probe was taken at: "chunk" or a path cue (calibrated exits only)
 
 
 @dataclass(frozen=True)
@@ -142,6 +160,8 @@ class PathResult:
     probe_tokens: int
     probes: tuple[ProbeRecord, ...] = ()
     sample_index: int = 0
+    detail: str = ""  # why the path stopped where it did (calibrated exits: the profile and thresholds)
+    traces: tuple[ProbeTrace, ...] = ()  # calibrated exits: every probe with its log-probs and path facts
 
 
 @dataclass(frozen=True)

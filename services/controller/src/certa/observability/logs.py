@@ -19,6 +19,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from certa.observability.redacting_log import RedactingFilter
+
 ACCESS_LOGGER = "certa.access"
 AUDIT_LOGGER = "certa.audit"
 LOG_FORMATS = ("json", "text")
@@ -68,12 +70,15 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # already formatted (and redacted) by `RedactingFilter`
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
 def setup_logging(level: str, fmt: str) -> None:
     """Root logging to stderr, as JSON (`json`) or human-readable text (`text`)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())  # no URL credential in any line (certa.core.redact)
     handler.setFormatter(
         JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )

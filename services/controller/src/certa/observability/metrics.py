@@ -69,6 +69,10 @@ class CertaMetrics:
             "certa.pool.level",
             description="Samples left in a budget pool (remaining; below 0: first waves drawn into debt)",
         )
+        self.sweep_skipped = meter.create_counter(
+            "certa.sweep.skipped",
+            description="In-flight records the sweep could not read and skipped, by reason (newer schema, unreadable)",
+        )
         self.store_duration = meter.create_histogram(
             "certa.store.operation.duration",
             unit="s",

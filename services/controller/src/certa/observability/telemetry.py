@@ -311,6 +311,9 @@ class Telemetry:
     def pool_denied(self, tenant: str, pool: str) -> None:
         self._metrics.pool_denied.add(1, {"tenant": tenant, "pool": pool})
 
+    def sweep_skipped(self, reason: str) -> None:
+        self._metrics.sweep_skipped.add(1, {"reason": reason})
+
     def store_operation(self, operation: str, seconds: float) -> None:
         """Latency of one state store operation (checkpoint writes are `append`)."""
         self._metrics.store_duration.record(seconds, {"operation": operation})

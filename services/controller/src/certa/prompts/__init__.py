@@ -8,6 +8,7 @@ is) or a path to a template file. A raw prompt in the request is sent unchanged.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -76,3 +77,9 @@ def resolve_template(setting: str, published: str | None) -> str | None:
 def question_prompt(question: str, instruction: str, template_source: str | None) -> str:
     message = f"{question.strip()}\n\n{instruction}" if instruction else question.strip()
     return message if template_source is None else render_chat(template_source, message)
+
+
+def prompt_template_id(instruction: str, template_source: str | None) -> str:
+    """A short id of how questions become prompts (chat template + instruction), named in exit profiles."""
+    digest = hashlib.sha256(f"{template_source or 'raw'}\0{instruction}".encode()).hexdigest()
+    return f"prompt-{digest[:12]}"

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from certa.backends.port import Backend
+from certa.backends.port import Backend, Delta
 from certa.core.commands import (
     AskPool,
     CallFailed,
@@ -51,6 +51,7 @@ from certa.core.types import (
     Segment,
     StopReason,
     StrategyResult,
+    TokenLogProbs,
 )
 from certa.observability.telemetry import Telemetry
 from certa.runtime.journal import Reply, ReplyKind
@@ -81,15 +82,37 @@ class _Call:
     finish: FinishReason | None = None
     settled: bool = False
     task: asyncio.Task[Outcome] | None = None  # None while held back by a replay
+    chars: int = 0  # characters of text so far
+    fitted_max_tokens: int | None = None
+    log_probs: list[float] | None = field(default_factory=list)  # None: asked for, and the backend sent none
+    text_ends: list[int] = field(default_factory=list)
+
+    def take_log_probs(self, delta: Delta) -> None:
+        """Keep the delta's log-probs, each token ending where the call's text now ends. A delta with text and
+        no log-probs means the backend does not return them (the outcome then reports none)."""
+        self.chars += len(delta.text)
+        if not self.request.log_probs or self.log_probs is None:
+            return
+        if delta.log_probs is None:
+            if delta.text:
+                self.log_probs = None
+            return
+        self.log_probs.extend(delta.log_probs)
+        self.text_ends.extend([self.chars] * len(delta.log_probs))
 
     def outcome(self, finish: FinishReason) -> Outcome:
         ids = tuple(self.token_ids) if self.token_ids is not None else None
+        log_probs = None
+        if self.request.log_probs and self.log_probs is not None:
+            log_probs = TokenLogProbs(tuple(self.log_probs), tuple(self.text_ends))
         return Outcome(
             segment=Segment("".join(self.texts), ids),
             tokens=self.tokens,
             finish=finish,
             prompt_tokens=self.prompt_tokens,
             cached_prompt_tokens=self.cached_prompt_tokens,
+            log_probs=log_probs,
+            fitted_max_tokens=self.fitted_max_tokens,
         )
 
 
@@ -341,6 +364,7 @@ class Driver:
                 return call.outcome(FinishReason.LENGTH)
             async for delta in self._backend.stream(request, self._model):
                 call.texts.append(delta.text)
+                call.take_log_probs(delta)
                 call.tokens += delta.tokens
                 if delta.token_ids is None or call.token_ids is None:
                     call.token_ids = None
@@ -356,6 +380,7 @@ class Driver:
                     call.finish = delta.finish
                     call.prompt_tokens = delta.prompt_tokens
                     call.cached_prompt_tokens = delta.cached_prompt_tokens
+                    call.fitted_max_tokens = delta.fitted_max_tokens
             if call.finish is None:
                 raise BackendError(self._backend.name, "the stream ended without a final response")
             return call.outcome(call.finish)

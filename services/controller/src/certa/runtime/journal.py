@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from certa.core.errors import CertaError, CorruptState
-from certa.core.types import FinishReason, Outcome, Segment
+from certa.core.types import FinishReason, Outcome, Segment, TokenLogProbs
 from certa.store.requests.codec import failure_of, restore_error
 from certa.store.requests.port import Append, Failure, Finish, RequestKey, StateStore, Status
 
@@ -66,11 +66,22 @@ def encode_reply(reply: Reply) -> bytes:
             "finish": outcome.finish.value,
             "prompt_tokens": outcome.prompt_tokens,
             "cached_prompt_tokens": outcome.cached_prompt_tokens,
+            # probes' log-probs: a resumed calibrated strategy must decide as the original run did
+            **({"log_probs": [list(outcome.log_probs.log_probs), list(outcome.log_probs.text_ends)]}
+               if outcome.log_probs is not None else {}),
+            **({"fitted_max_tokens": outcome.fitted_max_tokens} if outcome.fitted_max_tokens is not None else {}),
             **({"error": _error_fields(reply.error)} if reply.error is not None else {}),
             **({"granted": reply.granted} if reply.kind is ReplyKind.POOL else {}),
         },
         separators=(",", ":"),
     ).encode()
+
+
+def _log_probs(entry: list[list[float]] | None) -> TokenLogProbs | None:
+    if entry is None:
+        return None
+    values, ends = entry
+    return TokenLogProbs(tuple(float(v) for v in values), tuple(int(e) for e in ends))
 
 
 def decode_reply(label: str, index: int, raw: bytes) -> Reply:
@@ -88,6 +99,8 @@ def decode_reply(label: str, index: int, raw: bytes) -> Reply:
                 finish=FinishReason(entry["finish"]),
                 prompt_tokens=int(entry["prompt_tokens"]),
                 cached_prompt_tokens=int(entry["cached_prompt_tokens"]),
+                log_probs=_log_probs(entry.get("log_probs")),
+                fitted_max_tokens=int(entry["fitted_max_tokens"]) if "fitted_max_tokens" in entry else None,
             ),
             error=restore_error(Failure(*entry["error"]), None) if "error" in entry else None,
             granted=int(entry.get("granted", 0)),

@@ -32,8 +32,10 @@ class Reads:
     async def follow(self, key: RequestKey) -> AsyncIterator[FollowedEvent]:
         """Every event of the request from the first, then `Finished`; raises the request's error if it failed."""
         cursor = ""
+        run = None
         while True:
-            run = self._runs.local.get(key)
+            # A run that ended without a stored outcome leaves `local`; its error is still this follower's to raise.
+            run = self._runs.local.get(key) or (run if run is not None and run.state is RunState.UNRECORDED else None)
             try:
                 entries = await self._store.events(key, cursor)
             except StoreUnavailable:

@@ -5,9 +5,10 @@ its wire format. A request lives in the state store (`certa.store`): its record,
 event stream and the lease of the replica running it. A replica runs the requests whose lease it holds (`runs`); any
 replica can report on, follow, cancel or resume any request of the same tenant (`reads`):
 
-* `submit` creates the record and starts the run here. A request id the client chose that exists already is an
-  idempotent retry: with the same validated parameters it attaches to that request (running or finished), otherwise
-  `Conflict`.
+* `submit` creates the record and starts the run here, once admission and the model catalog (`models`) accept it.
+  A request id the client chose that exists already is an idempotent retry: with the same validated parameters it
+  attaches to that request (running or finished), otherwise `Conflict`. If that request failed with a retryable
+  code (`codec.RETRYABLE_FAILURES`: UNAVAILABLE), the retry runs it again, from the start, as its next attempt.
 * `follow` replays the request's event stream from the start, then its result (or raises its error).
 * `describe` (GetSolve) and `cancel` read and flag the record; the owner sees a cancellation at its next
   checkpoint or heartbeat.
@@ -34,7 +35,9 @@ from certa.core.errors import Conflict, ShuttingDown
 from certa.core.spec import SolveSpec
 from certa.core.strategies import BatchSpec, strategy_name
 from certa.observability.telemetry import Telemetry, TraceContext
+from certa.runtime.fair_queue import FairQueue
 from certa.service.admission import Admission
+from certa.service.models import ModelCatalog
 from certa.service.planning import Planner, parameters_fingerprint
 from certa.service.reads import Reads
 from certa.service.runs import Runs
@@ -45,6 +48,7 @@ from certa.store.pools.port import BudgetPools
 from certa.store.quotas.memory import MemoryQuotaLedger
 from certa.store.quotas.port import QuotaLedger
 from certa.store.requests import values
+from certa.store.requests.codec import is_retryable
 from certa.store.requests.port import (
     Claim,
     Created,
@@ -79,6 +83,12 @@ class SolveService:
         self._owner = settings.store.replica_id or default_replica_id()
         self._planner = Planner(self._backends, settings.instruction, settings.prompt_template)
         self._admission = Admission(settings.max_concurrent_requests, quotas or MemoryQuotaLedger(), policies)
+        self._models = ModelCatalog(self._backends, settings.backend_models, policies)
+        call_queues = (
+            {name: FairQueue(settings.backend_max_concurrent_calls) for name in self._backends}
+            if settings.backend_max_concurrent_calls
+            else {}
+        )
         self._runs = Runs(
             backends=self._backends,
             store=store,
@@ -89,10 +99,15 @@ class SolveService:
             policies=policies,
             pools=pools or MemoryBudgetPools(),
             telemetry=telemetry or Telemetry.disabled(),
+            call_queues=call_queues,
         )
         self._reads = Reads(store, self._runs)
         self._sweeper = Sweeper(
-            store, self._runs, settings.max_concurrent_requests, settings.store.sweep_interval_s
+            store,
+            self._runs,
+            settings.max_concurrent_requests,
+            settings.store.sweep_interval_s,
+            telemetry or Telemetry.disabled(),
         )
 
     @property
@@ -148,8 +163,9 @@ class SolveService:
         if idempotent:
             existing = await self._store.read(key)
             if existing is not None:
-                return await self._attach(existing, fingerprint)
+                return await self._attach(existing, fingerprint, spec)
         self._admission.check(spec, tenant, self._runs.in_flight())
+        await self._models.check(spec.backend, spec.model, tenant)
         await self._admission.reserve(tenant, spec.request_id)
         try:
             created = await self._create(spec, key, fingerprint, client_deadline_s)
@@ -159,7 +175,7 @@ class SolveService:
         if isinstance(created, Existing):  # a concurrent retry created it first
             if created.request.status is not Status.RUNNING:
                 await self._admission.release(tenant, spec.request_id)
-            return await self._attach(created.request, fingerprint)
+            return await self._attach(created.request, fingerprint, spec)
         self._runs.launch(created.request, Claim(created.request, journal=(), writes=0), trace_context)
         return RequestView.of(created.request, None)
 
@@ -194,14 +210,31 @@ class SolveService:
             self._owner,
         )
 
-    async def _attach(self, existing: StoredRequest, fingerprint: str) -> RequestView:
+    async def _attach(self, existing: StoredRequest, fingerprint: str, spec: SolveSpec) -> RequestView:
         if existing.record.fingerprint != fingerprint:
             raise Conflict(
                 f"request id {existing.record.key.request_id!r} is already used by a request with different "
                 "parameters; use a new id or resend the original request"
             )
+        if existing.status is Status.FAILED and existing.failure is not None and is_retryable(existing.failure):
+            return await self._retry(existing, spec)
         await self._runs.adopt_if_orphaned(existing)
         return RequestView.of(existing, None)
+
+    async def _retry(self, failed: StoredRequest, spec: SolveSpec) -> RequestView:
+        """A request that failed with a retryable code (`RETRYABLE_FAILURES`), sent again under its id: it runs again
+        from the start as the next attempt (the record counts attempts; same spec and seed, so the same path), with a
+        deadline as long as the first one had. It is admitted like a new request."""
+        key = failed.record.key
+        self._admission.check(spec, key.tenant, self._runs.in_flight())
+        await self._admission.reserve(key.tenant, key.request_id)
+        record = failed.record
+        reopened = await self._store.reopen(key, failed.attempt, time.time() + record.deadline_at - record.created_at)
+        current = await self._reads.read(key)
+        if not reopened and current.status is not Status.RUNNING:
+            await self._admission.release(key.tenant, key.request_id)
+        await self._runs.adopt_if_orphaned(current)
+        return RequestView.of(current, None)
 
     def follow(self, key: RequestKey) -> AsyncIterator[FollowedEvent]:
         """Every event of the request from the first, then `Finished`; raises the request's error if it failed."""

@@ -31,6 +31,7 @@ from certa.core.types import StopReason
 from certa.observability.logs import bind_request
 from certa.observability.telemetry import Telemetry, TraceContext
 from certa.runtime.driver import Driver
+from certa.runtime.fair_queue import FairBackend, FairQueue
 from certa.runtime.journal import Recorder, Reply, decode_reply
 from certa.runtime.pool_gate import PoolGate
 from certa.service.admission import Admission
@@ -97,6 +98,10 @@ class LocalRun:
         self.notify()
 
 
+def _snapshot(run: LocalRun) -> SolveReport | None:
+    return run.driver.snapshot() if run.driver is not None else None
+
+
 class Runs:
     """Runs requests whose lease this replica holds, and resumes orphans (requests nobody holds the lease of)."""
 
@@ -112,6 +117,7 @@ class Runs:
         policies: TenantPolicies,
         pools: BudgetPools,
         telemetry: Telemetry,
+        call_queues: Mapping[str, FairQueue] | None = None,
     ) -> None:
         self._backends = backends
         self._store = store
@@ -122,6 +128,7 @@ class Runs:
         self._policies = policies
         self._pools = pools
         self._telemetry = telemetry
+        self._call_queues = call_queues or {}
         self.local: dict[RequestKey, LocalRun] = {}
         self.draining = False
 
@@ -180,8 +187,12 @@ class Runs:
             await self._admission.spend(tenant, reply.outcome.tokens)
             return cancel
 
+        backend = self._backends[spec.backend]
+        queue = self._call_queues.get(spec.backend)
+        if queue is not None:
+            backend = FairBackend(backend, queue, tenant, self._policies.of(tenant).weight)
         run.driver = Driver(
-            self._backends[spec.backend],
+            backend,
             record.model,
             token_budget=spec.token_budget,
             on_event=lambda event: run.recorder.event(values.encode(event)),
@@ -239,6 +250,14 @@ class Runs:
             run.heartbeat.cancel()
         try:
             cause = error.cause if isinstance(error, SolveInterrupted) else error
+            if (run.lease_lost or isinstance(cause, LeaseLost)) and await self._record_lost(run.key):
+                partial = report or getattr(error, "partial", None) or _snapshot(run)
+                lost = StoreUnavailable(
+                    f"request {run.key}: its record vanished from the state store while it ran (the store lost its "
+                    "data); the partial result is kept, and a retry under the same id starts over"
+                )
+                error, report = SolveInterrupted(str(lost), partial=partial, cause=lost), None
+                return
             if run.lease_lost or isinstance(cause, LeaseLost):
                 state = RunState.HANDED_OVER
                 log.info("request %s continues on another replica", run.key)
@@ -270,6 +289,14 @@ class Runs:
             if self.local.get(run.key) is run:
                 del self.local[run.key]
             run.conclude(state, report, error)
+
+    async def _record_lost(self, key: RequestKey) -> bool:
+        """Whether a run that lost its lease lost its record too (a store restarted without its data), rather than
+        being taken over by another replica."""
+        try:
+            return await self._store.read(key) is None
+        except CertaError:  # unreachable or unreadable: another replica may well hold it
+            return False
 
     async def _heartbeat(self, run: LocalRun) -> None:
         """Keep the lease while the run goes on; notice a cancellation asked on another replica."""

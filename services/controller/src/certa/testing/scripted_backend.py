@@ -23,6 +23,7 @@ class ScriptedBackend:
     default_model: str = "scripted"
     available: bool = True
     chat_template_source: str | None = None
+    catalog: frozenset[str] | None = None  # the models it says it serves; None: keeps no catalog, any name runs
     requests: list[GenerationRequest] = field(default_factory=list)
     cancelled: list[GenerationRequest] = field(default_factory=list)
 
@@ -60,6 +61,9 @@ class ScriptedBackend:
     async def check_ready(self) -> None:
         if not self.available:
             raise BackendUnavailable(self.name, "scripted backend switched off")
+
+    async def served_models(self) -> frozenset[str] | None:
+        return self.catalog
 
     async def chat_template(self, model: str) -> str | None:
         return self.chat_template_source

@@ -42,6 +42,8 @@ def probe_to_proto(probe: ProbeRecord) -> pb.Probe:
         answer=probe.answer,
         confident=probe.confident,
         tokens=probe.tokens,
+        confidence=probe.confidence,
+        trigger=probe.trigger,
     )
 
 

@@ -20,7 +20,7 @@ from certa.api.auth import Authenticator
 from certa.api.grpc.access import current_call
 from certa.api.grpc.errors import ErrorMappingInterceptor
 from certa.api.grpc.mapping import followed_to_proto, view_to_response
-from certa.api.validation import validate, validate_batch
+from certa.api.validation import validate, validate_batch, validate_request_id
 from certa.config import Settings
 from certa.core.strategies import strategy_name
 from certa.observability.logs import bind_request
@@ -114,15 +114,15 @@ class ReasoningServicer(pb_grpc.ReasoningServiceServicer):
             yield followed_to_proto(request_id, event)
 
     async def GetSolve(self, request: pb.GetSolveRequest, context: grpc.aio.ServicerContext) -> pb.SolveResponse:  # noqa: N802
-        view = await self._service.describe(RequestKey(self._tenant(context, request.request_id), request.request_id))
+        request_id = validate_request_id(request.request_id)  # before it reaches a log line
+        view = await self._service.describe(RequestKey(self._tenant(context, request_id), request_id))
         return view_to_response(view)
 
     async def CancelSolve(  # noqa: N802
         self, request: pb.CancelSolveRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelSolveResponse:
-        cancelled = await self._service.cancel(
-            RequestKey(self._tenant(context, request.request_id), request.request_id)
-        )
+        request_id = validate_request_id(request.request_id)
+        cancelled = await self._service.cancel(RequestKey(self._tenant(context, request_id), request_id))
         return pb.CancelSolveResponse(request_id=request.request_id, cancelled=cancelled)
 
 

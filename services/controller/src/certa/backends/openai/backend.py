@@ -4,7 +4,9 @@ Each generation is one `POST /completions` with `stream=true` and `stream_option
 read as server-sent events. Token counts come only from `usage` objects, which are cumulative for the call:
 text chunks usually carry none (their deltas count 0 tokens) and the closing usage chunk gives the rest to the
 final delta. A server that sends no usage at all is an error: Certa never estimates counts from text.
-Deltas carry no token ids; the completions API does not return them. Log-probabilities are not requested.
+Deltas carry no token ids; the completions API does not return them. A request that wants log-probabilities
+(probes) sends `logprobs: 1` and reads each chunk's `logprobs.token_logprobs`; a server that sends none leaves the
+deltas without them (the strategy then decides on agreement only).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from certa.backends.bounded_cache import BoundedCache
 from certa.backends.call_metadata import MetadataProvider
 from certa.backends.openai.options import OpenAIOptions
 from certa.backends.openai.sse import sse_data
-from certa.backends.openai.wire import CREDENTIALS_REFUSED, FINISH_REASONS, Usage, completion_sampling, http_error
+from certa.backends.openai.wire import (
+    CREDENTIALS_REFUSED,
+    FINISH_REASONS,
+    Usage,
+    chunk_log_probs,
+    completion_sampling,
+    http_error,
+)
 from certa.backends.port import Delta
 from certa.backends.token_prompt import prompt_ids
 from certa.config import BackendSpec
@@ -55,7 +64,7 @@ async def _completion_deltas(backend: str, url: str, payloads: AsyncIterator[str
         if text:  # counts reported with no text (the closing usage chunk) go to the final delta
             tokens = (usage.completion_tokens - counted) if usage else 0
             counted += tokens
-            yield Delta(text, tokens)
+            yield Delta(text, tokens, log_probs=chunk_log_probs(chunk))
     if usage is None:
         raise BackendError(
             backend, f"{url} reported no token usage (stream_options.include_usage); Certa never estimates counts"
@@ -161,6 +170,8 @@ class OpenAIBackend:
         }
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.log_probs:
+            body["logprobs"] = 1
         url = f"{self.options.base_url}/completions"
         try:
             async with self._client.stream("POST", url, json=body, headers=self._headers()) as response:
@@ -178,6 +189,9 @@ class OpenAIBackend:
             raise BackendUnavailable(
                 self._name, f"model {self.options.model!r} is not served at {self.options.base_url} (serves {served})"
             )
+
+    async def served_models(self) -> frozenset[str]:
+        return frozenset(await self._served_models())
 
     async def chat_template(self, model: str) -> str | None:
         """None: the OpenAI API has no standard way to publish a model's chat template."""

@@ -33,6 +33,18 @@ def completion_sampling(sampling: SamplingParams) -> dict[str, Any]:
     return fields
 
 
+def chunk_log_probs(chunk: dict[str, Any]) -> tuple[float, ...] | None:
+    """The log-probs of a streamed chunk's tokens (`choices[].logprobs.token_logprobs`), None when it has none."""
+    values: list[float] = []
+    for choice in chunk.get("choices") or ():
+        log_probs = choice.get("logprobs")
+        token_log_probs = log_probs.get("token_logprobs") if isinstance(log_probs, dict) else None
+        if not isinstance(token_log_probs, list):
+            return None
+        values += [float(value) for value in token_log_probs if value is not None]
+    return tuple(values) if values else None
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts from a `usage` object; cumulative for the call so far."""

@@ -115,6 +115,11 @@ class TritonBackend:
                 )
             self._mode = "text" if tokens_missing else "tokens"
 
+    async def served_models(self) -> frozenset[str]:
+        """The ready models of the repository, less the token-mode ensemble's tokenizer steps (they take text or
+        ids in and give no generation out)."""
+        return await self._connection.ready_models() - {self.options.preprocessing, self.options.postprocessing}
+
     async def chat_template(self, model: str) -> str | None:
         """The `chat_template` parameter of the model's config; for the default model the token-mode models'
         configs are consulted too. None when no ready model publishes one."""

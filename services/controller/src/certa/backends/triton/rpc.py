@@ -107,6 +107,16 @@ class TritonConnection:
             raise rpc_error(self.backend, self.url, f"ModelReady for {model!r}", error) from error
         return bool(reply.ready)
 
+    async def ready_models(self) -> frozenset[str]:
+        """The models of the server's repository that are ready (the `RepositoryIndex` RPC)."""
+        try:
+            reply = await self._service().RepositoryIndex(
+                service_pb2.RepositoryIndexRequest(ready=True), timeout=self._timeout_s, metadata=self._metadata()
+            )
+        except grpc.aio.AioRpcError as error:
+            raise rpc_error(self.backend, self.url, "RepositoryIndex", error) from error
+        return frozenset(model.name for model in reply.models if model.state in ("", "READY"))
+
     async def signature(self, model: str) -> ModelSignature:
         """The model's signature, read once with the `ModelConfig` RPC and cached."""
         cached = self._signatures.get(model)

@@ -18,6 +18,7 @@ from typing import Any
 
 from certa.backends.incremental_detokenizer import INCOMPLETE_CHARACTER
 from certa.backends.port import Delta
+from certa.backends.triton.log_probs import log_prob_request, new_log_probs
 from certa.backends.triton.prompt_counts import PromptCounts, prompt_count_request
 from certa.backends.triton.rpc import TritonConnection
 from certa.backends.triton.sampling import text_contract_sampling
@@ -48,7 +49,7 @@ def text_inputs(
     }
     optional = {"stream": True, "exclude_input_in_output": True, "end_id": end_id, "pad_id": pad_id}
     values |= {name: value for name, value in optional.items() if value is not None and signature.accepts(name)}
-    values |= prompt_count_request(signature)[0]
+    values |= prompt_count_request(signature)[0] | log_prob_request(request, signature)[0]
     if request.stop:
         if not signature.accepts("stop_words"):
             raise BackendError(backend, f"model {signature.name!r} has no stop_words input", rejected_input=True)
@@ -91,6 +92,7 @@ async def stream_text(
     signature = await connection.signature(model)
     values = text_inputs(request, signature, backend, end_id, pad_id)
     outputs = [name for name in _OUTPUTS if name in signature.outputs] + prompt_count_request(signature)[1]
+    outputs += log_prob_request(request, signature)[1]
     infer_request = build_infer_request(signature, values, outputs, connection.next_request_id())
     accumulator = _TextAccumulator(signature.flag("accumulate_tokens"))
     prompt = PromptCounts()
@@ -101,6 +103,7 @@ async def stream_text(
         if counts is None and "text_output" in response.outputs:
             raise BackendError(backend, f"model {model!r} streamed text without num_output_tokens")
         tokens = int(counts.sum()) if counts is not None else 0
+        log_probs = new_log_probs(response.outputs, tokens)
         prompt.update(response.outputs)
         generated += tokens
         piece = accumulator.added(text, response.final)
@@ -112,6 +115,7 @@ async def stream_text(
                 finish=finish,
                 prompt_tokens=prompt.prompt_tokens,
                 cached_prompt_tokens=prompt.cached_prompt_tokens,
+                log_probs=log_probs,
             )
         elif piece or tokens:
-            yield Delta(piece, tokens)
+            yield Delta(piece, tokens, log_probs=log_probs)

@@ -5,13 +5,16 @@ and `Segment`s the model generated earlier contribute their stored ids verbatim,
 later call sees exactly the tokens it produced. Sent: `input_ids`, `input_lengths`, `request_output_len`,
 `streaming=true`, `exclude_input_in_output=true`, `end_id`, `pad_id`, `stop_words_list`, the prompt-count flags
 (`prompt_counts`) and the sampling projection (`runtime_top_k`, `runtime_top_p`, `temperature`, `seed` or
-`random_seed`, penalties); optional inputs only if the model declares them. Read: `output_ids` [beam, new],
+`random_seed`, penalties), `return_log_probs` when the request wants log-probs (`triton.log_probs`); optional
+inputs only if the model declares them. Read: `output_ids` [beam, new], `output_log_probs` when asked,
 `sequence_length`, and the prompt counts.
 
 In streaming mode each response carries only the new ids (TensorRT-LLM's BLS model concatenates them itself to
 accumulate text), so the deltas' ids are the generated ids, in order. A trailing end id is stripped. The call
 finished by itself (STOP) when the end id came or fewer than `max_tokens` ids did; LENGTH when all came.
-Text is detokenised incrementally through `postprocessing`, one call per streamed response.
+Text is detokenised incrementally through `postprocessing`, one call per streamed response. When the model
+publishes its context (`max_context`) and prompt + max_tokens exceeds it, max_tokens is fitted to the context
+and the final delta says so (`fitted_max_tokens`): a default budget never fails on a small model.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from certa.backends.incremental_detokenizer import IncrementalDetokenizer
 from certa.backends.port import Delta
 from certa.backends.token_prompt import prompt_ids
+from certa.backends.triton.log_probs import log_prob_request, new_log_probs
 from certa.backends.triton.prompt_counts import PromptCounts, prompt_count_request
 from certa.backends.triton.rpc import TritonConnection
 from certa.backends.triton.sampling import token_contract_sampling
@@ -36,6 +40,15 @@ _REQUIRED_INPUTS = ("input_ids", "input_lengths", "request_output_len")
 _REQUIRED_OUTPUTS = ("output_ids", "sequence_length")
 
 
+
+
+def fitted_max_tokens(max_tokens: int, prompt_tokens: int, signature: ModelSignature) -> int:
+    """`max_tokens`, lowered so prompt + max_tokens fits the context the model publishes (`max_context`, as the
+    local stack does; TensorRT-LLM engines publish none and are sent `max_tokens` as is)."""
+    context = _configured_id(signature, "max_context")
+    if context is None or prompt_tokens + max_tokens <= context:
+        return max_tokens
+    return max(context - prompt_tokens, 1)
 
 
 def _configured_id(signature: ModelSignature, key: str) -> int | None:
@@ -96,11 +109,11 @@ class TokenGeneration:
         values: dict[str, Any] = {
             "input_ids": np.array(ids, np.int32),
             "input_lengths": len(ids),
-            "request_output_len": request.max_tokens,
+            "request_output_len": fitted_max_tokens(request.max_tokens, len(ids), signature),
         }
         optional = {"streaming": True, "exclude_input_in_output": True, "end_id": end_id, "pad_id": pad_id}
         values |= {name: value for name, value in optional.items() if value is not None and signature.accepts(name)}
-        values |= prompt_count_request(signature)[0]
+        values |= prompt_count_request(signature)[0] | log_prob_request(request, signature)[0]
         if request.stop:
             if not signature.accepts("stop_words_list"):
                 message = f"model {self.generator!r} has no stop_words_list input"
@@ -113,21 +126,25 @@ class TokenGeneration:
         signature = await self._connection.signature(self.generator)
         end_id, pad_id = await self._special_ids(signature)
         values = await self._inputs(request, signature, end_id, pad_id)
-        outputs = [*_REQUIRED_OUTPUTS, *prompt_count_request(signature)[1]]
+        outputs = [*_REQUIRED_OUTPUTS, *prompt_count_request(signature)[1], *log_prob_request(request, signature)[1]]
         infer_request = build_infer_request(signature, values, outputs, self._connection.next_request_id())
         detokenizer = IncrementalDetokenizer(self._tokenizer.decode_many)
         prompt = PromptCounts(prompt_tokens=len(values["input_ids"]))
+        max_tokens = int(values["request_output_len"])
+        fitted = max_tokens if max_tokens < request.max_tokens else None
         generated, ended = 0, False
         async for response in self._connection.stream(infer_request):
             ids = _new_ids(response.outputs)
+            log_probs = new_log_probs(response.outputs, len(ids))
             if end_id is not None and end_id in ids:
                 ids, ended = ids[: ids.index(end_id)], True
+                log_probs = log_probs[: len(ids)] if log_probs is not None else None
             generated += len(ids)
             prompt.update(response.outputs)
             text = await detokenizer.push(ids)
             if response.final:
                 text += await detokenizer.flush()
-                stopped = ended or generated < request.max_tokens
+                stopped = ended or generated < max_tokens
                 finish = FinishReason.STOP if stopped else FinishReason.LENGTH
                 yield Delta(
                     text,
@@ -136,6 +153,8 @@ class TokenGeneration:
                     finish=finish,
                     prompt_tokens=prompt.prompt_tokens,
                     cached_prompt_tokens=prompt.cached_prompt_tokens,
+                    log_probs=log_probs,
+                    fitted_max_tokens=fitted,
                 )
             elif ids:
-                yield Delta(text, len(ids), tuple(ids))
+                yield Delta(text, len(ids), tuple(ids), log_probs=log_probs)

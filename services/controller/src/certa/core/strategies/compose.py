@@ -56,7 +56,9 @@ def run_concurrently(strategies: Sequence[Generator[Command, Any, Any]]) -> Gene
 def single_path(path: Generator[Command, Any, PathResult]) -> Generator[Command, Any, StrategyResult]:
     """A one-path strategy as a request-level strategy."""
     result = yield from path
-    return StrategyResult(result.answer, result.stop_reason, result.text, samples=(result,))
+    return StrategyResult(
+        result.answer, result.stop_reason, result.text, samples=(result,), stop_detail=result.detail
+    )
 
 
 def majority_vote(paths: Sequence[Generator[Command, Any, PathResult]]) -> Generator[Command, Any, StrategyResult]:

@@ -1,5 +1,6 @@
 """Dynasor-CoT: certainty-probed chain of thought (ALGORITHMS.md section 2).
 
+The reference presets are below; preset `auto` (calibrated exits) is `certa.core.strategies.calibrated`.
 The path is generated in chunks. After each chunk the strategy starts, at the same time, a probe of the prefix so
 far (prefix + a fixed suffix that makes the model blurt out its answer) and the next chunk of the path. When the
 exit rule holds, the in-flight chunk is cancelled (its tokens still count as spent) and the path ends with the
@@ -15,6 +16,8 @@ from typing import Any
 from certa.core.answers import extract_boxed, extract_probe_answer
 from certa.core.certainty import CertaintyRule, hesitates, settled
 from certa.core.commands import Cancel, Command, Decision, Emit, Start, Wait
+from certa.core.strategies.calibrated import CalibratedExit, calibrated_cot
+from certa.core.strategies.early_exit import early_exit_text, has_open_think
 from certa.core.types import (
     FinishReason,
     GenerationRequest,
@@ -31,10 +34,6 @@ from certa.core.types import (
 PROBE_SUFFIX = "... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\\[ \\boxed{"
 """The reference probe suffix, byte for byte."""
 
-EARLY_EXIT_TEMPLATE = (
-    "Oh, I have got the answer to the whole problem\n**Final Answer:**\n\\[\n \\boxed{{{answer}}}\n\\]"
-)
-
 PRESETS: dict[str, tuple[int, int]] = {
     "mild": (8, 64),
     "low": (5, 64),
@@ -43,6 +42,8 @@ PRESETS: dict[str, tuple[int, int]] = {
     "crazy": (2, 32),
 }
 """Preset name -> (certainty_threshold, chunk_tokens), the reference values."""
+
+__all__ = ["PRESETS", "PROBE_SUFFIX", "DynasorConfig", "dynasor_cot", "early_exit_text", "has_open_think"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,22 @@ class DynasorConfig:
     require_settled: bool = False
     probe_sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
     probe_suffix: str = PROBE_SUFFIX
+    calibrated: CalibratedExit | None = None  # preset `auto`: exits as an exit profile allows (`calibrated`)
 
     @classmethod
     def preset(cls, name: str) -> DynasorConfig:
         threshold, chunk = PRESETS[name]
         return cls(chunk_tokens=chunk, certainty_threshold=threshold)
+
+    @classmethod
+    def auto(cls, exit_: CalibratedExit) -> DynasorConfig:
+        """Preset `auto`: chunk and probe sizes of the profile, exits calibrated to the request's risk."""
+        return cls(
+            chunk_tokens=exit_.profile.chunk_tokens,
+            probe_tokens=exit_.profile.probe_tokens,
+            early_exit=not exit_.record,
+            calibrated=exit_,
+        )
 
     @property
     def rule(self) -> CertaintyRule:
@@ -72,17 +84,6 @@ class DynasorConfig:
         return self.window or self.certainty_threshold
 
 
-def has_open_think(text: str) -> bool:
-    """Whether the text (prompt and path) opened a `<think>` block it has not closed."""
-    return text.rfind("<think>") > text.rfind("</think>")
-
-
-def early_exit_text(prompt: tuple[PromptPiece, ...], path_text: str, answer: str) -> str:
-    """The returned text on an early exit: the path, a closing `</think>` if the path left one open, the answer."""
-    closing = "\n</think>\n\n" if has_open_think(prompt_text(prompt) + path_text) else "\n\n"
-    return path_text + closing + EARLY_EXIT_TEMPLATE.format(answer=answer)
-
-
 def dynasor_cot(
     prompt: tuple[PromptPiece, ...],
     token_budget: int,
@@ -90,6 +91,13 @@ def dynasor_cot(
     config: DynasorConfig,
     sample_index: int = 0,
 ) -> Generator[Command, Any, PathResult]:
+    if config.calibrated is not None:
+        return (
+            yield from calibrated_cot(
+                prompt, token_budget, sampling, config.chunk_tokens, config.probe_tokens, config.probe_suffix,
+                config.calibrated, sample_index,
+            )
+        )
     path: list[Segment] = []
     kept_tokens = 0  # tokens of the path as returned
     discarded_tokens = 0  # tokens of a chunk cancelled by an early exit: spent, not returned

@@ -34,4 +34,12 @@ def plain_cot(
         path_tokens=outcome.tokens,
         probe_tokens=0,
         sample_index=sample_index,
+        detail=_fitted(outcome.fitted_max_tokens, token_budget),
     )
+
+
+def _fitted(fitted_max_tokens: int | None, token_budget: int) -> str:
+    if fitted_max_tokens is None:
+        return ""
+    return (f"token budget {token_budget} fitted to the model's context: max_tokens {fitted_max_tokens} "
+            "(prompt + max_tokens <= context)")

@@ -17,6 +17,7 @@ from certa.core.errors import (
     DeadlineExceeded,
     InvalidArgument,
     LeaseLost,
+    NewerRecord,
     NotFound,
     Overloaded,
     ShuttingDown,
@@ -27,7 +28,12 @@ from certa.core.report import SolveReport
 from certa.store.requests.port import Failure, RequestKey, RequestRecord, Status, StoredRequest
 
 SCHEMA_VERSION = "2"
-"""2: the spec, events and results are core values encoded by `certa.store.requests.values` (1 kept protobuf)."""
+"""The version this release writes. 2: the spec, events and results are core values encoded by
+`certa.store.requests.values`. Version 1 (protobuf) records are from before that release and are refused."""
+READABLE_VERSIONS = frozenset({SCHEMA_VERSION})
+"""The versions this release reads. The rule for a rolling upgrade: a release that writes version N+1 also reads N
+(READABLE_VERSIONS = {N, N+1}), so a new replica resumes the old replicas' requests; an old replica meeting an N+1
+record raises `NewerRecord` (UNAVAILABLE, retry elsewhere), and its sweep leaves the record to a new replica."""
 
 
 def request_fields(request: RequestRecord) -> dict[bytes, bytes]:
@@ -70,9 +76,7 @@ def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], own
         except ValueError:
             raise CorruptState(label, f"field {name!r} is not a number: {raw[:40]!r}") from None
 
-    version = fields.get(b"v")
-    if version != SCHEMA_VERSION.encode():
-        raise CorruptState(label, f"schema version {version!r}, expected {SCHEMA_VERSION!r} (foreign or newer data)")
+    check_version(label, fields.get(b"v"))
     try:
         status = Status(text("status"))
     except ValueError:
@@ -101,6 +105,20 @@ def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], own
     )
 
 
+def check_version(label: str, raw: bytes | None) -> None:
+    """Nothing when this release reads schema `raw`; `NewerRecord` for the next one, `CorruptState` otherwise."""
+    version = (raw or b"").decode(errors="replace")[:16]
+    if version in READABLE_VERSIONS:
+        return
+    if version.isdigit() and int(version) == max(int(known) for known in READABLE_VERSIONS) + 1:
+        raise NewerRecord(label, version)  # one step ahead: a rolling upgrade; further is not Certa's data
+    raise CorruptState(
+        label,
+        f"schema version {version!r} is not readable (this release reads {sorted(READABLE_VERSIONS)}; version 1 "
+        "records are from before the JSON schema and cannot be resumed: retry the request under a new id)",
+    )
+
+
 def writes_of(label: str, fields: Mapping[bytes, bytes]) -> int:
     try:
         return int(fields.get(b"writes", b"0"))
@@ -126,6 +144,17 @@ _ERROR_KINDS: dict[str, type[CertaError]] = {
     )
 }
 _REJECTED = "BackendRejectedInput"
+RETRYABLE_FAILURES = frozenset(
+    cls.__name__ for cls in (BackendError, BackendUnavailable, StoreUnavailable, LeaseLost, ShuttingDown)
+)
+"""Stored failures a client may retry under the same id: the ones answered UNAVAILABLE (a backend or store fault,
+a replica that stopped). The request runs again from the start as its next attempt. Every other failure is final: its id
+answers the same failure until the result expires (INVALID_ARGUMENT, a rejected input, DEADLINE_EXCEEDED, DATA_LOSS,
+INTERNAL)."""
+
+
+def is_retryable(failure: Failure) -> bool:
+    return failure.kind in RETRYABLE_FAILURES
 
 
 def failure_of(error: CertaError) -> Failure:

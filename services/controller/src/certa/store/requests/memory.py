@@ -169,6 +169,22 @@ class MemoryStore:
         entry.stream_expires_at = now + self._state_ttl_s
         entry.expires_at = now + self._result_ttl_s
 
+    async def reopen(self, key: RequestKey, attempt: int, deadline_at: float) -> bool:
+        entry = self._entry(key)
+        if entry is None or entry.fields.get(b"status") != Status.FAILED.value.encode():
+            return False
+        if entry.fields.get(b"attempt") != str(attempt).encode():
+            return False
+        entry.fields.update(
+            {b"status": Status.RUNNING.value.encode(), b"deadline_at": repr(deadline_at).encode(), b"summary": b""}
+        )
+        for name in (b"failure_kind", b"failure_message", b"cancel", b"checkpoint_event"):
+            entry.fields.pop(name, None)
+        entry.journal, entry.events = [], []
+        entry.owner = ""
+        self._touch(entry)
+        return True
+
     async def release(self, key: RequestKey, owner: str) -> None:
         entry = self._entry(key)
         if entry is not None and entry.owner == owner:

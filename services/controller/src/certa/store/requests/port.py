@@ -27,14 +27,14 @@ from typing import Protocol
 from certa.core.errors import InvalidArgument
 
 DEFAULT_TENANT = "default"
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: `$` would let "x\n" through
 
 
 def validate_tenant(tenant: str) -> str:
     """The tenant named by a request, or the default one; tenants namespace every key."""
     if not tenant:
         return DEFAULT_TENANT
-    if not _TENANT.match(tenant):
+    if not _TENANT.fullmatch(tenant):
         raise InvalidArgument(
             "x-certa-tenant", "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -180,6 +180,11 @@ class StateStore(Protocol):
 
     async def finish(self, key: RequestKey, owner: str, finish: Finish) -> None:
         """Record the outcome, end the event stream, release the lease; results outlive the journal and events."""
+
+    async def reopen(self, key: RequestKey, attempt: int, deadline_at: float) -> bool:
+        """Turn a failed request (still at `attempt`) back into a running one nobody holds, with a new deadline, no
+        failure, and an empty journal and event stream (its last journal entry is the failure, which a replay would
+        raise again), so `claim` starts it over as the next attempt; False when it is not that failed attempt."""
 
     async def release(self, key: RequestKey, owner: str) -> None:
         """Give the lease up without finishing (a draining replica), so another replica resumes at once."""

@@ -131,6 +131,17 @@ for i = 1, 4 do if i ~= 2 then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end end
 return 1
 """
 
+# ARGV: attempt, deadline_at, state_ttl_ms. Returns 1 when the failed attempt was reopened, 0 otherwise.
+_REOPEN = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'running', 'deadline_at', ARGV[2], 'summary', '')
+redis.call('HDEL', KEYS[1], 'failure_kind', 'failure_message', 'cancel', 'checkpoint_event')
+redis.call('DEL', KEYS[3], KEYS[4])
+for i = 1, 4 do if i ~= 2 then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end end
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) return 1 end
 return 0
@@ -170,6 +181,7 @@ class RedisStore:
                 "renew": _RENEW,
                 "finish": _FINISH,
                 "claim": _CLAIM,
+                "reopen": _REOPEN,
                 "release": _RELEASE,
                 "cancel": _CANCEL,
             }.items()
@@ -347,6 +359,14 @@ class RedisStore:
                 raise CorruptState(stream, f"stream entry {cursor!r} has no event field")
             result.append(StreamEntry(cursor.decode(), fields[b"e"]))
         return result
+
+    async def reopen(self, key: RequestKey, attempt: int, deadline_at: float) -> bool:
+        keys = self.keys(key)
+        args: list[int | str] = [attempt, repr(deadline_at), self._state_ttl_ms]
+        reopened = await self.call("reopen", key, lambda: self._scripts["reopen"](keys=keys, args=args))
+        if reopened:
+            await self.call("reopen", key, lambda: self._index_lease(key, self._now_ms()))
+        return bool(reopened)
 
     async def orphans(self, limit: int) -> list[RequestKey]:
         members = await self.call(

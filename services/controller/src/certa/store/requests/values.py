@@ -89,6 +89,7 @@ def _plain(value: object, hint: Any) -> Any:
         failure = failure_of(value)
         return [failure.kind, failure.message]
     if isinstance(value, tuple):
+        hint = next((member for member in _members(hint) if typing.get_origin(member) is tuple), hint)  # `X | None`
         arguments = typing.get_args(hint) if typing.get_origin(hint) is tuple else ()
         if len(arguments) == 2 and arguments[1] is Ellipsis:
             return [_plain(item, arguments[0]) for item in value]

@@ -1,0 +1,224 @@
+"""`python -m certa_bench.load --fairness` (`make bench-fairness`): does one tenant's flood starve another tenant?
+
+A real controller process (`CertaServer`, real Redis, gRPC over loopback) in front of a backend with a fixed
+capacity: `InstantBackend` streaming the script at `--token-delay` seconds per token, serving at most
+`--backend-slots` calls at once and queueing the rest first come, first served (as a model server does). Tenant
+`flood` sends `--flood` plain requests at once; a second later tenant `light` sends `--light` single requests, one
+every `--light-interval` seconds, each on its own. Two runs:
+
+* **fifo** — `CERTA_BACKEND_MAX_CONCURRENT_CALLS=0`: every call goes to the backend, which serves them in arrival
+  order, so a light request waits behind the flood;
+* **fair** — `CERTA_BACKEND_MAX_CONCURRENT_CALLS=<slots>`: the controller's weighted fair queue
+  (`certa.runtime.fair_queue`) holds the calls and hands each freed slot to the tenant with the smallest share.
+
+Printed: the light tenant's p50/p99/max latency and the flood's p50/p99 and duration, per run, and errors by code.
+"Light" means below its fair share: with two tenants of weight 1, a tenant gets half of the backend's calls while
+the other one floods, so the light tenant's rate must stay under half of what the backend serves (the defaults: one
+call every 3 s against 4 slots of about 1 s each); a tenant sending more queues behind its own calls as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from certa.backends.port import Delta
+from certa.core.types import GenerationRequest
+from certa.testing.redis_server import RedisServer, free_port
+from certa.v1 import reasoning_pb2 as pb
+from certa.v1 import reasoning_pb2_grpc as pb_grpc
+from certa_bench.load import InstantBackend, percentile, tail, wait_serving
+
+PLAIN = pb.Strategy(plain=pb.PlainCot())
+
+
+class SlottedBackend(InstantBackend):
+    """`InstantBackend` with a server's capacity: `slots` calls at once, the others wait in arrival order."""
+
+    def __init__(self, slots: int) -> None:
+        super().__init__()
+        self._slots = asyncio.Semaphore(slots)
+
+    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
+        async with self._slots, aclosing(super().stream(request, model)) as deltas:
+            async for delta in deltas:
+                yield delta
+
+
+class FairnessController:
+    def __init__(self, redis_url: str, work: Path, label: str, slots: int, fair: bool) -> None:
+        self.port = free_port()
+        self.log_path = work / f"fairness-{label}.log"
+        env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith(("CERTA_", "OTEL_"))},
+            "CERTA_LISTEN_ADDRESS": self.address,
+            "CERTA_BACKENDS": "instant=scripted://",
+            "CERTA_REDIS_URL": redis_url,
+            "CERTA_REDIS_KEY_PREFIX": f"fair-{uuid.uuid4().hex[:8]}",
+            "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant
+            "CERTA_LOG_FORMAT": "text",
+            "CERTA_LOG_LEVEL": "WARNING",
+            "CERTA_DRAIN_TIMEOUT_S": "1",
+            "CERTA_BACKEND_MAX_CONCURRENT_CALLS": str(slots if fair else 0),
+            "OTEL_SDK_DISABLED": "true",
+        }
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "certa_bench.fairness", "controller", "--slots", str(slots)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_serving(self.address, self.process, self.log_path)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise RuntimeError(f"controller did not stop:\n{tail(self.log_path)}") from None
+
+
+async def _timed(stub: pb_grpc.ReasoningServiceStub, tenant: str, question: str, timeout_s: float) -> tuple[str, float]:
+    started = time.perf_counter()
+    try:
+        await stub.Solve(
+            pb.SolveRequest(question=question, strategy=PLAIN),
+            metadata=(("x-certa-tenant", tenant),),
+            timeout=timeout_s,
+        )
+    except grpc.aio.AioRpcError as error:
+        return error.code().name, time.perf_counter() - started
+    return "OK", time.perf_counter() - started
+
+
+async def one_run(redis: RedisServer, work: Path, args: argparse.Namespace, fair: bool) -> dict[str, Any]:
+    label = "fair" if fair else "fifo"
+    controller = FairnessController(redis.url, work, label, args.backend_slots, fair)
+    question = f"[[slow:{args.token_delay}]] How much does Janet make every day?"
+    try:
+        async with grpc.aio.insecure_channel(controller.address) as channel:
+            stub = pb_grpc.ReasoningServiceStub(channel)
+            started = time.perf_counter()
+            flood = [
+                asyncio.create_task(_timed(stub, "flood", f"F{i} {question}", args.timeout)) for i in range(args.flood)
+            ]
+            await asyncio.sleep(1.0)
+            light = []
+            for i in range(args.light):
+                light.append(asyncio.create_task(_timed(stub, "light", f"L{i} {question}", args.timeout)))
+                await asyncio.sleep(args.light_interval)
+            light_done = await asyncio.gather(*light)
+            flood_done = await asyncio.gather(*flood)
+            duration_s = time.perf_counter() - started
+    finally:
+        controller.stop()
+
+    def summary(outcomes: Sequence[tuple[str, float]]) -> dict[str, Any]:
+        latencies = [latency for code, latency in outcomes if code == "OK"]
+        codes: dict[str, int] = {}
+        for code, _ in outcomes:
+            codes[code] = codes.get(code, 0) + 1
+        return {
+            "codes": codes,
+            "p50_s": percentile(latencies, 50),
+            "p99_s": percentile(latencies, 99),
+            "max_s": max(latencies, default=float("nan")),
+        }
+
+    return {"mode": label, "light": summary(light_done), "flood": summary(flood_done), "duration_s": duration_s}
+
+
+def print_runs(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(
+        f"\nfairness: {args.flood} flood requests at once + {args.light} light requests (one every "
+        f"{args.light_interval:g}s); backend: {args.backend_slots} slots, {args.token_delay:g}s/token, plain strategy"
+    )
+    print(f"{'mode':<6} {'light p50':>10} {'light p99':>10} {'light max':>10} {'flood p50':>10} {'flood p99':>10} "
+          f"{'run':>7}  codes (light | flood)")
+    for run in runs:
+        light, flood = run["light"], run["flood"]
+        print(
+            f"{run['mode']:<6} {light['p50_s']:>9.2f}s {light['p99_s']:>9.2f}s {light['max_s']:>9.2f}s "
+            f"{flood['p50_s']:>9.2f}s {flood['p99_s']:>9.2f}s {run['duration_s']:>6.1f}s  "
+            f"{light['codes']} | {flood['codes']}"
+        )
+
+
+async def campaign(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    redis = RedisServer(work / "redis").start()
+    try:
+        return [await one_run(redis, work, args, fair) for fair in (False, True)]
+    finally:
+        redis.kill()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fairness (--fairness)")
+    group.add_argument("--flood", type=int, default=100, help="requests the flooding tenant sends at once")
+    group.add_argument("--light", type=int, default=8, help="single requests of the light tenant")
+    group.add_argument("--light-interval", type=float, default=3.0, help="seconds between light requests")
+    group.add_argument("--backend-slots", type=int, default=4, help="calls the backend serves at once")
+    group.add_argument("--token-delay", type=float, default=0.004, help="backend seconds per token")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="certa-bench-fairness-"))
+    runs = asyncio.run(campaign(args, work))
+    print_runs(runs, args)
+    return {"work_dir": str(work), "fairness": runs}
+
+
+def controller_main(argv: Sequence[str]) -> int:
+    """`python -m certa_bench.fairness controller --slots N`: `CertaServer` over a `SlottedBackend`, until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m certa_bench.fairness controller")
+    parser.add_argument("--slots", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    from certa.cli import setup_logging
+    from certa.config import load_settings
+    from certa.server import CertaServer
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
+
+    async def serve() -> None:
+        server = CertaServer(settings, {settings.backends[0].name: SlottedBackend(args.slots)})
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["controller"]:
+        sys.exit(controller_main(sys.argv[2:]))
+    sys.exit(f"run it as: python -m certa_bench.load --fairness  ({json.dumps(sys.argv[1:])} not understood)")
