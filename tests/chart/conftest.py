@@ -29,10 +29,13 @@ RELEASE = "rel"
 NAMESPACE = "ml"
 MONITORING_API = "monitoring.coreos.com/v1"
 CERT_MANAGER_API = "cert-manager.io/v1"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 API_KEYS_SECRET = "certa-api-keys"
 DEFAULT_AUTH = (f"auth.apiKeys.existingSecret={API_KEYS_SECRET}",)
 
-# The Kubernetes minors the chart claims (Chart.yaml kubeVersion ">=1.29.0-0 <1.38.0-0") and is validated against.
+# The Kubernetes minors the chart is validated against: from its lower bound (Chart.yaml kubeVersion ">=1.29.0-0") to
+# the newest kubernetes-validate has schemas for.
 KUBE_VERSIONS = tuple(f"1.{minor}.0" for minor in range(29, 38))
 
 
@@ -291,6 +294,54 @@ SCENARIOS: dict[str, dict] = {
             "networkPolicy.egress.otlp.to[0].namespaceSelector.matchLabels.name=monitoring",
         ),
     },
+    # Operations: load spreading (headless Service, Gateway routes, the HTTP port), alerts, the dashboard, digests,
+    # extra environment.
+    "load-spreading": {
+        "sets": (
+            "controller.httpPort=8080",
+            "service.headless.enabled=true",
+            "gateway.grpcRoute.enabled=true",
+            "gateway.grpcRoute.parentRefs[0].name=public",
+            "gateway.grpcRoute.parentRefs[0].namespace=gateways",
+            "gateway.grpcRoute.hostnames={certa.example.com}",
+            "gateway.httpRoute.enabled=true",
+            "gateway.httpRoute.parentRefs[0].name=public",
+            "gateway.httpRoute.parentRefs[0].namespace=gateways",
+            "gateway.httpRoute.parentRefs[0].sectionName=https",
+            "controller.config.grpcMaxConnectionAgeSeconds=120",
+            "controller.config.grpcMaxConnectionAgeGraceSeconds=4000",
+            "networkPolicy.enabled=true",
+        ),
+        "extra": ("--api-versions", GATEWAY_API),
+    },
+    "load-spreading-tls": {
+        "sets": (
+            "tls.enabled=true",
+            "tls.existingSecret=certa-tls",
+            "controller.httpPort=8443",
+            "service.headless.enabled=true",
+            "metrics.enabled=true",
+        ),
+    },
+    "prometheus-rule": {
+        "sets": ("prometheusRule.enabled=true", "prometheusRule.labels.release=kube-prometheus-stack"),
+        "extra": ("--api-versions", MONITORING_API),
+    },
+    "grafana-dashboard": {
+        "sets": ("grafana.dashboard.enabled=true", "grafana.dashboard.annotations.grafana_folder=Certa"),
+    },
+    "digests-and-extra-env": {
+        "sets": (
+            f"controller.image.digest={DIGEST}",
+            f"triton.image.digest={DIGEST}",
+            f"redis.bundled.image.digest={DIGEST}",
+            "controller.extraEnv[0].name=HTTPS_PROXY",
+            "controller.extraEnv[0].value=http://proxy:3128",
+            "controller.extraEnvFrom[0].secretRef.name=certa-extra",
+            "controller.preStopSleepSeconds=0",
+        ),
+    },
+    "keda-without-service-monitor": {"sets": ("keda.enabled=true", "keda.cpuUtilization=0")},
     # The values files bring their own authentication.
     "dev": {"values": ("dev.yaml",), "auth": ()},
     "gpu": {

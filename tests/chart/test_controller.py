@@ -7,17 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from certa.config import PREFIX, AuthSettings, Settings, StoreSettings, TlsSettings, load_settings
+from certa.config import PREFIX, AuthSettings, GrpcSettings, Settings, StoreSettings, TlsSettings, load_settings
 from certa.server import SERVICE_NAME
 from tests.chart.conftest import Rendered, render, render_scenario
 
 pytestmark = pytest.mark.chart
 
-# The variables certa.config.load_settings reads: one per Settings field; CERTA_AUTH_<FIELD> and CERTA_TLS_<FIELD>
-# for the fields of Settings.auth and Settings.tls; then those of the state store (Settings.store, a StoreSettings,
-# whose fields do not follow the variable names).
-NESTED = {"store": None, "auth": AuthSettings, "tls": TlsSettings}
-SETTINGS_VARIABLES = {PREFIX + field.name.upper() for field in dataclasses.fields(Settings) if field.name not in NESTED}
+# The variables certa.config.load_settings reads: one per Settings field; CERTA_AUTH_<FIELD>, CERTA_TLS_<FIELD> and
+# CERTA_GRPC_<FIELD> for the fields of Settings.auth, Settings.tls and Settings.grpc; then those of the state store
+# (Settings.store, a StoreSettings, whose fields do not follow the variable names).
+NESTED = {"store": None, "auth": AuthSettings, "tls": TlsSettings, "grpc": GrpcSettings}
+# Settings fields read from a variable of another name.
+RENAMED = {"http_listen_address": "CERTA_HTTP_PORT"}  # the host is the gRPC listen address's
+SETTINGS_VARIABLES = {
+    RENAMED.get(field.name, PREFIX + field.name.upper())
+    for field in dataclasses.fields(Settings)
+    if field.name not in NESTED
+}
 SECURITY_VARIABLES = {
     f"{PREFIX}{name.upper()}_{field.name.upper()}"
     for name, settings in NESTED.items()
@@ -167,6 +173,12 @@ def test_every_controller_value_maps_to_its_variable(tmp_path: Path) -> None:
         "controller.config.resultTtlSeconds=7200",
         "controller.config.leaseSeconds=6",
         "controller.config.sweepIntervalSeconds=2.5",
+        "controller.config.grpcMaxConnectionAgeSeconds=90",
+        "controller.config.grpcMaxConnectionAgeGraceSeconds=7300",
+        "controller.config.grpcKeepaliveTimeSeconds=30",
+        "controller.config.grpcKeepaliveTimeoutSeconds=5",
+        "controller.config.grpcKeepalivePermitWithoutCalls=false",
+        "controller.config.grpcMinPingIntervalSeconds=2.5",
         "redis.bundled.enabled=false",
         "redis.external.url=redis://redis-cluster.data.svc:7000/0",
         "redis.external.username=certa",
@@ -196,6 +208,14 @@ def test_every_controller_value_maps_to_its_variable(tmp_path: Path) -> None:
     assert (store.redis_timeout_s, store.redis_pool_size, store.key_prefix) == (0.5, 16, "certa-blue")
     assert (store.state_ttl_s, store.result_ttl_s) == (600, 7200)
     assert (store.lease_s, store.sweep_interval_s) == (6, 2.5)
+    assert settings.grpc == GrpcSettings(
+        max_connection_age_s=90,
+        max_connection_age_grace_s=7300,
+        keepalive_time_s=30,
+        keepalive_timeout_s=5,
+        keepalive_permit_without_calls=False,
+        min_ping_interval_s=2.5,
+    )
 
 
 def test_backends_follow_the_active_triton() -> None:
@@ -301,12 +321,14 @@ def test_hardened_security_context() -> None:
     assert pod["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "dev", "gpu"])
-def test_grace_period_exceeds_the_drain(scenario: str) -> None:
+@pytest.mark.parametrize("scenario", ["defaults", "dev", "gpu", "digests-and-extra-env"])
+def test_grace_period_exceeds_the_pre_stop_pause_and_the_drain(scenario: str) -> None:
     rendered = render_scenario(scenario)
     grace = rendered.controller["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     drain = float(rendered.config["CERTA_DRAIN_TIMEOUT_S"])
-    assert grace > drain + SERVER_STOP_GRACE_S
+    pre_stop = rendered.controller_container.get("lifecycle", {}).get("preStop", {}).get("exec", {"command": [0, 0]})
+    pause = float(pre_stop["command"][1])
+    assert grace > pause + drain + SERVER_STOP_GRACE_S
 
 
 def test_resources_and_replicas() -> None:
@@ -386,3 +408,18 @@ def test_extra_volumes_for_ca_files_and_templates() -> None:
     pod = rendered.controller["spec"]["template"]["spec"]
     assert {"name": "ca", "secret": {"secretName": "triton-ca"}} in pod["volumes"]
     assert {"name": "ca", "mountPath": "/etc/certa/ca"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_exit_profiles_from_a_config_map_are_mounted_where_the_controller_reads_them() -> None:
+    rendered = render(
+        "controller.exitProfiles.existingConfigMap=calibrated-profiles", "controller.config.exitProfile=qwen-gsm8k"
+    )
+    env = {item["name"]: item.get("value") for item in rendered.controller_container["env"]}
+    assert env["CERTA_EXIT_PROFILES"] == "/etc/certa/exit-profiles"
+    assert rendered.config["CERTA_EXIT_PROFILE"] == "qwen-gsm8k"
+    mounts = {mount["name"]: mount for mount in rendered.controller_container["volumeMounts"]}
+    assert mounts["exit-profiles"]["mountPath"] == "/etc/certa/exit-profiles" and mounts["exit-profiles"]["readOnly"]
+    volumes = {volume["name"]: volume for volume in rendered.controller["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["exit-profiles"]["configMap"]["name"] == "calibrated-profiles"
+    default = {item["name"]: item.get("value") for item in render().controller_container["env"]}
+    assert default["CERTA_EXIT_PROFILES"] == ""

@@ -375,3 +375,28 @@ def test_rendered_command_with_mutual_tls_takes_the_tenant_from_the_client_certi
     with grpc.secure_channel(f"localhost:{controller.port}", without) as channel:
         assert get_solve_code(channel, key) == grpc.StatusCode.UNAVAILABLE
     assert controller.terminate() == 0
+
+
+def connectivity_while_idle(address: str, watch_s: float) -> list[grpc.ChannelConnectivity]:
+    """The states of a client's channel, connected and then left without calls for `watch_s` seconds."""
+    states: list[grpc.ChannelConnectivity] = []
+    with grpc.insecure_channel(address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        channel.subscribe(states.append)
+        time.sleep(watch_s)
+        channel.unsubscribe(states.append)
+    return states
+
+
+def test_rendered_connection_age_makes_clients_reconnect(start_controller: ControllerFactory) -> None:
+    """controller.config.grpcMaxConnectionAgeSeconds reaches the server: the connection is closed at that age (the
+    idle channel goes back to IDLE, its next call reconnecting); with the default 300 s it stays READY."""
+    aged = start_controller(
+        render("controller.config.grpcMaxConnectionAgeSeconds=1"), f"127.0.0.1:{free_port()}", api_keys_secret()[1]
+    )
+    default = start_controller(render(), f"127.0.0.1:{free_port()}", api_keys_secret()[1])
+    for controller in (aged, default):
+        wait_for_status(controller, "", SERVING)
+    assert grpc.ChannelConnectivity.IDLE in connectivity_while_idle(aged.address, watch_s=3.0)
+    assert connectivity_while_idle(default.address, watch_s=3.0) == [grpc.ChannelConnectivity.READY]
+    assert aged.terminate() == 0 and default.terminate() == 0

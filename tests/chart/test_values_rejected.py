@@ -170,6 +170,35 @@ SCHEMA_CASES = [
     (("networkPolicy.egress.otlp.ports[0]=otlp",), "/networkPolicy/egress/otlp/ports/0"),
     (("networkPolicy.ingress.namespaces[0]=Apps_1",), "/networkPolicy/ingress/namespaces/0"),
     (("networkPolicy.ingress.podLabels.role=true",), "/networkPolicy/ingress/podLabels/role"),
+    # Operations: load spreading, routes, alerts, the dashboard, digests, the preStop pause.
+    (("controller.config.grpcMaxConnectionAgeSeconds=-5",), "/controller/config/grpcMaxConnectionAgeSeconds"),
+    (
+        ("controller.config.grpcMaxConnectionAgeGraceSeconds=soon",),
+        "/controller/config/grpcMaxConnectionAgeGraceSeconds",
+    ),
+    (("controller.config.grpcKeepaliveTimeSeconds=0",), "/controller/config/grpcKeepaliveTimeSeconds"),
+    (("controller.config.grpcKeepaliveTimeoutSeconds=-1",), "/controller/config/grpcKeepaliveTimeoutSeconds"),
+    (("controller.config.grpcKeepalivePermitWithoutCalls=yes",), "/controller/config/grpcKeepalivePermitWithoutCalls"),
+    (("controller.config.grpcMinPingIntervalSeconds=0",), "/controller/config/grpcMinPingIntervalSeconds"),
+    (("controller.httpPort=70000",), "/controller/httpPort"),
+    (("controller.preStopSleepSeconds=-1",), "/controller/preStopSleepSeconds"),
+    (("controller.image.digest=latest",), "/controller/image/digest"),
+    (("triton.image.digest=sha256:abc",), "/triton/image/digest"),
+    (("redis.bundled.image.digest=md5:0",), "/redis/bundled/image/digest"),
+    (("controller.extraEnv[0].value=x",), "/controller/extraEnv/0"),
+    (("service.headless.enabled=sometimes",), "/service/headless/enabled"),
+    (("gateway.grpcRoute.enabled=true",), "/gateway/grpcRoute/parentRefs"),
+    (("gateway.httpRoute.enabled=true", "gateway.httpRoute.parentRefs[0].name=gw"), "/controller/httpPort"),
+    (("controller.httpPort=8080", "gateway.httpRoute.enabled=true"), "/gateway/httpRoute/parentRefs"),
+    (("gateway.httpRoute.pathPrefix=v1",), "/gateway/httpRoute/pathPrefix"),
+    (("gateway.grpcRoute.hostnames={Certa_Example}",), "/gateway/grpcRoute/hostnames/0"),
+    (("prometheusRule.errorRate.threshold=5",), "/prometheusRule/errorRate/threshold"),
+    (("prometheusRule.latencyP99.for=soon",), "/prometheusRule/latencyP99/for"),
+    (("prometheusRule.leaseTakeovers.window=15",), "/prometheusRule/leaseTakeovers/window"),
+    (("prometheusRule.redisUnavailable.severity=",), "/prometheusRule/redisUnavailable/severity"),
+    (("prometheusRule.budgetPoolExhausted.threshold=-1",), "/prometheusRule/budgetPoolExhausted/threshold"),
+    (("grafana.dashboard.namespace=Monitoring",), "/grafana/dashboard/namespace"),
+    (("grafana.dashboard.labels.grafana_dashboard=1",), "/grafana/dashboard/labels/grafana_dashboard"),
 ]
 
 
@@ -258,6 +287,18 @@ TEMPLATE_CASES += [
     (("auth.jwt.audience=certa",), "auth.jwt.issuer and auth.jwt.audience need a JWKS to verify tokens"),
     (("auth.disabled=true",), "auth.disabled turns authentication off: it excludes auth.apiKeys"),
     (("quotas.tenants.-acme.maxInFlight=1",), 'quotas.tenants: "-acme" is not a tenant name'),
+    (
+        ("gateway.grpcRoute.enabled=true",),
+        "gateway.grpcRoute.enabled needs gateway.grpcRoute.parentRefs",
+    ),
+    (
+        ("gateway.httpRoute.enabled=true", "gateway.httpRoute.parentRefs[0].name=gw"),
+        "gateway.httpRoute.enabled needs controller.httpPort",
+    ),
+    (
+        ("controller.httpPort=8080", "gateway.httpRoute.enabled=true"),
+        "gateway.httpRoute.enabled needs gateway.httpRoute.parentRefs",
+    ),
 ]
 
 
@@ -268,10 +309,39 @@ def test_templates_reject_without_the_schema(sets: tuple[str, ...], message: str
 
 CROSS_FIELD_CASES = [
     (
-        ("controller.terminationGracePeriodSeconds=65",),
-        "controller.terminationGracePeriodSeconds (65) must exceed controller.config.drainTimeoutSeconds (60) + 5",
+        ("controller.terminationGracePeriodSeconds=75",),
+        "controller.terminationGracePeriodSeconds (75) must exceed controller.preStopSleepSeconds (10) + "
+        "controller.config.drainTimeoutSeconds (60) + 5",
     ),
-    (("controller.config.drainTimeoutSeconds=120",), "must exceed controller.config.drainTimeoutSeconds (120)"),
+    (("controller.config.drainTimeoutSeconds=120",), "controller.config.drainTimeoutSeconds (120)"),
+    (
+        ("controller.preStopSleepSeconds=0", "controller.terminationGracePeriodSeconds=65"),
+        "controller.terminationGracePeriodSeconds (65) must exceed controller.preStopSleepSeconds (0)",
+    ),
+    (
+        ("controller.config.grpcMaxConnectionAgeGraceSeconds=600",),
+        "controller.config.grpcMaxConnectionAgeGraceSeconds (600) must be >= controller.config.maxDeadlineSeconds "
+        "(3600)",
+    ),
+    (("controller.httpPort=50051",), "controller.httpPort (50051) must differ from controller.port"),
+    (("controller.httpPort=9464",), "controller.httpPort (9464) must differ from metrics.port"),
+    (
+        ("controller.httpPort=8086", "tls.enabled=true", "tls.existingSecret=certa-tls"),
+        "controller.httpPort (8086) must differ from controller.healthPort",
+    ),
+    (
+        ("controller.httpPort=8080", "gateway.httpRoute.enabled=true", "gateway.httpRoute.parentRefs[0].name=gw"),
+        "gateway.grpcRoute.enabled / gateway.httpRoute.enabled need the Gateway API: the cluster does not serve "
+        "gateway.networking.k8s.io/v1",
+    ),
+    (
+        ("gateway.grpcRoute.enabled=true", "gateway.grpcRoute.parentRefs[0].name=gw"),
+        "gateway.grpcRoute.enabled / gateway.httpRoute.enabled need the Gateway API",
+    ),
+    (
+        ("prometheusRule.enabled=true",),
+        "prometheusRule.enabled needs the Prometheus Operator: the cluster does not serve monitoring.coreos.com/v1",
+    ),
     (
         ("controller.config.defaultTokenBudget=5000", "controller.config.maxTokenBudget=4000"),
         "controller.config.defaultTokenBudget (5000) must be <= controller.config.maxTokenBudget (4000)",

@@ -36,7 +36,7 @@ from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import free_port
 from tests.api.conftest import settings_for
-from tests.chart.conftest import CHART, ROOT
+from tests.chart.conftest import CHART
 
 QUESTION = "[[confident-after:100]] How many eggs does Janet sell?"
 DYNASOR = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=32, certainty_threshold=2, probe_tokens=10))
@@ -355,7 +355,7 @@ async def test_unreachable_collector_neither_slows_nor_fails_requests(
         "certa_pool_denied_total",
         "certa_pool_level",
     }
-    dashboard = (ROOT / "deploy" / "grafana" / "certa-dashboard.json").read_text()
+    dashboard = (CHART / "dashboards" / "certa-dashboard.json").read_text()
     charted = re.findall(r"certa_[a-z_]+", dashboard + (CHART / "values.yaml").read_text())
     assert set(charted) <= names
     [requests] = [

@@ -22,6 +22,11 @@
 {{- printf "%s-triton" (include "certa.fullname" . | trunc 56 | trimSuffix "-") }}
 {{- end }}
 
+{{/* Name of the controller's headless Service. */}}
+{{- define "certa.headless.fullname" -}}
+{{- printf "%s-headless" (include "certa.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
 {{/* Name of the bundled Redis objects. */}}
 {{- define "certa.redis.fullname" -}}
 {{- printf "%s-redis" (include "certa.fullname" . | trunc 57 | trimSuffix "-") }}
@@ -89,17 +94,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* An image reference: REPOSITORY@DIGEST when `digest` is set, else REPOSITORY:TAG (`tag` defaulting to
+`default`). Call with (dict "image" IMAGE_VALUES "default" TAG). */}}
+{{- define "certa.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .default .image.tag) }}
+{{- end }}
+{{- end }}
+
 {{- define "certa.controller.image" -}}
-{{- $image := .Values.controller.image }}
-{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- include "certa.imageRef" (dict "image" .Values.controller.image "default" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "certa.redis.image" -}}
-{{- printf "%s:%s" .Values.redis.bundled.image.repository .Values.redis.bundled.image.tag }}
+{{- include "certa.imageRef" (dict "image" .Values.redis.bundled.image "default" "") }}
 {{- end }}
 
 {{- define "certa.triton.image" -}}
-{{- printf "%s:%s" .Values.triton.image.repository .Values.triton.image.tag }}
+{{- include "certa.imageRef" (dict "image" .Values.triton.image "default" "") }}
 {{- end }}
 
 {{/* Triton URL of the active Triton: the chart's Service, or triton.externalUrl (required then). */}}
@@ -216,8 +230,9 @@ Checks values.schema.json cannot express (and repeats the schema's combination c
 {{- end }}
 {{- $config := $v.controller.config }}
 {{- $drain := float64 $config.drainTimeoutSeconds }}
-{{- if le (float64 $v.controller.terminationGracePeriodSeconds) (addf $drain 5) }}
-{{- fail (printf "controller.terminationGracePeriodSeconds (%v) must exceed controller.config.drainTimeoutSeconds (%v) + 5 s of server stop grace" $v.controller.terminationGracePeriodSeconds $config.drainTimeoutSeconds) }}
+{{- $preStop := float64 $v.controller.preStopSleepSeconds }}
+{{- if le (float64 $v.controller.terminationGracePeriodSeconds) (addf $preStop $drain 5) }}
+{{- fail (printf "controller.terminationGracePeriodSeconds (%v) must exceed controller.preStopSleepSeconds (%v) + controller.config.drainTimeoutSeconds (%v) + 5 s of server stop grace: Kubernetes kills the pod when it runs out" $v.controller.terminationGracePeriodSeconds $v.controller.preStopSleepSeconds $config.drainTimeoutSeconds) }}
 {{- end }}
 {{- if gt (int $config.defaultTokenBudget) (int $config.maxTokenBudget) }}
 {{- fail (printf "controller.config.defaultTokenBudget (%v) must be <= controller.config.maxTokenBudget (%v)" $config.defaultTokenBudget $config.maxTokenBudget) }}
@@ -243,6 +258,48 @@ Checks values.schema.json cannot express (and repeats the schema's combination c
 {{- end }}
 {{- include "certa.validateRedis" . }}
 {{- include "certa.validateSecurity" . }}
+{{- include "certa.validateOperations" . }}
+{{- end }}
+
+{{/* Load spreading, routes, alerts and dashboards: combinations that cannot work. Part of certa.validate. */}}
+{{- define "certa.validateOperations" -}}
+{{- $v := .Values }}
+{{- $controller := $v.controller }}
+{{- $config := $controller.config }}
+{{- $grace := $config.grpcMaxConnectionAgeGraceSeconds }}
+{{- if and (ne (toString $grace) "") (lt (float64 $grace) (float64 $config.maxDeadlineSeconds)) }}
+{{- fail (printf "controller.config.grpcMaxConnectionAgeGraceSeconds (%v) must be >= controller.config.maxDeadlineSeconds (%v): a call allowed to run that long would be cut when its connection ages out (leave it empty to follow maxDeadlineSeconds)" $grace $config.maxDeadlineSeconds) }}
+{{- end }}
+{{- $httpPort := int $controller.httpPort }}
+{{- if $httpPort }}
+{{- $taken := dict (toString $controller.port) "controller.port" (toString (int $v.metrics.port)) "metrics.port" }}
+{{- if $v.tls.enabled }}
+{{- $_ := set $taken (toString (int $controller.healthPort)) "controller.healthPort" }}
+{{- end }}
+{{- with index $taken (toString $httpPort) }}
+{{- fail (printf "controller.httpPort (%d) must differ from %s: each endpoint needs its own port" $httpPort .) }}
+{{- end }}
+{{- end }}
+{{- $routes := $v.gateway }}
+{{- if $routes.grpcRoute.enabled }}
+{{- if not $routes.grpcRoute.parentRefs }}
+{{- fail "gateway.grpcRoute.enabled needs gateway.grpcRoute.parentRefs (the Gateway(s) the GRPCRoute attaches to)" }}
+{{- end }}
+{{- end }}
+{{- if $routes.httpRoute.enabled }}
+{{- if not $httpPort }}
+{{- fail "gateway.httpRoute.enabled needs controller.httpPort (the controller's OpenAI-compatible HTTP endpoint); it is 0, so there is nothing to route to" }}
+{{- end }}
+{{- if not $routes.httpRoute.parentRefs }}
+{{- fail "gateway.httpRoute.enabled needs gateway.httpRoute.parentRefs (the Gateway(s) the HTTPRoute attaches to)" }}
+{{- end }}
+{{- end }}
+{{- if and (or $routes.grpcRoute.enabled $routes.httpRoute.enabled) (ne (include "certa.gatewayApi" .) "true") }}
+{{- fail "gateway.grpcRoute.enabled / gateway.httpRoute.enabled need the Gateway API: the cluster does not serve gateway.networking.k8s.io/v1 (install its CRDs first; `helm template` needs --api-versions gateway.networking.k8s.io/v1)" }}
+{{- end }}
+{{- if and $v.prometheusRule.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}
+{{- fail "prometheusRule.enabled needs the Prometheus Operator: the cluster does not serve monitoring.coreos.com/v1 (`helm template` needs --api-versions monitoring.coreos.com/v1)" }}
+{{- end }}
 {{- end }}
 
 {{/* The state store: exactly one Redis, and TLS / cluster settings that can work. Part of certa.validate. */}}
@@ -286,9 +343,26 @@ Checks values.schema.json cannot express (and repeats the schema's combination c
 {{- end }}
 {{- end }}
 
-{{/* "true" when the controller serves Prometheus metrics (metrics.enabled, or a ServiceMonitor scrapes them). */}}
+{{/* "true" when the controller serves Prometheus metrics: metrics.enabled, or something that needs them (a
+ServiceMonitor scraping them, the PrometheusRule, the HPA's in-flight metric, KEDA's Prometheus trigger). */}}
 {{- define "certa.metricsEnabled" -}}
-{{- or .Values.metrics.enabled .Values.serviceMonitor.enabled -}}
+{{- $v := .Values }}
+{{- $hpa := and $v.autoscaling.enabled $v.autoscaling.requestsInFlight.enabled }}
+{{- $keda := and $v.keda.enabled $v.keda.prometheus.enabled }}
+{{- or $v.metrics.enabled $v.serviceMonitor.enabled $v.prometheusRule.enabled $hpa $keda -}}
+{{- end }}
+
+{{/* PromQL label matchers of the release's controller pods, by the `namespace` and `pod` target labels (which a
+ServiceMonitor, a PodMonitor and the usual pod-annotation scrape jobs all set): Deployment pods are named
+FULLNAME-HASH-SUFFIX (a ReplicaSet hash of up to 10 characters, a suffix of 5), which Triton's
+(FULLNAME-triton-HASH-SUFFIX), Redis's (FULLNAME-redis-0) and other releases' are not. */}}
+{{- define "certa.podSelector" -}}
+{{- printf "namespace=%q, pod=~%q" .Release.Namespace (printf "%s-[a-z0-9]{1,10}-[a-z0-9]{5}" (include "certa.fullname" .)) }}
+{{- end }}
+
+{{/* Whether the cluster serves the Gateway API's v1 routes. */}}
+{{- define "certa.gatewayApi" -}}
+{{- .Capabilities.APIVersions.Has "gateway.networking.k8s.io/v1" }}
 {{- end }}
 
 {{/* OTEL_RESOURCE_ATTRIBUTES: namespace and pod (from the POD_NAME variable), then otel.resourceAttributes. */}}
@@ -471,5 +545,40 @@ rendering instead. Part of certa.validate; values.schema.json says most of it to
 {{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" $name) }}
 {{- fail (printf "quotas.tenants: %q is not a tenant name (1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)" $name) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The controller Services' ports: gRPC, the plaintext health port (with TLS), HTTP (with controller.httpPort),
+metrics (when served and `metrics` is true: the headless Service leaves it out, so a ServiceMonitor, which selects
+both Services, scrapes each pod once). Call with (dict "context" $ "metrics" BOOL). */}}
+{{- define "certa.servicePorts" -}}
+{{- $v := .context.Values -}}
+- name: grpc
+  port: {{ $v.service.port }}
+  targetPort: grpc
+  protocol: TCP
+  appProtocol: grpc
+{{- if $v.tls.enabled }}
+# Plaintext, serving only grpc.health.v1 (the TLS port serves everything): for `helm test` and health checkers
+# that cannot speak TLS.
+- name: health
+  port: {{ $v.controller.healthPort }}
+  targetPort: health
+  protocol: TCP
+  appProtocol: grpc
+{{- end }}
+{{- with $v.controller.httpPort }}
+- name: http
+  port: {{ . }}
+  targetPort: http
+  protocol: TCP
+  appProtocol: {{ ternary "https" "http" $v.tls.enabled }}
+{{- end }}
+{{- if and .metrics (eq (include "certa.metricsEnabled" .context) "true") }}
+- name: metrics
+  port: {{ $v.metrics.port }}
+  targetPort: metrics
+  protocol: TCP
+  appProtocol: http
 {{- end }}
 {{- end }}

@@ -92,6 +92,30 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class GrpcSettings:
+    """HTTP/2 connection management of the gRPC server (`CERTA_GRPC_*`), applied as gRPC server options.
+
+    A client keeps its HTTP/2 connection for as long as it can, so behind a Kubernetes Service (connection-level
+    balancing) pods added later would get no calls from clients already connected. `max_connection_age_s` makes the
+    server send GOAWAY after that age (gRPC adds +/-10 % jitter): the client reconnects (and re-resolves a `dns:///`
+    target), reaching the new pods. Calls running on the old connection may go on for `max_connection_age_grace_s`;
+    None (the default) means `Settings.max_deadline_s`, so that no call the API allows is cut.
+    """
+
+    max_connection_age_s: float = 300.0  # 0: connections never age out
+    max_connection_age_grace_s: float | None = None
+    # The server pings an idle client after keepalive_time_s and drops the connection when no answer comes within
+    # keepalive_timeout_s (a vanished client or a silently broken network path).
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    # Whether clients may send keepalive pings while they have no call running (and the server pings such clients);
+    # refused pings make the server close the connection with GOAWAY "too_many_pings".
+    keepalive_permit_without_calls: bool = True
+    # The shortest interval between a client's pings the server accepts (clients' keepalive time must not be lower).
+    min_ping_interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class HttpModel:
     """A model the OpenAI-compatible endpoint offers (`GET /v1/models`): which backend and backend model serve it,
     the strategy a request gets when it names none (a `certa.v1.Strategy` in its JSON form, checked at start), and
@@ -146,6 +170,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    grpc: GrpcSettings = field(default_factory=GrpcSettings)
     # Per-tenant limits and privacy (certa.tenants); "" means unlimited, nothing logged.
     tenants_file: str = ""
     exit_profiles: str = ""  # CERTA_EXIT_PROFILES: a profile file or a directory of them (certa.exit_profiles)
@@ -304,6 +329,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         store=_store_settings(env),
         auth=_auth_settings(env),
         tls=_tls_settings(env),
+        grpc=_grpc_settings(env),
         tenants_file=_existing_file(env, "TENANTS_FILE"),
         exit_profiles=_existing_path(env, "EXIT_PROFILES"),
         exit_profile=env.get(PREFIX + "EXIT_PROFILE", ""),
@@ -316,6 +342,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if settings.default_deadline_s > settings.max_deadline_s:
         raise InvalidArgument(
             f"{PREFIX}DEFAULT_DEADLINE_S", f"must be <= {PREFIX}MAX_DEADLINE_S ({settings.max_deadline_s})"
+        )
+    grace_s = settings.grpc.max_connection_age_grace_s
+    if grace_s is not None and grace_s < settings.max_deadline_s:
+        raise InvalidArgument(
+            f"{PREFIX}GRPC_MAX_CONNECTION_AGE_GRACE_S",
+            f"must be >= {PREFIX}MAX_DEADLINE_S ({settings.max_deadline_s:g}), got {grace_s:g}: a call allowed to run "
+            "that long would be cut when its connection reaches its age (leave it empty to follow "
+            "CERTA_MAX_DEADLINE_S)",
         )
     if settings.metrics_port > 65535:
         raise InvalidArgument(f"{PREFIX}METRICS_PORT", f"must be 0 (none) or a port, got {settings.metrics_port}")
@@ -333,9 +367,11 @@ def default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _flag(env: Mapping[str, str], key: str) -> bool:
+def _flag(env: Mapping[str, str], key: str, default: bool = False) -> bool:
     raw = env.get(PREFIX + key, "").strip().lower()
-    if raw in ("", "false", "0", "no"):
+    if raw == "":
+        return default
+    if raw in ("false", "0", "no"):
         return False
     if raw in ("true", "1", "yes"):
         return True
@@ -474,3 +510,20 @@ def _tls_settings(env: Mapping[str, str]) -> TlsSettings:
             f"{PREFIX}TLS_CLIENT_CA_FILE", "mutual TLS needs the server's TLS: set CERTA_TLS_CERT_FILE"
         )
     return settings
+
+
+def _grpc_settings(env: Mapping[str, str]) -> GrpcSettings:
+    base = GrpcSettings()
+    grace_raw = env.get(PREFIX + "GRPC_MAX_CONNECTION_AGE_GRACE_S", "")
+    return GrpcSettings(
+        max_connection_age_s=_number(env, "GRPC_MAX_CONNECTION_AGE_S", base.max_connection_age_s, float, 0.0),
+        max_connection_age_grace_s=_number(env, "GRPC_MAX_CONNECTION_AGE_GRACE_S", 0.0, float, 0.0)
+        if grace_raw
+        else None,
+        keepalive_time_s=_number(env, "GRPC_KEEPALIVE_TIME_S", base.keepalive_time_s, float, 0.001),
+        keepalive_timeout_s=_number(env, "GRPC_KEEPALIVE_TIMEOUT_S", base.keepalive_timeout_s, float, 0.001),
+        keepalive_permit_without_calls=_flag(
+            env, "GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS", base.keepalive_permit_without_calls
+        ),
+        min_ping_interval_s=_number(env, "GRPC_MIN_PING_INTERVAL_S", base.min_ping_interval_s, float, 0.001),
+    )

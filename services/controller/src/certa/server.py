@@ -78,6 +78,33 @@ def scripted_backend(spec: BackendSpec) -> Backend:
     return ScriptedBackend(name=spec.name, record=False, books_path=Path(books) if books else None)
 
 
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """The gRPC server's channel arguments: connection age and keepalive from `settings.grpc` (see GrpcSettings)."""
+    connection = settings.grpc
+    grace_s = connection.max_connection_age_grace_s
+    if grace_s is None:  # no call the API allows is cut by its connection's age
+        grace_s = settings.max_deadline_s
+    options = [
+        # A saturated event loop picks new calls up slowly; gRPC's default would cancel them after 30 s.
+        ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_TIMEOUT_S),
+        ("grpc.keepalive_time_ms", _milliseconds(connection.keepalive_time_s)),
+        ("grpc.keepalive_timeout_ms", _milliseconds(connection.keepalive_timeout_s)),
+        ("grpc.keepalive_permit_without_calls", int(connection.keepalive_permit_without_calls)),
+        ("grpc.http2.min_ping_interval_without_data_ms", _milliseconds(connection.min_ping_interval_s)),
+    ]
+    if connection.max_connection_age_s > 0:
+        options += [
+            ("grpc.max_connection_age_ms", _milliseconds(connection.max_connection_age_s)),
+            ("grpc.max_connection_age_grace_ms", _milliseconds(grace_s)),
+        ]
+    return options
+
+
+def _milliseconds(seconds: float) -> int:
+    """A gRPC duration argument: whole milliseconds, at least 1, at most a C int."""
+    return min(max(round(seconds * 1000), 1), 2**31 - 1)
+
+
 class CertaServer:
     """A running gRPC server around a `SolveService`. The telemetry stays its creator's to shut down."""
 
@@ -111,8 +138,7 @@ class CertaServer:
             interceptors=[telemetry.grpc_server_interceptor(), AccessInterceptor(telemetry), ErrorMappingInterceptor()],
             # Past this many calls at once, gRPC answers RESOURCE_EXHAUSTED at once rather than queueing them.
             maximum_concurrent_rpcs=RPCS_PER_REQUEST * settings.max_concurrent_requests,
-            # A saturated event loop picks new calls up slowly; gRPC's default would cancel them after 30 s.
-            options=[("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_TIMEOUT_S)],
+            options=server_options(settings),
         )
         reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(
             ReasoningServicer(self.service, authenticator, settings, telemetry), self._server
