@@ -53,8 +53,8 @@ finishes on its first attempt with its result recorded (real resumptions show as
 
 The last two need the scripted Triton model repository of the tests (`tests/fixtures/scripted_triton`, found from
 the working directory, or `--scripted-triton`); without it they are skipped. Authentication refusals (missing,
-wrong, expired, foreign credentials; another tenant's request id) are covered by `tests/api/test_auth.py` and
-`tests/integration/test_replicas.py`, and malformed requests by `tests/load/test_malformed_requests.py`.
+wrong, expired, foreign credentials; another tenant's request id) are covered by `tests/system/api/test_auth.py` and
+`tests/system/state/test_replicas.py`, and malformed requests by `tests/system/load/test_malformed_requests.py`.
 
 Results: a table on stdout and `bench-results/load.json` (`--out`).
 """
@@ -170,7 +170,7 @@ class ControllerProcess:
                 "CERTA_BACKENDS": f"instant=scripted://?books={self.books_path}",
                 "CERTA_REDIS_URL": redis_url,
                 "CERTA_REDIS_KEY_PREFIX": prefix,
-                "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant; authentication: tests/api/test_auth.py
+                "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant; authentication: tests/system/api/test_auth.py
                 "CERTA_LOG_FORMAT": "text",
                 "CERTA_LOG_LEVEL": "WARNING",
                 "CERTA_DRAIN_TIMEOUT_S": "1",

@@ -1,5 +1,0 @@
-"""The CLI's tests reuse the client tests' running controller (real gRPC server, Redis and scripted Triton)."""
-
-from tests.client.conftest import certa_address
-
-__all__ = ["certa_address"]
