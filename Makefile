@@ -25,14 +25,14 @@ export MODEL CERTA_PORT CERTA_HTTP_PORT TRITON_GRPC_PORT TRITON_HTTP_PORT TRITON
 
 PROTO_OUT := clients/python/src
 
-.PHONY: help install run up down logs status solve test test-fast test-unit test-integration test-e2e test-chart lint proto proto-check bench clean
+.PHONY: help install lock run up down logs status solve test test-fast test-unit test-integration test-e2e test-chart lint proto proto-check bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## Create the virtual environment and install everything (builds llama.cpp once)
 
-$(VENV)/.installed: clients/python/pyproject.toml services/controller/pyproject.toml services/bench/pyproject.toml services/triton-local/pyproject.toml deploy/local/install.sh
+$(VENV)/.installed: constraints.lock clients/python/pyproject.toml services/controller/pyproject.toml services/bench/pyproject.toml services/triton-local/pyproject.toml deploy/local/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash deploy/local/install.sh
 	touch $@
 
@@ -71,6 +71,13 @@ test-e2e: install ## Run the end-to-end tests of the local stack (real model)
 
 test-chart: install ## Run the Helm chart tests (real helm render)
 	$(PY) -m pytest -m chart
+
+lock: ## Re-resolve every dependency in a clean virtual environment and pin the result in constraints.lock
+	tmp=$$(mktemp -d) && $(PYTHON) -m venv $$tmp/venv && \
+	$$tmp/venv/bin/pip install --quiet --find-links "$${CERTA_WHEEL_CACHE:-$$HOME/.cache/certa/wheels}" \
+		-e clients/python -e "services/controller[dev]" -e services/bench -e "services/triton-local[model]" && \
+	{ sed -n '1,3p' constraints.lock; $$tmp/venv/bin/pip freeze --exclude-editable; } > constraints.lock.new && \
+	mv constraints.lock.new constraints.lock && rm -rf $$tmp
 
 lint: install ## Lint: ruff, the type checker, the import layering contracts and buf lint on the API
 	$(VENV)/bin/ruff check services tests clients

@@ -34,6 +34,6 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 
 echo "==> installing the client package, the controller, its benchmarks and the local Triton stack"
-"$VENV/bin/pip" install --quiet --find-links "$WHEELS" \
+"$VENV/bin/pip" install --quiet --find-links "$WHEELS" --constraint constraints.lock \
   -e clients/python -e "services/controller[dev]" -e "services/bench" -e "services/triton-local[model]"
 echo "==> installed into $VENV"
