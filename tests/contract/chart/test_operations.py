@@ -29,8 +29,8 @@ from tests.contract.chart.test_controller import settings_of
 pytestmark = pytest.mark.chart
 
 DASHBOARD = CHART / "dashboards" / "certa-dashboard.json"
-# The Prometheus names the controller exports (README.md, "Observe"; tests/unit/observability/test_telemetry.py scrapes them), and
-# the request-duration histogram the request telemetry adds (labels rpc, strategy, status).
+# The Prometheus names the controller exports (docs/operations.md; tests/unit/observability/test_telemetry.py scrapes
+# them), and the request-duration histogram the request telemetry adds (labels rpc, strategy, status).
 EXPORTED = {
     "certa_requests_total",
     "certa_requests_in_flight",

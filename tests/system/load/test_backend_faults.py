@@ -26,8 +26,8 @@ from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer
-from tests.system.api.conftest import settings_for
 from tests.conftest import SCRIPTED_REPOSITORY
+from tests.system.api.conftest import settings_for
 from tests.system.state.test_replicas import LONG, QUESTION
 
 pytestmark = pytest.mark.integration

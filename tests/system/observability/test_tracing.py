@@ -36,8 +36,8 @@ from certa.server import CertaServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
-from tests.system.api.conftest import settings_for
 from tests.conftest import FORWARDED_HEADERS, SCRIPTED_REPOSITORY
+from tests.system.api.conftest import settings_for
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,8 @@ from tests.system.api.conftest import settings_for
 pytestmark = pytest.mark.integration
 
 USER_SECRET, TOKEN_SECRET, REDIS_SECRET = "pw-in-userinfo-7f3a", "bearer-token-c41d", "redis-pw-55de"
-# A token in a query string is redacted too (tests/unit/security/test_hardening.py); adapters accept no such option today.
+# A token in a query string is redacted too (tests/unit/security/test_hardening.py); adapters accept no such option
+# today.
 
 
 @pytest.fixture

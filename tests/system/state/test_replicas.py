@@ -57,7 +57,8 @@ class Replica:
             "CERTA_SWEEP_INTERVAL_S": "0.3",
             "CERTA_LOG_FORMAT": "text",
             "CERTA_DRAIN_TIMEOUT_S": str(drain_s),
-            "CERTA_AUTH_DISABLED": "true",  # these tests name tenants in metadata; tests/system/api/test_auth.py checks auth
+            # These tests name tenants in metadata; tests/system/api/test_auth.py checks authentication.
+            "CERTA_AUTH_DISABLED": "true",
         }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

@@ -35,8 +35,8 @@ from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import free_port
-from tests.system.api.conftest import settings_for
 from tests.contract.chart.conftest import CHART
+from tests.system.api.conftest import settings_for
 
 QUESTION = "[[confident-after:100]] How many eggs does Janet sell?"
 DYNASOR = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=32, certainty_threshold=2, probe_tokens=10))

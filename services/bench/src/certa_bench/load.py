@@ -170,7 +170,8 @@ class ControllerProcess:
                 "CERTA_BACKENDS": f"instant=scripted://?books={self.books_path}",
                 "CERTA_REDIS_URL": redis_url,
                 "CERTA_REDIS_KEY_PREFIX": prefix,
-                "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant; authentication: tests/system/api/test_auth.py
+                # The tenant comes from x-certa-tenant; authentication is tests/system/api/test_auth.py's.
+                "CERTA_AUTH_DISABLED": "true",
                 "CERTA_LOG_FORMAT": "text",
                 "CERTA_LOG_LEVEL": "WARNING",
                 "CERTA_DRAIN_TIMEOUT_S": "1",
