@@ -1,8 +1,9 @@
 """`python -m certa_bench.load --fairness` (`make bench-fairness`): does one tenant's flood starve another tenant?
 
-A real controller process (`CertaServer`, real Redis, gRPC over loopback) in front of a backend with a fixed
-capacity: the scripted backend streaming the script at `--token-delay` seconds per token, serving at most
-`--backend-slots` calls at once and queueing the rest first come, first served (as a model server does). Tenant
+A real controller process (`certa serve`, real Redis, gRPC over loopback) in front of a backend with a fixed
+capacity: the scripted backend (`scripted://?slots=N`) streaming the script at `--token-delay` seconds per token,
+serving at most `--backend-slots` calls at once and queueing the rest first come, first served (as a model server
+does). Tenant
 `flood` sends `--flood` plain requests at once; a second later tenant `light` sends `--light` single requests, one
 every `--light-interval` seconds, each on its own. Two runs:
 
@@ -21,43 +22,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from certa.backends.port import Delta
-from certa.core.types import GenerationRequest
 from certa.testing.redis_server import RedisServer, free_port
-from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_bench.load import percentile, tail, wait_serving
 
 PLAIN = pb.Strategy(plain=pb.PlainCot())
-
-
-class SlottedBackend(ScriptedBackend):
-    """The instant scripted backend with a server's capacity: `slots` calls at once, the others wait in arrival
-    order."""
-
-    def __init__(self, slots: int) -> None:
-        super().__init__(name="instant", record=False)
-        self._slots = asyncio.Semaphore(slots)
-
-    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
-        async with self._slots, aclosing(super().stream(request, model)) as deltas:
-            async for delta in deltas:
-                yield delta
 
 
 class FairnessController:
@@ -67,7 +49,7 @@ class FairnessController:
         env = {
             **{key: value for key, value in os.environ.items() if not key.startswith(("CERTA_", "OTEL_"))},
             "CERTA_LISTEN_ADDRESS": self.address,
-            "CERTA_BACKENDS": "instant=scripted://",
+            "CERTA_BACKENDS": f"instant=scripted://?slots={slots}",
             "CERTA_REDIS_URL": redis_url,
             "CERTA_REDIS_KEY_PREFIX": f"fair-{uuid.uuid4().hex[:8]}",
             "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant
@@ -79,7 +61,7 @@ class FairnessController:
         }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "certa_bench.fairness", "controller", "--slots", str(slots)],
+                [str(Path(sys.executable).parent / "certa"), "serve"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -193,34 +175,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"work_dir": str(work), "fairness": runs}
 
 
-def controller_main(argv: Sequence[str]) -> int:
-    """`python -m certa_bench.fairness controller --slots N`: `CertaServer` over a `SlottedBackend`, until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m certa_bench.fairness controller")
-    parser.add_argument("--slots", type=int, required=True)
-    args = parser.parse_args(argv)
-
-    from certa.cli import setup_logging
-    from certa.config import load_settings
-    from certa.server import CertaServer
-
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format)
-
-    async def serve() -> None:
-        server = CertaServer(settings, {settings.backends[0].name: SlottedBackend(args.slots)})
-        await server.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        await server.stop()
-
-    asyncio.run(serve())
-    return 0
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["controller"]:
-        sys.exit(controller_main(sys.argv[2:]))
-    sys.exit(f"run it as: python -m certa_bench.load --fairness  ({json.dumps(sys.argv[1:])} not understood)")
+    sys.exit("run it as: python -m certa_bench.load --fairness")

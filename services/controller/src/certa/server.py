@@ -69,13 +69,16 @@ SCRIPTED_SCHEME = "scripted"
 
 
 def scripted_backend(spec: BackendSpec) -> Backend:
-    """`scripted://[?books=FILE]`: the scripted model of `certa.testing` instead of a model server, for load
-    campaigns (`make bench-load`) that measure the controller alone; `books` is where it writes what it generated
-    when the server stops."""
+    """`scripted://[?books=FILE&slots=N]`: the scripted model of `certa.testing` instead of a model server, for load
+    campaigns (`make bench-load`, `make bench-fairness`) that measure the controller alone; `books` is where it writes
+    what it generated when the server stops, `slots` how many calls it serves at once (0: no limit)."""
     options = UrlOptions(spec)
     books = options.optional_text("books")
+    slots = options.optional_int("slots") or 0
+    if slots < 0:
+        options.fail(f"option slots={slots} must be >= 0")
     options.finish()
-    return ScriptedBackend(name=spec.name, record=False, books_path=Path(books) if books else None)
+    return ScriptedBackend(name=spec.name, record=False, books_path=Path(books) if books else None, slots=slots)
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:

@@ -5,7 +5,8 @@ It streams one token (one character) per delta, handing the event loop over befo
 does, honours `[[slow:S]]` and `[[fail-after:N]]`, reports prompt tokens, and records every request it served and
 every call that was cancelled (unless `record` is off: a long load would keep them all). It keeps the books a load
 campaign checks the controller's records against: calls, tokens handed over, and the time spent in its own code
-(`busy_s`, without the hand-overs); `close()` writes them as JSON to `books_path` when one is set.
+(`busy_s`, without the hand-overs); `close()` writes them as JSON to `books_path` when one is set. With `slots`, it
+serves that many calls at once and the others wait in arrival order, as a model server with a fixed capacity does.
 """
 
 from __future__ import annotations
@@ -38,10 +39,23 @@ class ScriptedBackend:
     calls: int = 0
     tokens: int = 0
     busy_s: float = 0.0
+    slots: int = 0  # calls served at once, the others queued first come, first served; 0: no limit
+    _capacity: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
 
     async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
         if not self.available:
             raise BackendUnavailable(self.name, "scripted backend switched off")
+        if not self.slots:
+            async for delta in self._generate(request):
+                yield delta
+            return
+        if self._capacity is None:
+            self._capacity = asyncio.Semaphore(self.slots)
+        async with self._capacity:
+            async for delta in self._generate(request):
+                yield delta
+
+    async def _generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         started = time.perf_counter()
         self.calls += 1
         if self.record:
