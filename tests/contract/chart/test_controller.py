@@ -414,12 +414,10 @@ def test_exit_profiles_from_a_config_map_are_mounted_where_the_controller_reads_
     rendered = render(
         "controller.exitProfiles.existingConfigMap=calibrated-profiles", "controller.config.exitProfile=qwen-gsm8k"
     )
-    env = {item["name"]: item.get("value") for item in rendered.controller_container["env"]}
-    assert env["CERTA_EXIT_PROFILES"] == "/etc/certa/exit-profiles"
+    assert rendered.config["CERTA_EXIT_PROFILES"] == "/etc/certa/exit-profiles"
     assert rendered.config["CERTA_EXIT_PROFILE"] == "qwen-gsm8k"
     mounts = {mount["name"]: mount for mount in rendered.controller_container["volumeMounts"]}
     assert mounts["exit-profiles"]["mountPath"] == "/etc/certa/exit-profiles" and mounts["exit-profiles"]["readOnly"]
     volumes = {volume["name"]: volume for volume in rendered.controller["spec"]["template"]["spec"]["volumes"]}
     assert volumes["exit-profiles"]["configMap"]["name"] == "calibrated-profiles"
-    default = {item["name"]: item.get("value") for item in render().controller_container["env"]}
-    assert default["CERTA_EXIT_PROFILES"] == ""
+    assert render().config["CERTA_EXIT_PROFILES"] == ""
