@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import grpc
 from certa.testing.redis_server import RedisServer, free_port
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
-from certa_bench.load import percentile, tail, wait_serving
+from certa_bench.load import certa_serve, percentile, tail, wait_serving
 
 PLAIN = pb.Strategy(plain=pb.PlainCot())
 
@@ -47,7 +46,6 @@ class FairnessController:
         self.port = free_port()
         self.log_path = work / f"fairness-{label}.log"
         env = {
-            **{key: value for key, value in os.environ.items() if not key.startswith(("CERTA_", "OTEL_"))},
             "CERTA_LISTEN_ADDRESS": self.address,
             "CERTA_BACKENDS": f"instant=scripted://?slots={slots}",
             "CERTA_REDIS_URL": redis_url,
@@ -59,13 +57,7 @@ class FairnessController:
             "CERTA_BACKEND_MAX_CONCURRENT_CALLS": str(slots if fair else 0),
             "OTEL_SDK_DISABLED": "true",
         }
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "certa"), "serve"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = certa_serve(env, self.log_path)
         wait_serving(self.address, self.process, self.log_path)
 
     @property
