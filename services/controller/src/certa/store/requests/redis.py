@@ -13,13 +13,15 @@ keeps its length as `journal_entries`).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
 from certa.core.errors import CorruptState, LeaseLost, StoreUnavailable
+from certa.store.redis_batch import CommandBatcher
 from certa.store.requests.codec import read_request, request_fields, writes_of
 from certa.store.requests.port import (
     Append,
@@ -175,6 +177,7 @@ class RedisStore:
         self._state_ttl_ms = int(state_ttl_s * 1000)
         self._result_ttl_ms = int(result_ttl_s * 1000)
         self._observe = observe or (lambda operation, seconds: None)
+        self._batch = CommandBatcher(client)
         self._scripts = {
             name: client.register_script(source)
             for name, source in {
@@ -225,6 +228,15 @@ class RedisStore:
         finally:
             self._observe(operation, time.perf_counter() - started)
 
+    async def _eval(self, name: str, keys: list[str], args: Sequence[EncodableT]) -> Any:
+        """Run one of the store's scripts in the next command batch; load it first if Redis lost it (a restart)."""
+        script = self._scripts[name]
+        try:
+            return await self._batch.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            await self._redis.script_load(script.script)
+            return await self._batch.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
     async def _index_lease(self, key: RequestKey, expires_ms: int) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._index, {str(key): expires_ms})
@@ -239,9 +251,7 @@ class RedisStore:
         fields = [item for pair in request_fields(request).items() for item in pair]
 
         async def run() -> Any:
-            created = await self._scripts["create"](
-                keys=keys[:2], args=[owner, self._lease_ms, self._state_ttl_ms, *fields]
-            )
+            created = await self._eval("create", keys[:2], [owner, self._lease_ms, self._state_ttl_ms, *fields])
             if created:
                 await self._index_lease(request.key, self._now_ms() + self._lease_ms)
             return created
@@ -290,7 +300,7 @@ class RedisStore:
         claimed = await self.call(
             "claim",
             key,
-            lambda: self._scripts["claim"](keys=keys, args=[owner, self._lease_ms, self._state_ttl_ms]),
+            lambda: self._eval("claim", keys, [owner, self._lease_ms, self._state_ttl_ms]),
         )
         if not claimed:
             return None
@@ -322,12 +332,12 @@ class RedisStore:
             *append.journal,
             *append.events,
         ]
-        cancel = await self.call("append", key, lambda: self._scripts["append"](keys=self.keys(key), args=args))
+        cancel = await self.call("append", key, lambda: self._eval("append", self.keys(key), args))
         return bool(cancel)
 
     async def renew(self, key: RequestKey, owner: str) -> bool:
         async def run() -> Any:
-            cancel = await self._scripts["renew"](keys=self.keys(key), args=[owner, self._lease_ms, self._state_ttl_ms])
+            cancel = await self._eval("renew", self.keys(key), [owner, self._lease_ms, self._state_ttl_ms])
             await self._index_lease(key, self._now_ms() + self._lease_ms)
             return cancel
 
@@ -347,21 +357,21 @@ class RedisStore:
         ]
 
         async def run() -> None:
-            await self._scripts["finish"](keys=self.keys(key), args=args)
+            await self._eval("finish", self.keys(key), args)
             await self._redis.zrem(self._index, str(key))
 
         await self.call("finish", key, run)
 
     async def release(self, key: RequestKey, owner: str) -> None:
         async def run() -> None:
-            if await self._scripts["release"](keys=self.keys(key), args=[owner]):
+            if await self._eval("release", self.keys(key), [owner]):
                 await self._index_lease(key, 0)
 
         await self.call("release", key, run)
 
     async def request_cancel(self, key: RequestKey) -> Status | None:
         meta = self.keys(key)[0]
-        status = await self.call("cancel", key, lambda: self._scripts["cancel"](keys=[meta]))
+        status = await self.call("cancel", key, lambda: self._eval("cancel", [meta], []))
         if status is None:
             return None
         try:
@@ -383,7 +393,7 @@ class RedisStore:
     async def reopen(self, key: RequestKey, attempt: int, deadline_at: float) -> bool:
         keys = self.keys(key)
         args: list[int | str] = [attempt, repr(deadline_at), self._state_ttl_ms]
-        reopened = await self.call("reopen", key, lambda: self._scripts["reopen"](keys=keys, args=args))
+        reopened = await self.call("reopen", key, lambda: self._eval("reopen", keys, args))
         if reopened:
             await self.call("reopen", key, lambda: self._index_lease(key, self._now_ms()))
         return bool(reopened)
