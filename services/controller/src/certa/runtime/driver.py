@@ -82,7 +82,7 @@ class _Call:
     finish: FinishReason | None = None
     settled: bool = False
     task: asyncio.Task[Outcome] | None = None  # None while held back by a replay
-    chars: int = 0  # characters of text so far
+    chars: int = 0  # characters of text so far, counted while its log-probs are kept
     fitted_max_tokens: int | None = None
     log_probs: list[float] | None = field(default_factory=list)  # None: asked for, and the backend sent none
     text_ends: list[int] = field(default_factory=list)
@@ -90,9 +90,9 @@ class _Call:
     def take_log_probs(self, delta: Delta) -> None:
         """Keep the delta's log-probs, each token ending where the call's text now ends. A delta with text and
         no log-probs means the backend does not return them (the outcome then reports none)."""
-        self.chars += len(delta.text)
         if not self.request.log_probs or self.log_probs is None:
             return
+        self.chars += len(delta.text)
         if delta.log_probs is None:
             if delta.text:
                 self.log_probs = None
@@ -358,24 +358,26 @@ class Driver:
                 observed.settle(call.tokens, call.prompt_tokens, call.finish)
 
     async def _consume(self, call: _Call) -> Outcome:
+        """Take the call's deltas as they stream (once per token: the loop body is kept to what each one needs)."""
         request = call.request
+        sample = request.sample_index
+        is_path = request.purpose is Purpose.PATH
+        on_event, path_streamed, texts = self._on_event, self._path_streamed, call.texts
         try:
             if request.max_tokens <= 0:
                 return call.outcome(FinishReason.LENGTH)
             async for delta in self._backend.stream(request, self._model):
-                call.texts.append(delta.text)
+                texts.append(delta.text)
                 call.take_log_probs(delta)
                 call.tokens += delta.tokens
                 if delta.token_ids is None or call.token_ids is None:
                     call.token_ids = None
                 else:
                     call.token_ids.extend(delta.token_ids)
-                if request.purpose is Purpose.PATH:
-                    self._path_streamed[request.sample_index] += delta.tokens
+                if is_path:
+                    path_streamed[sample] += delta.tokens
                     if delta.text:
-                        self._on_event(
-                            TextDelta(request.sample_index, delta.text, self._path_streamed[request.sample_index])
-                        )
+                        on_event(TextDelta(sample, delta.text, path_streamed[sample]))
                 if delta.finish is not None:
                     call.finish = delta.finish
                     call.prompt_tokens = delta.prompt_tokens

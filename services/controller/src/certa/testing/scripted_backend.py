@@ -12,6 +12,7 @@ serves that many calls at once and the others wait in arrival order, as a model 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,13 @@ from certa.backends.port import Delta
 from certa.core.errors import BackendError, BackendUnavailable
 from certa.core.types import FinishReason, GenerationRequest, prompt_text
 from certa.testing.scripted_model import Directives, ScriptedModel
+
+
+@functools.cache
+def _token_delta(char: str) -> Delta:
+    """The delta of one token (character) that does not end its call; deltas are immutable, so one per character
+    serves every call."""
+    return Delta(text=char, tokens=1, token_ids=(ord(char),))
 
 
 @dataclass
@@ -42,13 +50,12 @@ class ScriptedBackend:
     slots: int = 0  # calls served at once, the others queued first come, first served; 0: no limit
     _capacity: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
 
-    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
-        if not self.available:
-            raise BackendUnavailable(self.name, "scripted backend switched off")
+    def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
         if not self.slots:
-            async for delta in self._generate(request):
-                yield delta
-            return
+            return self._generate(request)
+        return self._generate_in_slot(request)
+
+    async def _generate_in_slot(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         if self._capacity is None:
             self._capacity = asyncio.Semaphore(self.slots)
         async with self._capacity:
@@ -56,6 +63,8 @@ class ScriptedBackend:
                 yield delta
 
     async def _generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        if not self.available:
+            raise BackendUnavailable(self.name, "scripted backend switched off")
         started = time.perf_counter()
         self.calls += 1
         if self.record:
@@ -64,6 +73,7 @@ class ScriptedBackend:
         directives = Directives.parse(prompt)
         text, finished = self.model.completion(prompt, request.max_tokens, request.sampling.seed)
         fail_at = self.model.failure_offset(prompt, request.sampling.seed)
+        last = len(text) - 1
         self.busy_s += time.perf_counter() - started
         try:
             for position, char in enumerate(text):
@@ -71,15 +81,11 @@ class ScriptedBackend:
                     raise BackendError(self.name, f"scripted failure after {position} tokens")
                 await asyncio.sleep(directives.slow_s)  # 0: hand the loop over once per token
                 started = time.perf_counter()
-                last = position == len(text) - 1
-                finish = (FinishReason.STOP if finished else FinishReason.LENGTH) if last else None
-                delta = Delta(
-                    text=char,
-                    tokens=1,
-                    token_ids=(ord(char),),
-                    finish=finish,
-                    prompt_tokens=len(prompt) if last else 0,
-                )
+                if position == last:
+                    finish = FinishReason.STOP if finished else FinishReason.LENGTH
+                    delta = Delta(text=char, tokens=1, token_ids=(ord(char),), finish=finish, prompt_tokens=len(prompt))
+                else:
+                    delta = _token_delta(char)
                 self.tokens += 1  # counted as handed over: the consumer accounts it before it can be cancelled
                 self.busy_s += time.perf_counter() - started
                 yield delta
