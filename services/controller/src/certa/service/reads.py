@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from certa.core.errors import NotFound, StoreUnavailable
 from certa.core.report import RuntimeEvent, SolveReport
@@ -101,6 +102,8 @@ class Reads:
             if run.state is not RunState.HANDED_OVER:
                 if run.error is not None:
                     raise run.error
+                if run.recorded_status is not None:  # as recorded by this replica: no need to read it back
+                    return RequestView.of(replace(run.stored, status=run.recorded_status, owner=""), run.report)
                 return await self.describe(key)
         async for _ in self.follow(key):
             pass

@@ -68,6 +68,7 @@ class LocalRun:
     heartbeat: asyncio.Task[None] | None = None
     state: RunState = RunState.RUNNING
     report: SolveReport | None = None  # set with the final state: the result of a run that was not interrupted
+    recorded_status: Status | None = None  # the status its outcome was recorded with (state `RECORDED`)
     error: CertaError | None = None  # set with the final state: why the run failed
     lease_lost: bool = False  # the heartbeat found another replica holding the lease
     stopped_by_shutdown: bool = False  # cancelled because the replica drains, not by its client
@@ -277,7 +278,7 @@ class Runs:
             if report is not None:
                 final = Status.CANCELLED if report.stop_reason is StopReason.CANCELLED else Status.SUCCEEDED
             await run.recorder.finish(final, summary, failure_of(error) if error is not None else None)
-            state = RunState.RECORDED
+            state, run.recorded_status = RunState.RECORDED, final
             await self._admission.release(run.key.tenant, run.key.request_id)
         except LeaseLost:
             state = RunState.HANDED_OVER

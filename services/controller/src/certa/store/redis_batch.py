@@ -35,11 +35,22 @@ class CommandBatcher:
 
     async def execute(self, *args: EncodableT) -> Any:
         """Run one command (`args` as for `execute_command`) in the next batch and return its reply."""
+        return await self._queue(args)
+
+    async def execute_all(self, *commands: tuple[EncodableT, ...]) -> list[Any]:
+        """Run `commands` in order in the same batch; their replies, or the first command's error."""
+        replies = await asyncio.gather(*(self._queue(args) for args in commands), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
+    def _queue(self, args: tuple[EncodableT, ...]) -> asyncio.Future[Any]:
         reply = asyncio.get_running_loop().create_future()
         self._queued.append((args, reply))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send())
-        return await reply
+        return reply
 
     async def _send(self) -> None:
         while self._queued:

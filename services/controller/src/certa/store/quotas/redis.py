@@ -58,17 +58,10 @@ class RedisQuotaLedger:
 
     async def release(self, tenant: str, request_id: str) -> None:
         running = self._keys(tenant, 0)[0]
-        await self._store.call("quota", None, lambda: self._redis.zrem(running, request_id))
+        await self._store.command("quota", "ZREM", running, request_id)
 
     async def spend(self, tenant: str, tokens: int) -> None:
         if tokens <= 0:
             return
         counter = self._keys(tenant, int(time.time() * 1000))[1]
-
-        async def run() -> None:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incrby(counter, tokens)
-                pipe.pexpire(counter, 2 * WINDOW_MS)
-                await pipe.execute()
-
-        await self._store.call("quota", None, run)
+        await self._store.commands("quota", ("INCRBY", counter, tokens), ("PEXPIRE", counter, 2 * WINDOW_MS))

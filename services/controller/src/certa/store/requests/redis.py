@@ -238,17 +238,26 @@ class RedisStore:
             return await self._batch.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def _index_lease(self, key: RequestKey, expires_ms: int) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._index, {str(key): expires_ms})
-            pipe.pexpire(self._index, self._state_ttl_ms)
-            await pipe.execute()
+        await self._batch.execute_all(
+            ("ZADD", self._index, expires_ms, str(key)), ("PEXPIRE", self._index, self._state_ttl_ms)
+        )
+
+    async def command(self, operation: str, *args: EncodableT) -> Any:
+        """One Redis command (`args` as for `execute_command`) in the store's next batch, its faults mapped as
+        `call` maps them (for the other adapters sharing this store's Redis)."""
+        return await self.call(operation, None, lambda: self._batch.execute(*args))
+
+    async def commands(self, operation: str, *commands: tuple[EncodableT, ...]) -> list[Any]:
+        """`commands` in order in the store's next batch (not a transaction), as `command` runs one."""
+        return await self.call(operation, None, lambda: self._batch.execute_all(*commands))
 
     async def ping(self) -> None:
         await self.call("ping", None, lambda: cast(Awaitable[bool], self._redis.ping()))
 
     async def create(self, request: RequestRecord, owner: str) -> Created | Existing:
         keys = self.keys(request.key)
-        fields = [item for pair in request_fields(request).items() for item in pair]
+        written = request_fields(request)
+        fields = [item for pair in written.items() for item in pair]
 
         async def run() -> Any:
             created = await self._eval("create", keys[:2], [owner, self._lease_ms, self._state_ttl_ms, *fields])
@@ -256,23 +265,17 @@ class RedisStore:
                 await self._index_lease(request.key, self._now_ms() + self._lease_ms)
             return created
 
-        created = await self.call("create", request.key, run)
+        if await self.call("create", request.key, run):
+            return Created(read_request(keys[0], request.key, written, owner))  # as written: no need to read it back
         stored = await self.read(request.key)
         if stored is None:
-            raise StoreUnavailable(f"request {request.key} vanished right after it was written (evicted?)")
-        return Created(stored) if created else Existing(stored)
+            raise StoreUnavailable(f"request {request.key} vanished right after it was found (evicted?)")
+        return Existing(stored)
 
     async def read(self, key: RequestKey) -> StoredRequest | None:
         meta, lease = self.keys(key)[:2]
 
-        async def run() -> tuple[Any, Any]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(meta)
-                pipe.get(lease)
-                fields, owner = await pipe.execute()
-            return fields, owner
-
-        fields, owner = await self.call("read", key, run)
+        fields, owner = await self.call("read", key, lambda: self._batch.execute_all(("HGETALL", meta), ("GET", lease)))
         if not fields:
             return None
         return read_request(meta, key, fields, owner.decode() if owner else "")
@@ -280,14 +283,9 @@ class RedisStore:
     async def holder(self, key: RequestKey) -> tuple[Status, str] | None:
         meta, lease = self.keys(key)[:2]
 
-        async def run() -> tuple[Any, Any]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hget(meta, "status")
-                pipe.get(lease)
-                status, owner = await pipe.execute()
-            return status, owner
-
-        status, owner = await self.call("holder", key, run)
+        status, owner = await self.call(
+            "holder", key, lambda: self._batch.execute_all(("HGET", meta, "status"), ("GET", lease))
+        )
         if status is None:
             return None
         try:
@@ -358,7 +356,7 @@ class RedisStore:
 
         async def run() -> None:
             await self._eval("finish", self.keys(key), args)
-            await self._redis.zrem(self._index, str(key))
+            await self._batch.execute("ZREM", self._index, str(key))
 
         await self.call("finish", key, run)
 
