@@ -24,7 +24,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import grpc
@@ -35,7 +35,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -98,6 +98,7 @@ class Telemetry:
         on_shutdown: Sequence[Callable[[], object]] = (),
     ) -> None:
         self._tracer_provider = tracer_provider or trace.NoOpTracerProvider()
+        self._tracing = tracer_provider is not None  # off: per-call spans and their attributes are not built
         self.tracer = self._tracer_provider.get_tracer("certa")
         meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter("certa")
         self._metrics = CertaMetrics(meter)
@@ -331,19 +332,22 @@ class Telemetry:
         started = time.perf_counter()
         cancelled = False
         error_type: str | None = None
-        with self.tracer.start_as_current_span(
-            genai.span_name(model),
-            kind=SpanKind.CLIENT,
-            attributes={
-                **genai.request_attributes(provider, model, request.max_tokens),
-                "certa.backend": backend,
-                "certa.purpose": purpose,
-                "certa.sample_index": request.sample_index,
-                "certa.max_tokens": request.max_tokens,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        opened: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+        if self._tracing:
+            opened = self.tracer.start_as_current_span(
+                genai.span_name(model),
+                kind=SpanKind.CLIENT,
+                attributes={
+                    **genai.request_attributes(provider, model, request.max_tokens),
+                    "certa.backend": backend,
+                    "certa.purpose": purpose,
+                    "certa.sample_index": request.sample_index,
+                    "certa.max_tokens": request.max_tokens,
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        with opened as span:
             try:
                 yield call
             except asyncio.CancelledError:
@@ -357,17 +361,18 @@ class Telemetry:
             finally:
                 finish = FinishReason.CANCELLED if cancelled else call.finish
                 finish_label = str(finish) if finish is not None else "error"
-                span.set_attributes(
-                    {
-                        "gen_ai.usage.input_tokens": call.prompt_tokens,
-                        "gen_ai.usage.output_tokens": call.tokens,
-                        "gen_ai.response.finish_reasons": (finish_label,),
-                        "certa.tokens.generated": call.tokens,
-                        "certa.tokens.prompt": call.prompt_tokens,
-                        "certa.finish_reason": finish_label,
-                        "certa.cancelled": cancelled,
-                    }
-                )
+                if self._tracing:
+                    span.set_attributes(
+                        {
+                            "gen_ai.usage.input_tokens": call.prompt_tokens,
+                            "gen_ai.usage.output_tokens": call.tokens,
+                            "gen_ai.response.finish_reasons": (finish_label,),
+                            "certa.tokens.generated": call.tokens,
+                            "certa.tokens.prompt": call.prompt_tokens,
+                            "certa.finish_reason": finish_label,
+                            "certa.cancelled": cancelled,
+                        }
+                    )
                 duration_s = time.perf_counter() - started
                 self._metrics.tokens_generated.add(call.tokens, {"purpose": purpose, "backend": backend})
                 self._metrics.backend_duration.record(
