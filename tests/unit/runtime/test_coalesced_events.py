@@ -14,7 +14,7 @@ from certa.core.report import Resumed, RuntimeEvent, TextDelta
 from certa.core.spec import SolveSpec
 from certa.core.strategies import DynasorConfig, PlainSpec
 from certa.core.types import FinishReason, Outcome, SamplingParams, Segment, StopReason
-from certa.runtime.journal import Recorder, Reply, ReplyKind, coalesce
+from certa.runtime.journal import Recorder, Reply, ReplyKind
 from certa.service import Finished, FollowedEvent, SolveService
 from certa.store.requests import values
 from certa.store.requests.memory import MemoryStore
@@ -27,18 +27,26 @@ SETTINGS = Settings(prompt_template="raw", store=StoreSettings(lease_s=0.3, swee
 SLOW = "[[slow:0.004]] How many dollars?"
 
 
-def test_coalescing_joins_each_sample_s_consecutive_text_and_keeps_every_other_event_in_place() -> None:
+async def test_coalescing_joins_each_sample_s_consecutive_text_and_keeps_every_other_event_in_place() -> None:
+    store = MemoryStore()
+    key = RequestKey("acme", "coalesced")
+    await store.create(RequestRecord(key, "f", b"{}", "prompt", "plain", "scripted", "m", 1.0, 2.0), "replica-a")
+    recorder = Recorder(store, key, "replica-a")
     decision = Decision(0, StopReason.CERTAIN, "18")
-    events: list[RuntimeEvent] = [
-        TextDelta(0, "Ja", 2),
-        TextDelta(1, "Th", 2),
-        TextDelta(0, "net", 5),
-        TextDelta(1, "e", 3),
-        decision,
-        TextDelta(0, "'s", 7),
+    recorder.event(TextDelta(0, "Ja", 2))
+    recorder.text(1, "Th", 2)
+    recorder.text(0, "net", 5)
+    recorder.event(TextDelta(1, "e", 3))
+    recorder.event(decision)
+    recorder.text(0, "'s", 7)
+    await recorder.checkpoint(Reply(ReplyKind.WAIT, 0, Outcome(Segment("Janet's"), 7, FinishReason.LENGTH)))
+    recorder.text(0, " pay", 9)  # after the journal entry: an event of its own
+    await recorder.checkpoint(Reply(ReplyKind.WAIT, 1, Outcome(Segment(" pay"), 2, FinishReason.LENGTH)))
+    await recorder.close()
+    stored = [values.decode(entry.event, RuntimeEvent, "test") for entry in await store.events(key, "")]
+    assert stored == [
+        TextDelta(0, "Janet", 5), TextDelta(1, "The", 3), decision, TextDelta(0, "'s", 7), TextDelta(0, " pay", 9)
     ]
-    assert coalesce(events) == [TextDelta(0, "Janet", 5), TextDelta(1, "The", 3), decision, TextDelta(0, "'s", 7)]
-    assert coalesce([]) == []
 
 
 def spec(request_id: str, text: str) -> SolveSpec:

@@ -59,6 +59,9 @@ from certa.runtime.journal import Reply, ReplyKind
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[RuntimeEvent], None]
+TextSink = Callable[[int, str, int], None]
+"""Text a path call streamed: sample index, text, path tokens of the sample so far (a `TextDelta`'s fields; a sink
+of its own so the per-token path builds no event object)."""
 Checkpoint = Callable[[Reply], Awaitable[bool]]
 """Stores one journal entry; returns True when the request's cancellation was asked for (from any replica)."""
 PoolGate = Callable[[AskPool], Awaitable[int]]
@@ -126,6 +129,7 @@ class Driver:
         *,
         token_budget: int,
         on_event: EventSink | None = None,
+        on_text: TextSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         telemetry: Telemetry | None = None,
         replay: Sequence[Reply] = (),
@@ -141,6 +145,7 @@ class Driver:
         self._model = model
         self._token_budget = token_budget
         self._on_event = on_event or (lambda event: None)
+        self._on_text = on_text or (lambda sample, text, tokens: self._on_event(TextDelta(sample, text, tokens)))
         self._clock = clock
         self._calls: dict[Handle, _Call] = {}
         self._next_handle = 0
@@ -362,7 +367,7 @@ class Driver:
         request = call.request
         sample = request.sample_index
         is_path = request.purpose is Purpose.PATH
-        on_event, path_streamed, texts = self._on_event, self._path_streamed, call.texts
+        on_text, path_streamed, texts = self._on_text, self._path_streamed, call.texts
         try:
             if request.max_tokens <= 0:
                 return call.outcome(FinishReason.LENGTH)
@@ -377,7 +382,7 @@ class Driver:
                 if is_path:
                     path_streamed[sample] += delta.tokens
                     if delta.text:
-                        on_event(TextDelta(sample, delta.text, path_streamed[sample]))
+                        on_text(sample, delta.text, path_streamed[sample])
                 if delta.finish is not None:
                     call.finish = delta.finish
                     call.prompt_tokens = delta.prompt_tokens

@@ -15,9 +15,9 @@ their own at most `event_flush_s` later while a client follows the run on this r
 `idle_flush_s` later otherwise (a follower on another replica, or a client attaching later, reads them from the
 store; with a model of ordinary speed, the next checkpoint comes first and carries them).
 
-Text events of a batch are coalesced: consecutive `TextDelta`s become one per sample
-(its text joined, its token count the last one), never across a journal entry or another event, so a client reads
-the same text in the same order and the checkpoint boundary a resumption cuts the stream at is where it was. The
+Text events are coalesced as they are queued: consecutive `TextDelta`s become one per sample (its text joined, its
+token count the last one), never across a journal entry, another event or a batch, so a client reads the same text
+in the same order and the checkpoint boundary a resumption cuts the stream at is where it was. The
 partial result (`summarize`, O(text)) is written with a checkpoint at most every `summary_interval_s`: it only
 serves readers on other replicas while the run goes on (a resumption rebuilds from the journal, the finish writes
 the final one). A write that fails is reported at the next checkpoint or at the finish, so a run never succeeds
@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -134,28 +134,20 @@ IDLE_FLUSH_S = 1.0
 SUMMARY_INTERVAL_S = 1.0
 """How stale the stored partial result of a running request may be (readers on other replicas)."""
 
-_Pending = tuple[bool, "Reply | RuntimeEvent"]  # (is a journal entry, the entry or the event), in order
+@dataclass
+class _Text:
+    """The text one sample streamed since the last other event or journal entry, merged as it arrives (text events
+    are coalesced when queued: per token, one append, no event object)."""
+
+    sample_index: int
+    pieces: list[str]
+    path_tokens: int
+
+    def event(self) -> TextDelta:
+        return TextDelta(self.sample_index, "".join(self.pieces), self.path_tokens)
 
 
-def coalesce(events: Sequence[RuntimeEvent]) -> list[RuntimeEvent]:
-    """`events` with each run of consecutive `TextDelta`s merged into one per sample, in order of first appearance:
-    every sample's text is kept whole and in order, and so is the order of the other events."""
-    merged: list[RuntimeEvent] = []
-    texts: dict[int, int] = {}  # sample -> index in `merged` of the current run's delta
-    for event in events:
-        if not isinstance(event, TextDelta):
-            merged.append(event)
-            texts.clear()
-            continue
-        at = texts.get(event.sample_index)
-        if at is None:
-            texts[event.sample_index] = len(merged)
-            merged.append(event)
-            continue
-        earlier = merged[at]
-        assert isinstance(earlier, TextDelta)
-        merged[at] = TextDelta(event.sample_index, earlier.text + event.text, event.path_tokens)
-    return merged
+_Pending = tuple[bool, "Reply | RuntimeEvent | _Text"]  # (is a journal entry, the entry or the event), in order
 
 
 class Recorder:
@@ -189,6 +181,7 @@ class Recorder:
         self._clock = clock
         self._summarized_at: float | None = None
         self._pending: list[_Pending] = []
+        self._texts: dict[int, _Text] = {}  # sample -> its text queued since the last other event or entry
         self._lock = asyncio.Lock()
         self._failure: CertaError | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -196,7 +189,26 @@ class Recorder:
 
     def event(self, event: RuntimeEvent) -> None:
         """Queue an event; it is written with the next checkpoint, or on its own a flush interval from now."""
+        if isinstance(event, TextDelta):
+            self.text(event.sample_index, event.text, event.path_tokens)
+            return
         self._pending.append((False, event))
+        self._texts.clear()
+        self._flush_soon()
+
+    def text(self, sample_index: int, text: str, path_tokens: int) -> None:
+        """Queue text a path streamed (a `TextDelta`), joined to the sample's text queued since the last other event
+        or journal entry: a client reads the same text in the same order, in fewer events."""
+        queued = self._texts.get(sample_index)
+        if queued is None:
+            queued = self._texts[sample_index] = _Text(sample_index, [text], path_tokens)
+            self._pending.append((False, queued))
+        else:
+            queued.pieces.append(text)
+            queued.path_tokens = path_tokens
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if self._flusher is None or self._flusher.done():
             delay_s = self._event_flush_s if self._followed() else self._idle_flush_s
             self._flusher = asyncio.ensure_future(self._flush_in_background(delay_s))
@@ -204,6 +216,7 @@ class Recorder:
     async def checkpoint(self, reply: Reply) -> bool:
         """Store a journal entry (with the events before it and the partial result); True if cancel was asked."""
         self._pending.append((True, reply))
+        self._texts.clear()
         await self._flush()
         return self._cancel_requested
 
@@ -261,21 +274,18 @@ class Recorder:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
+            self._texts.clear()  # text streamed from now on goes to the next batch
             journal: list[bytes] = []
             events: list[bytes] = []
             checkpointed_events = 0
-            run: list[RuntimeEvent] = []  # events since the last journal entry
             for is_entry, item in batch:
                 if is_entry:
                     assert isinstance(item, Reply)
-                    events += [values.encode(event) for event in coalesce(run)]
-                    run = []
                     checkpointed_events = len(events)
                     journal.append(encode_reply(item))
                 else:
                     assert not isinstance(item, Reply)
-                    run.append(item)
-            events += [values.encode(event) for event in coalesce(run)]
+                    events.append(values.encode(item.event() if isinstance(item, _Text) else item))
             append = Append(
                 write=self._writes + 1,
                 journal=journal,

@@ -199,6 +199,7 @@ class Runs:
             record.model,
             token_budget=spec.token_budget,
             on_event=run.recorder.event,
+            on_text=run.recorder.text,
             telemetry=self._telemetry,
             replay=replay,
             checkpoint=checkpoint,
