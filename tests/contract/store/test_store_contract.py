@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -227,3 +228,21 @@ async def test_reopen_turns_one_failed_attempt_into_a_fresh_running_one(store: S
     assert claim is not None and claim.request.attempt == 2 and list(claim.journal) == []
     await store.append(key, "replica-b", Append(write=3, journal=[b"j1"], events=[b"again"]))
     assert [entry.event for entry in await store.events(key, "")] == [b"again"]
+
+
+async def test_a_renewal_after_a_write_refreshes_only_the_sweep_index(redis_server: RedisServer) -> None:
+    client = Redis.from_url(redis_server.url)
+    prefix = f"renew-{uuid.uuid4().hex[:8]}"
+    store = RedisStore(client, prefix=prefix, lease_s=5, state_ttl_s=STATE_TTL_S, result_ttl_s=RESULT_TTL_S)
+    key = new_request().key
+    index, lease = f"{prefix}:inflight", store.keys(key)[1]
+    await store.create(new_request(), "replica-a")
+    await client.zadd(index, {str(key): 0})  # gone stale: a sweep would take the request for an orphan
+    await client.pexpire(lease, 1_000)
+    assert await store.renew(key, "replica-a", lease_extended=True) is False
+    assert (await client.zscore(index, str(key)) or 0) > time.time() * 1000
+    assert 0 < await client.pttl(lease) <= 1_000  # the write before it extended the lease: left alone
+    await store.request_cancel(key)
+    assert await store.renew(key, "replica-a") is True  # a plain renewal extends the lease and reads the flag
+    assert 1_000 < await client.pttl(lease) <= 5_000
+    await store.close()

@@ -186,6 +186,7 @@ class Recorder:
         self._failure: CertaError | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._cancel_requested = False
+        self._lease_extended = False  # a write extended the lease since the last renewal
 
     def event(self, event: RuntimeEvent) -> None:
         """Queue an event; it is written with the next checkpoint, or on its own a flush interval from now."""
@@ -238,7 +239,11 @@ class Recorder:
             await self._store.release(self._key, self._owner)
 
     async def renew(self) -> bool:
-        self._cancel_requested = await self._store.renew(self._key, self._owner) or self._cancel_requested
+        """Keep the lease (the heartbeat); a write since the last renewal kept it already, so then only the sweep's
+        index is refreshed."""
+        extended, self._lease_extended = self._lease_extended, False
+        renewed = await self._store.renew(self._key, self._owner, lease_extended=extended)
+        self._cancel_requested = renewed or self._cancel_requested
         return self._cancel_requested
 
     async def close(self) -> None:
@@ -301,4 +306,5 @@ class Recorder:
                 self._failure = error
                 raise
             self._writes += 1
+            self._lease_extended = True
         self._on_written()

@@ -153,7 +153,9 @@ class MemoryStore:
         self._touch(entry)
         return entry.fields.get(b"cancel") == b"1"
 
-    async def renew(self, key: RequestKey, owner: str) -> bool:
+    async def renew(self, key: RequestKey, owner: str, *, lease_extended: bool = False) -> bool:
+        if lease_extended:
+            return False  # no index: orphans are found by their leases
         entry = self._fence(key, owner)
         self._touch(entry)
         return entry.fields.get(b"cancel") == b"1"

@@ -179,8 +179,10 @@ class StateStore(Protocol):
     async def append(self, key: RequestKey, owner: str, append: Append) -> bool:
         """Write a checkpoint and events; returns whether a cancellation was requested."""
 
-    async def renew(self, key: RequestKey, owner: str) -> bool:
-        """Extend the lease; returns whether a cancellation was requested."""
+    async def renew(self, key: RequestKey, owner: str, *, lease_extended: bool = False) -> bool:
+        """Extend the lease; returns whether a cancellation was requested. With `lease_extended` (a write since the
+        last renewal extended the lease and reported the cancel flag already) only what writes leave alone is
+        refreshed, the index a sweep finds orphans by, and it returns False."""
 
     async def finish(self, key: RequestKey, owner: str, finish: Finish) -> None:
         """Record the outcome, end the event stream, release the lease, and drop the journal (its length stays in

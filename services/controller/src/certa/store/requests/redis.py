@@ -333,9 +333,11 @@ class RedisStore:
         cancel = await self.call("append", key, lambda: self._eval("append", self.keys(key), args))
         return bool(cancel)
 
-    async def renew(self, key: RequestKey, owner: str) -> bool:
+    async def renew(self, key: RequestKey, owner: str, *, lease_extended: bool = False) -> bool:
         async def run() -> Any:
-            cancel = await self._eval("renew", self.keys(key), [owner, self._lease_ms, self._state_ttl_ms])
+            cancel = False
+            if not lease_extended:
+                cancel = await self._eval("renew", self.keys(key), [owner, self._lease_ms, self._state_ttl_ms])
             await self._index_lease(key, self._now_ms() + self._lease_ms)
             return cancel
 
