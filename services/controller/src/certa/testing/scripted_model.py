@@ -112,8 +112,11 @@ class ScriptedModel:
 
 
 def _progress(prompt: str, script: str) -> int:
-    """Length of the longest script prefix the prompt ends with."""
-    for length in range(min(len(script), len(prompt)), 0, -1):
-        if prompt.endswith(script[:length]):
-            return length
+    """Length of the longest script prefix the prompt ends with: the first place, from where the script could start
+    to fit, that starts with the script's first character and runs as the script to the prompt's end."""
+    start = max(len(prompt) - len(script), 0)
+    while (start := prompt.find(script[:1], start)) >= 0:
+        if script.startswith(prompt[start:]):
+            return len(prompt) - start
+        start += 1
     return 0
