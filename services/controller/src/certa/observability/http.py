@@ -6,6 +6,7 @@ carries `http.request.method`, `url.scheme`, `url.path`, `http.route`, `http.res
 `server.address`, `server.port`, `network.protocol.version`, `client.address` and `user_agent.original`. A 5xx
 answer is an error (`error.type` the status code, as the conventions say); so is a streamed answer that failed after
 its 200 was sent (`error.type` the error's class). A request the client left is not an error: `certa.cancelled`.
+`certa.request_id` is the id of the request it ran (the response's `x-request-id`).
 
 The histogram is labelled by `http.request.method`, `http.route`, `http.response.status_code`, `url.scheme` and
 `error.type`. Its buckets are the conventions' advice extended to ten minutes, since a reasoning request runs for
@@ -42,7 +43,7 @@ class HttpRequestInfo:
     path: str
     scheme: str
     server_address: str
-    server_port: int | None
+    server_port: int
     protocol_version: str
     client_address: str
     user_agent: str
@@ -90,6 +91,7 @@ class HttpServerCall:
     status_code: int | None = None  # None: no response was sent (the client left first)
     failure: str | None = None  # the error a response that began as a success ended with
     cancelled: bool = False
+    request_id: str = ""  # Certa's id of the request it ran, if it ran one
     duration_s: float | None = None
 
     def finish(self) -> float:
@@ -128,6 +130,8 @@ def end_span(call: HttpServerCall) -> None:
     span = call.span
     if call.status_code is not None:
         span.set_attribute("http.response.status_code", call.status_code)
+    if call.request_id:
+        span.set_attribute("certa.request_id", call.request_id)
     if call.cancelled:
         span.set_attribute("certa.cancelled", True)
     error_type = call.error_type

@@ -100,8 +100,7 @@ def access_middleware(telemetry: Telemetry) -> Middleware:
                 span.status_code = call.status_code
                 if call.status_code is not None and call.status_code < 400:
                     span.failure = call.failure  # an error sent inside a stream that began as a success
-                if call.request_id:
-                    span.span.set_attribute("certa.request_id", call.request_id)
+                span.request_id = call.request_id
                 _finish(telemetry, call, call.status(cancelled), span.finish())
 
     return middleware
@@ -138,7 +137,7 @@ def _finish(telemetry: Telemetry, call: HttpCall, status: grpc.StatusCode, durat
 
 def request_info(request: web.Request) -> HttpRequestInfo:
     resource = request.match_info.route.resource
-    host, port = _authority(request.host, request.scheme)
+    host, port = host_and_port(request.host, request.scheme)
     return HttpRequestInfo(
         method=request.method,
         route=resource.canonical if resource is not None else "",
@@ -152,7 +151,7 @@ def request_info(request: web.Request) -> HttpRequestInfo:
     )
 
 
-def _authority(host: str, scheme: str) -> tuple[str, int | None]:
+def host_and_port(host: str, scheme: str) -> tuple[str, int]:
     """`Host` as (address, port); the scheme's default port when it names none."""
     name, colon, port = host.rpartition(":")
     if colon and port.isdigit() and not name.endswith(":"):  # not the tail of a bare IPv6 address
