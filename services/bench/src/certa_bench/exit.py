@@ -3,8 +3,9 @@
 The recording's first half calibrates preset auto at each risk level (`certa.core.exit.profile.calibrate_profile`,
 exactly what `certa calibrate` writes); the second half is replayed with plain chain of thought, the reference
 presets mid / high / crazy and auto at each level. Every row uses the same recorded paths, so they are compared on
-identical greedy paths from one run (see docs/exit-engine.md on reproducibility). Wall time is not a column: a
-replay takes no model time, and the recording's paths were generated with every chunk probed.
+identical greedy paths from one run (see docs/exit-engine.md on reproducibility). Wall time is replayed from the
+recording's timed calls: the path's time up to an exit plus the probes a policy sends (a recording made on a busy
+machine carries that machine's times).
 """
 
 from __future__ import annotations
