@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from certa.core.exit.compare import REFERENCE_POLICIES, Row, compare, format_rows, profile_policy
+from certa.core.exit.policy import ExitPolicy
 from certa.core.exit.profile import calibrate_profile, profile_to_dict
 from certa.exit_recording import halves, load_recording
 
@@ -35,7 +36,7 @@ def bench(recording: Path, alphas: Sequence[float], delta: float) -> tuple[list[
         probe_tokens=max((p.tokens for t in traces for p in t.probes), default=20),
         recording=f"{recording.name}, calibration half: {len(calibration)} questions",
     )
-    policies = [*REFERENCE_POLICIES.items()]
+    policies: list[tuple[str, ExitPolicy | None]] = [*REFERENCE_POLICIES.items()]
     policies += [(f"auto@{alpha:g}", profile_policy(profile, alpha)) for alpha in sorted(alphas)]
     rows = compare(evaluation, policies)
     meta = {
@@ -65,9 +66,10 @@ def write_outputs(out: Path, rows: Sequence[Row], meta: dict[str, object]) -> li
             for row in rows
         ],
     }
-    json_path = out / "exit-bench.json"
+    stem = f"exit-bench-{meta['model']}"
+    json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2))
-    png_path = out / "exit-bench.png"
+    png_path = out / f"{stem}.png"
     _plot(rows, png_path, f"{meta['model']}: evaluation half ({meta['evaluation_questions']} questions), replayed")
     return [json_path, png_path]
 
