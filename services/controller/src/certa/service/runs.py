@@ -74,6 +74,7 @@ class LocalRun:
     stopped_by_shutdown: bool = False  # cancelled because the replica drains, not by its client
     followers: int = 0  # clients streaming its events from this replica (they get text sooner)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def done(self) -> bool:
@@ -92,11 +93,12 @@ class LocalRun:
             await asyncio.wait_for(waiter, timeout_s)
 
     async def wait(self) -> None:
-        while not self.done:
-            await self.changed(REMOTE_POLL_S)
+        """Until the run ends (no polling: a request in flight for a minute would wake its waiter 300 times)."""
+        await self._ended.wait()
 
     def conclude(self, state: RunState, report: SolveReport | None, error: CertaError | None) -> None:
         self.report, self.error, self.state = report, error, state
+        self._ended.set()
         self.notify()
 
 
