@@ -86,8 +86,9 @@ from grpc_status import rpc_status
 from redis.asyncio import Redis
 
 from certa.api.grpc.mapping import report_to_proto
-from certa.core.report import SolveReport
-from certa.store.requests import values as stored_values
+from certa.store.requests.codec import read_request
+from certa.store.requests.port import RequestKey
+from certa.store.requests.values import stored_report
 from certa.testing.redis_server import RedisServer, free_port
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
@@ -340,13 +341,14 @@ async def read_stored(
             if not meta:
                 stored[request_id] = Stored("missing", None, 0, 0)
                 continue
-            summary = meta.get(b"summary", b"")
+            record = read_request(f"{base}:meta", RequestKey(tenant, request_id), meta, owner="")
+            report = stored_report(record)
             stored[request_id] = Stored(
-                status=meta.get(b"status", b"?").decode(),
-                result=report_to_proto(stored_values.decode(summary, SolveReport, f"{base}:meta")) if summary else None,
+                status=record.status.value,
+                result=report_to_proto(report) if report is not None else None,
                 # a finished request's journal is dropped; the finish keeps its length
                 journal=int(meta.get(b"journal_entries") or await client.llen(f"{base}:journal")),
-                attempt=int(meta.get(b"attempt", b"0")),
+                attempt=record.attempt,
             )
         return stored
     finally:
