@@ -106,11 +106,12 @@ bench-consistency: install ## Self-consistency at equal budgets on GSM8K with th
 	bash deploy/local/stack.sh up
 	$(VENV)/bin/certa-bench consistency --address 127.0.0.1:$(CERTA_PORT) --questions $(BENCH_QUESTIONS) --out bench-results
 
-EXIT_RECORDING ?= services/bench/recordings/qwen2.5-coder-0.5b-gsm8k.jsonl
+EXIT_RECORDINGS ?= $(wildcard services/bench/recordings/*-gsm8k.jsonl)
 
 .PHONY: bench-exit
-bench-exit: install ## Exit engine from a checked-in recording (seconds): plain, mid/high/crazy, auto at risk 0.05 and 0.1
-	$(VENV)/bin/certa-bench exit $(EXIT_RECORDING) --alpha 0.05,0.1 --out bench-results
+bench-exit: install ## Exit engine from the checked-in recordings (seconds): plain, mid/high/crazy, auto at risk 0.05 and 0.1
+	@for recording in $(EXIT_RECORDINGS); do \
+	  $(VENV)/bin/certa-bench exit $$recording --alpha 0.05,0.1 --out bench-results || exit 1; echo; done
 
 .PHONY: bench-replay
 bench-replay: install ## Replay bandit vs uniform allocation, the stop rules and online budget pools over synthetic answers (no model)

@@ -129,3 +129,9 @@ async def test_record_writes_one_trace_per_question_and_skips_recorded_ones(
     assert [probe.position_tokens for probe in first.probes] == list(range(32, first.path_tokens, 32))
     assert all(probe.answer_log_probs is not None for probe in first.probes if probe.answer)
     assert replay(None, traces).correct == 1  # the second question's gold is not its answer
+    # timed calls: each probe after the path time that reached it, the path's time without the probes
+    path_times = [probe.path_s for probe in first.probes]
+    assert all(t is not None for t in path_times) and path_times == sorted(path_times)  # type: ignore[type-var]
+    assert first.path_s is not None and first.path_s >= (path_times[-1] or 0.0)
+    assert all(probe.probe_s is not None and probe.probe_s > 0 for probe in first.probes)
+    assert replay(None, traces).wall_s == pytest.approx(sum(trace.path_s or 0.0 for trace in traces))

@@ -3,11 +3,14 @@ Triton server."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,6 +19,7 @@ from certa import watched_file
 from certa.backends.port import Backend
 from certa.backends.triton.backend import TritonBackend
 from certa.config import AuthSettings, BackendSpec, Settings, StoreSettings
+from certa.observability.logs import JsonFormatter
 from certa.server import CertaServer
 from certa.testing.redis_server import RedisServer
 from certa.testing.scripted_backend import ScriptedBackend
@@ -118,3 +122,30 @@ async def replicas(
     yield Replicas(servers, tenants_file)
     for server in servers:
         await server.stop()
+
+
+@dataclass
+class Logged:
+    """Every log line written during a test, as the JSON the server writes."""
+
+    stream: io.StringIO
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+    def of(self, logger: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line["logger"] == logger]
+
+
+@pytest.fixture
+def logged() -> Iterator[Logged]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield Logged(stream)
+    root.removeHandler(handler)
+    root.setLevel(previous)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -16,13 +13,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from certa.api.auth import new_api_key
 from certa.config import AuthSettings
-from certa.observability.logs import JsonFormatter
 from certa.observability.telemetry import Telemetry
 from certa.server import CertaServer
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
-from tests.system.api.conftest import settings_for
+from tests.system.api.conftest import Logged, settings_for
 from tests.tls_material import JwtIssuer
 
 pytestmark = pytest.mark.integration
@@ -30,31 +26,6 @@ pytestmark = pytest.mark.integration
 PLANTED = "certa_PLANTED-secret-4f9c2d"  # looks like an API key; must never be written anywhere
 PLANTED_JWT = "eyJhbGciOiJSUzI1NiJ9.PLANTED-jwt-secret.c2lnbmF0dXJl"
 DYNASOR = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=32, certainty_threshold=2, probe_tokens=10))
-
-
-@dataclass
-class Logged:
-    stream: io.StringIO
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
-
-    def of(self, logger: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line["logger"] == logger]
-
-
-@pytest.fixture
-def logged() -> Iterator[Logged]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield Logged(stream)
-    root.removeHandler(handler)
-    root.setLevel(previous)
 
 
 @dataclass

@@ -71,7 +71,6 @@ async def test_majority_vote_reports_classes(stub: pb_grpc.ReasoningServiceStub)
     ("bad", "field"),
     [
         (pb.SolveRequest(question="  ", strategy=FAST), "question"),
-        (pb.SolveRequest(question="q"), "strategy"),
         (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(certainty_threshold=0))),
          "certainty_threshold"),
         (pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=0))),
@@ -260,7 +259,7 @@ async def test_get_solve_of_a_running_request_carries_its_partial_result(stub: p
 async def test_same_parameters_spelled_differently_attach_to_the_same_run(stub: pb_grpc.ReasoningServiceStub) -> None:
     first = pb.SolveRequest(question="Q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot()), request_id="same")
     second = pb.SolveRequest(question="Q", request_id="same", sampling=pb.SamplingParams(),
-                             strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(preset=pb.DynasorCot.PRESET_MID)))
+                             strategy=pb.Strategy(dynasor_cot=pb.DynasorCot(preset=pb.DynasorCot.PRESET_AUTO)))
     assert (await stub.Solve(first)).result == (await stub.Solve(second)).result
 
 

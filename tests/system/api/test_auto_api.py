@@ -37,3 +37,10 @@ async def test_without_log_probs_the_result_says_agreement_only_decided(stub: pb
     assert "exit profile conservative-default" in result.stop_detail
     assert "agreement only (the backend returned no log-probs)" in result.stop_detail
     assert len(result.probes) == 1 and not result.probes[0].HasField("confidence") and result.probes[0].trigger
+
+
+async def test_a_request_with_only_a_question_succeeds_with_preset_auto(stub: pb_grpc.ReasoningServiceStub) -> None:
+    # the README's first example: no strategy, no sampling, no budget
+    response = await stub.Solve(pb.SolveRequest(question="[[confident-after:0]] Janet?"))
+    assert response.status == pb.SOLVE_STATUS_SUCCEEDED and response.result.answer == "18"
+    assert "exit profile conservative-default" in response.result.stop_detail

@@ -56,9 +56,25 @@ def test_knobs_of_the_reference_presets_do_not_apply_to_auto() -> None:
         validate(_request(chunk_tokens=16), SETTINGS, "r")
     assert error.value.field == "strategy.dynasor_cot.chunk_tokens"
     with pytest.raises(InvalidArgument) as error:
-        mid = pb.Strategy(dynasor_cot=pb.DynasorCot(risk=0.1))
+        mid = pb.Strategy(dynasor_cot=pb.DynasorCot(preset=pb.DynasorCot.PRESET_MID, risk=0.1))
         validate(pb.SolveRequest(question="q", strategy=mid), SETTINGS, "r")
     assert error.value.field == "strategy.dynasor_cot.risk" and "only applies to preset auto" in str(error.value)
+
+
+def test_the_default_is_auto_and_a_knob_of_the_fixed_rule_means_preset_mid() -> None:
+    unset = validate(pb.SolveRequest(question="q"), SETTINGS, "r").strategy
+    empty = validate(pb.SolveRequest(question="q", strategy=pb.Strategy(dynasor_cot=pb.DynasorCot())), SETTINGS, "r")
+    with_risk = pb.Strategy(dynasor_cot=pb.DynasorCot(risk=0.05))
+    risk = validate(pb.SolveRequest(question="q", strategy=with_risk), SETTINGS, "r").strategy
+    for spec in (unset, empty.strategy, risk):
+        assert isinstance(spec, DynasorConfig) and spec.calibrated is not None
+        assert spec.calibrated.profile.name == "conservative-default"
+    assert isinstance(risk, DynasorConfig) and risk.calibrated is not None
+    assert risk.calibrated.risk == pytest.approx(0.05)
+    knob = pb.Strategy(dynasor_cot=pb.DynasorCot(chunk_tokens=16))
+    mid = validate(pb.SolveRequest(question="q", strategy=knob), SETTINGS, "r").strategy
+    assert isinstance(mid, DynasorConfig) and mid.calibrated is None
+    assert (mid.chunk_tokens, mid.certainty_threshold) == (16, 3)
 
 
 def test_profiles_from_the_setting_by_name_and_as_the_server_default(tmp_path: Path) -> None:

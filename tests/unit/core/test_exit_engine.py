@@ -222,3 +222,20 @@ def test_no_probe_once_the_path_wrote_its_boxed_answer_except_for_the_reference_
     assert (calibrated.exits, calibrated.probe_tokens, calibrated.tokens) == (0, 0, 419)
     fixed = replay(ExitPolicy(agreement=1, require_candidate=False), [trace])
     assert (fixed.exits, fixed.probe_tokens) == (1, 12)
+
+
+def _timed_probe(position: int, answer: str, path_s: float, probe_s: float) -> ProbeTrace:
+    return ProbeTrace(position, "chunk", answer, (-0.01,), False, 10, True, True, True, path_s=path_s, probe_s=probe_s)
+
+
+def test_replay_wall_time_is_the_path_up_to_the_exit_plus_the_probes_sent() -> None:
+    probes = (_timed_probe(32, "7", 1.0, 0.25), _timed_probe(64, "7", 2.0, 0.5))
+    trace = PathTrace("q", "7", "7", 100, "stop", probes, "m", "t", path_s=4.0)
+    assert trace_from_dict(trace_to_dict(trace)) == trace
+    exits = replay(ExitPolicy(agreement=2), [trace])
+    assert exits.exit_positions == (64,) and exits.wall_s == pytest.approx(2.0 + 0.25 + 0.5)
+    plain = replay(None, [trace])
+    assert plain.wall_s == pytest.approx(4.0) and plain.plain_wall_s == pytest.approx(4.0)
+    never = replay(ExitPolicy(agreement=3), [trace])
+    assert never.exits == 0 and never.wall_s == pytest.approx(4.0 + 0.75)
+    assert replay(None, load()).wall_s is None  # a recording without timings has no wall time

@@ -3,8 +3,9 @@
 The recording's first half calibrates preset auto at each risk level (`certa.core.exit.profile.calibrate_profile`,
 exactly what `certa calibrate` writes); the second half is replayed with plain chain of thought, the reference
 presets mid / high / crazy and auto at each level. Every row uses the same recorded paths, so they are compared on
-identical greedy paths from one run (see docs/exit-engine.md on reproducibility). Wall time is not a column: a
-replay takes no model time, and the recording's paths were generated with every chunk probed.
+identical greedy paths from one run (see docs/exit-engine.md on reproducibility). Wall time is replayed from the
+recording's timed calls: the path's time up to an exit plus the probes a policy sends (a recording made on a busy
+machine carries that machine's times).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from certa.core.exit.compare import REFERENCE_POLICIES, Row, compare, format_rows, profile_policy
+from certa.core.exit.policy import ExitPolicy
 from certa.core.exit.profile import calibrate_profile, profile_to_dict
 from certa.exit_recording import halves, load_recording
 
@@ -34,7 +36,7 @@ def bench(recording: Path, alphas: Sequence[float], delta: float) -> tuple[list[
         probe_tokens=max((p.tokens for t in traces for p in t.probes), default=20),
         recording=f"{recording.name}, calibration half: {len(calibration)} questions",
     )
-    policies = [*REFERENCE_POLICIES.items()]
+    policies: list[tuple[str, ExitPolicy | None]] = [*REFERENCE_POLICIES.items()]
     policies += [(f"auto@{alpha:g}", profile_policy(profile, alpha)) for alpha in sorted(alphas)]
     rows = compare(evaluation, policies)
     meta = {
@@ -64,9 +66,10 @@ def write_outputs(out: Path, rows: Sequence[Row], meta: dict[str, object]) -> li
             for row in rows
         ],
     }
-    json_path = out / "exit-bench.json"
+    stem = f"exit-bench-{meta['model']}"
+    json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2))
-    png_path = out / "exit-bench.png"
+    png_path = out / f"{stem}.png"
     _plot(rows, png_path, f"{meta['model']}: evaluation half ({meta['evaluation_questions']} questions), replayed")
     return [json_path, png_path]
 

@@ -124,7 +124,7 @@ class HttpModel:
     name: str
     backend: str
     model: str = ""  # the backend's model; "" is the backend's default
-    strategy_json: str = '{"dynasor_cot": {}}'  # early exit on, preset mid
+    strategy_json: str = '{"dynasor_cot": {}}'  # Dynasor-CoT, preset auto (calibrated exits)
     context_tokens: int = 0  # 0: the server's CERTA_MAX_TOKEN_BUDGET
 
 

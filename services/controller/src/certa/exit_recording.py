@@ -9,19 +9,22 @@ Halves for calibration and evaluation are the recording's first and second half,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from certa.backends.factory import build_backend
+from certa.backends.port import Backend, Delta
 from certa.config import BackendSpec, Settings
 from certa.core.answers import extract_boxed
 from certa.core.exit.profile import CONSERVATIVE_DEFAULT
 from certa.core.exit.trace import PathTrace, trace_from_dict, trace_to_dict
 from certa.core.strategies import DynasorConfig, build_strategy
 from certa.core.strategies.calibrated import CalibratedExit
-from certa.core.types import SamplingParams, StrategyResult
+from certa.core.types import GenerationRequest, Purpose, SamplingParams, StrategyResult
 from certa.datasets import Question
 from certa.prompts import prompt_template_id, question_prompt, resolve_template
 from certa.runtime.driver import Driver
@@ -46,6 +49,67 @@ def halves(traces: Sequence[PathTrace]) -> tuple[list[PathTrace], list[PathTrace
     return list(traces[:middle]), list(traces[middle:])
 
 
+class TimedBackend:
+    """A backend whose calls are timed, in order: (purpose, wall seconds from the call to its last delta).
+
+    In recording mode the path's chunks and the probes run one after the other (the next chunk starts after the
+    probe), so each probe's share of the path's time is the sum of the path calls before it.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.calls: list[tuple[Purpose, float]] = []
+
+    @property
+    def name(self) -> str:
+        return self._backend.name
+
+    @property
+    def default_model(self) -> str:
+        return self._backend.default_model
+
+    async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
+        started = time.perf_counter()
+        try:
+            async for delta in self._backend.stream(request, model):
+                yield delta
+        finally:
+            self.calls.append((request.purpose, time.perf_counter() - started))
+
+    async def check_ready(self) -> None:
+        await self._backend.check_ready()
+
+    async def served_models(self) -> frozenset[str] | None:
+        return await self._backend.served_models()
+
+    async def chat_template(self, model: str) -> str | None:
+        return await self._backend.chat_template(model)
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+
+def with_timings(trace: PathTrace, calls: Sequence[tuple[Purpose, float]]) -> PathTrace:
+    """The trace with each probe's path time and call time, from the calls of its run in order."""
+    probe_calls = [(path_s, seconds) for path_s, (purpose, seconds) in _path_time_before(calls)
+                   if purpose is Purpose.PROBE]
+    if len(probe_calls) != len(trace.probes):
+        raise ValueError(f"question {trace.question_id}: {len(probe_calls)} probe calls for {len(trace.probes)} probes")
+    probes = tuple(dataclasses.replace(probe, path_s=path_s, probe_s=seconds)
+                   for probe, (path_s, seconds) in zip(trace.probes, probe_calls, strict=True))
+    path_s = sum(seconds for purpose, seconds in calls if purpose is Purpose.PATH)
+    return dataclasses.replace(trace, probes=probes, path_s=path_s)
+
+
+def _path_time_before(calls: Sequence[tuple[Purpose, float]]) -> list[tuple[float, tuple[Purpose, float]]]:
+    elapsed, timed = 0.0, []
+    for purpose, seconds in calls:
+        timed.append((elapsed, (purpose, seconds)))
+        if purpose is Purpose.PATH:
+            elapsed += seconds
+    return timed
+
+
 async def record(
     url: str,
     model_id: str,
@@ -60,7 +124,9 @@ async def record(
     """Record `questions` (skipping those already in `out`) and return how many were recorded now."""
     settings = Settings()
     done = {trace.question_id for trace in load_recording(out)} if out.exists() else set()
-    backend = build_backend(BackendSpec("record", url), connect_timeout_s=settings.backend_connect_timeout_s)
+    backend = TimedBackend(
+        build_backend(BackendSpec("record", url), connect_timeout_s=settings.backend_connect_timeout_s)
+    )
     recorded = 0
     try:
         await backend.check_ready()
@@ -79,6 +145,7 @@ async def record(
                     continue
                 prompt = question_prompt(question.question, settings.instruction, template)
                 strategy = build_strategy(config, (prompt,), budget, SamplingParams())
+                backend.calls.clear()
                 result = (await Driver(backend, model, token_budget=budget).run(strategy)).outcome
                 assert isinstance(result, StrategyResult)  # only a cancellation returns less, and nothing cancels it
                 path = result.samples[0]
@@ -92,6 +159,7 @@ async def record(
                     model=model_id,
                     template=template_id,
                 )
+                trace = with_timings(trace, backend.calls)
                 sink.write(json.dumps(trace_to_dict(trace)) + "\n")
                 sink.flush()
                 recorded += 1

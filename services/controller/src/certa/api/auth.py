@@ -15,8 +15,8 @@ Files are re-read when they change (`certa.watched_file`), so keys rotate withou
 With `CERTA_AUTH_DISABLED=true` (local development only; the server logs it loudly) nothing is verified and the
 `x-certa-tenant` metadata names the tenant. Otherwise that metadata is ignored.
 
-Every refused credential is one `certa.audit` log line: the RPC, the kind of credential presented and why it was
-refused; never the credential itself.
+Every refused credential is one `certa.audit` log line: the RPC (over HTTP: `METHOD route`), the kind of
+credential presented and why it was refused; never the credential itself.
 """
 
 from __future__ import annotations
@@ -163,10 +163,14 @@ class Authenticator:
                     raise Unauthenticated("the client certificate's common name is not a valid tenant") from None
         raise Unauthenticated("credentials required: 'authorization: Bearer <API key or JWT>' or a client certificate")
 
-    def identify_headers(self, headers: Mapping[str, str], peer: dict[str, list[bytes]] | None = None) -> Identity:
-        """The same for an HTTP request: `Authorization` and `X-Certa-Tenant` are read case-insensitively."""
+    def identify_headers(
+        self, headers: Mapping[str, str], peer: dict[str, list[bytes]] | None = None, *, rpc: str = ""
+    ) -> Identity:
+        """The same for an HTTP request: `Authorization` and `X-Certa-Tenant` are read case-insensitively; `rpc` is
+        the request's `METHOD route`."""
         wanted = ("authorization", TENANT_METADATA)
-        return self.identify([(key.lower(), value) for key, value in headers.items() if key.lower() in wanted], peer)
+        metadata = [(key.lower(), value) for key, value in headers.items() if key.lower() in wanted]
+        return self.identify(metadata, peer, rpc=rpc)
 
     def _from_api_key(self, key: str) -> Identity:
         assert self._keys is not None

@@ -62,3 +62,16 @@ _HTTP_STATUS = {
 def http_status(error: CertaError) -> int:
     """The HTTP status of the error's gRPC code (as gRPC-HTTP gateways map them); 500 for anything else."""
     return _HTTP_STATUS.get(status_code(error), 500)
+
+
+_GRPC_CODE = {status: code for code, status in _HTTP_STATUS.items()} | {405: grpc.StatusCode.UNIMPLEMENTED}
+
+
+def grpc_code_of_http(status: int) -> grpc.StatusCode:
+    """The gRPC code an HTTP answer stands for when no domain error says more (a route not found, a wrong method,
+    readiness): OK for 2xx, the table above read backwards, INTERNAL for other 5xx, UNKNOWN otherwise."""
+    if 200 <= status < 300:
+        return grpc.StatusCode.OK
+    if status in _GRPC_CODE:
+        return _GRPC_CODE[status]
+    return grpc.StatusCode.INTERNAL if status >= 500 else grpc.StatusCode.UNKNOWN

@@ -39,7 +39,7 @@ MAX_MODEL_CHARS = 256
 _MODEL = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:/@+-]{{0,{MAX_MODEL_CHARS - 1}}}")
 MAX_BACKEND_CHARS = 64
 MAX_QUESTION_ID_CHARS = 128
-_DEFAULT_PRESET = "mid"
+_KNOBS_PRESET = "mid"
 MAX_CHUNK_TOKENS = 4096
 MAX_PROBE_TOKENS = 256
 MAX_THRESHOLD = 64
@@ -47,7 +47,7 @@ MAX_THRESHOLD = 64
 
 def _preset_name(preset: int, field: str) -> str:
     if preset == pb.DynasorCot.PRESET_UNSPECIFIED:
-        return _DEFAULT_PRESET
+        return _KNOBS_PRESET
     try:
         return pb.DynasorCot.Preset.Name(preset).removeprefix("PRESET_").lower()
     except ValueError:
@@ -55,6 +55,20 @@ def _preset_name(preset: int, field: str) -> str:
 
 
 _AUTO_ONLY = ("chunk_tokens", "certainty_threshold", "probe_tokens", "consistency")
+
+
+def _is_auto(message: pb.DynasorCot) -> bool:
+    """Preset `auto`, named or by default: an unspecified preset with none of the fixed rule's knobs set.
+
+    The default must never spend more than plain chain of thought, so it is the calibrated rule; a request that
+    sets a knob of the fixed rule (chunk, threshold, probe size, window, settled) gets that rule on preset mid.
+    """
+    if message.preset == pb.DynasorCot.PRESET_AUTO:
+        return True
+    if message.preset != pb.DynasorCot.PRESET_UNSPECIFIED:
+        return False
+    knobs = any(message.HasField(knob) for knob in _AUTO_ONLY)
+    return not (knobs or message.window or message.require_settled)
 
 
 def _auto(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConfig:
@@ -71,7 +85,7 @@ def _auto(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConf
 
 
 def _dynasor(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConfig:
-    if message.preset == pb.DynasorCot.PRESET_AUTO:
+    if _is_auto(message):
         return _auto(message, field, settings)
     if message.HasField("risk"):
         raise InvalidArgument(f"{field}.risk", "only applies to preset auto")
@@ -192,7 +206,7 @@ def _strategy(message: pb.Strategy, settings: Settings) -> StrategySpec:
         return MajorityVoteSpec(n=vote.n, inner=_inner(vote, "strategy.majority_vote", settings))
     if kind == "self_consistency":
         return _self_consistency(message.self_consistency, settings)
-    raise InvalidArgument("strategy", "required: set one of plain, dynasor_cot, majority_vote, self_consistency")
+    return _dynasor(pb.DynasorCot(), "strategy.dynasor_cot", settings)  # none set: the default, preset auto
 
 
 def _sampling(message: pb.SamplingParams) -> SamplingParams:

@@ -4,7 +4,9 @@ OpenTelemetry's gRPC instrumentation for Python makes the server span but record
 histogram is recorded here, with the conventions' name, unit (milliseconds) and attributes (`rpc.system`,
 `rpc.service`, `rpc.method`, `rpc.grpc.status_code`). `certa.request.duration` (Prometheus:
 `certa_request_duration_seconds`) is the same duration in seconds, labelled for dashboards by `rpc` (the method
-name), `strategy` (empty for calls that name none, e.g. GetSolve) and `status` (the gRPC status code's name).
+name), `strategy` (empty for calls that name none, e.g. GetSolve) and `status` (the gRPC status code's name). The
+HTTP door records it too (`certa.api.http.access`), with `rpc` its `METHOD route` and `status` the name of the
+gRPC code the same outcome has over gRPC, so one query covers both doors and the `rpc` label tells them apart.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class RpcMetrics:
         self._request_duration = meter.create_histogram(
             "certa.request.duration",
             unit="s",
-            description="Duration of Certa's RPCs, by rpc, strategy and status",
+            description="Duration of Certa's RPCs and HTTP requests, by rpc, strategy and status",
             explicit_bucket_boundaries_advisory=REQUEST_DURATION_BUCKETS_S,
         )
 
@@ -44,4 +46,9 @@ class RpcMetrics:
                 "rpc.grpc.status_code": status.value[0],
             },
         )
-        self._request_duration.record(duration_s, {"rpc": method, "strategy": strategy, "status": status.name})
+        self.request(method, strategy, status.name, duration_s)
+
+    def request(self, rpc: str, strategy: str, status: str, duration_s: float) -> None:
+        """`certa.request.duration` alone, for either door: `rpc` is a gRPC method name (`Solve`) or an HTTP
+        `METHOD route` (`POST /v1/chat/completions`), `status` a gRPC status code's name."""
+        self._request_duration.record(duration_s, {"rpc": rpc, "strategy": strategy, "status": status})

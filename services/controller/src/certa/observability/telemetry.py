@@ -8,7 +8,8 @@ driver and the servicer; tests build one over an in-memory exporter and reader. 
 
 Names follow the OpenTelemetry semantic conventions where one exists: the gRPC server span and its `rpc.*`
 attributes come from OpenTelemetry's gRPC instrumentation (`grpc_server_interceptor`), the RPC metrics from
-`observability.rpc`; a backend call is a CLIENT span with `gen_ai.*` attributes and the GenAI client metrics
+`observability.rpc`; the HTTP door's SERVER spans and `http.server.request.duration` follow the HTTP conventions
+(`observability.http`); a backend call is a CLIENT span with `gen_ai.*` attributes and the GenAI client metrics
 (`observability.genai`). Certa's own attributes and metrics (`observability.metrics`) are under `certa.*`.
 
 Exporting never slows a request: spans go through a `BatchSpanProcessor` (bounded queue, `OTEL_BSP_*`; spans are
@@ -45,6 +46,7 @@ from certa.core.report import SolveReport
 from certa.core.types import FinishReason, GenerationRequest, ProbeRecord, StopReason, StrategyResult
 from certa.observability import genai
 from certa.observability.genai import GenAiClientMetrics
+from certa.observability.http import HttpRequestInfo, HttpServerCall, HttpServerMetrics, end_span
 from certa.observability.metrics import CertaMetrics, prometheus_endpoint
 from certa.observability.rpc import RpcMetrics
 
@@ -103,6 +105,7 @@ class Telemetry:
         self._metrics = CertaMetrics(meter)
         self._genai = GenAiClientMetrics(meter)
         self.rpc = RpcMetrics(meter)
+        self._http = HttpServerMetrics(meter)
         self._providers: dict[str, str] = {}
         self._propagator = TraceContextTextMapPropagator()
         self._on_shutdown = tuple(on_shutdown)
@@ -172,10 +175,32 @@ class Telemetry:
         """The active context (inside an RPC: its server span), for work that continues in another task."""
         return otel_context.get_current()
 
-    def context_from_headers(self, headers: Mapping[str, str]) -> TraceContext:
-        """The caller's W3C trace context from HTTP headers (`traceparent`, `tracestate`; names in lower case), for
-        the HTTP door, which has no instrumentation doing it."""
-        return self._propagator.extract(dict(headers))
+    @contextmanager
+    def http_server(self, request: HttpRequestInfo, headers: Mapping[str, str]) -> Iterator[HttpServerCall]:
+        """The SERVER span of one HTTP request (current inside it; a child of the caller's W3C `traceparent`, read
+        from `headers`, whose lookups must ignore case) and its `http.server.request.duration`, by the HTTP
+        conventions (`certa.observability.http`). The door sets the call's status code (or failure) before it ends."""
+        parent = self._propagator.extract(headers)
+        with self.tracer.start_as_current_span(
+            request.span_name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=request.span_attributes(),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            call = HttpServerCall(span, time.perf_counter())
+            try:
+                yield call
+            except asyncio.CancelledError:
+                call.cancelled = True
+                raise
+            except Exception as error:
+                call.failure = call.failure or type(error).__name__
+                raise
+            finally:
+                end_span(call)
+                self._http.record(request, call)
 
     def trace_metadata(self) -> list[tuple[str, str]]:
         """The current span's W3C `traceparent` (and `tracestate`): the backends' `metadata_provider`."""

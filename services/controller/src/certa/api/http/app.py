@@ -4,8 +4,12 @@
 Like the gRPC servicer it authenticates (`Authorization: Bearer`, `certa.api.auth`), validates through
 `certa.api.validation`, and runs through `SolveService`. An `Idempotency-Key` header is the request id: a retry
 with it attaches to the same request, and the request keeps running when the client leaves. Without one, a
-client that disconnects (mid-stream or while waiting) cancels the run and its backend calls. A `traceparent`
-header makes the request's span a child of the caller's. The response's `x-request-id` header is Certa's id.
+client that disconnects (mid-stream or while waiting) cancels the run and its backend calls. The response's
+`x-request-id` header is Certa's id.
+
+Every request has an HTTP SERVER span (a child of the caller's `traceparent`), the run's `certa.solve` span under
+it, and one access line (`certa.api.http.access`); the handlers name the request's tenant, id, strategy and tokens
+for them and for the request's log lines (`certa.observability.logs`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from openai.types.chat.chat_completion_chunk import ChoiceDelta
 
 from certa.api.auth import Authenticator
 from certa.api.http import wire
+from certa.api.http.access import HttpCall, access_middleware, current_call, note_response
 from certa.api.http.catalogue import ModelCatalogue
 from certa.api.http.errors import BodyTooLarge, RequestCancelled, error_json, error_response, http_error
 from certa.api.http.parsing import ParsedRequest, load_body, parse_chat, parse_completion
@@ -30,7 +35,9 @@ from certa.api.validation import validate
 from certa.config import Settings
 from certa.core.errors import CertaError
 from certa.core.report import SolveReport
+from certa.core.strategies import strategy_name
 from certa.core.strategies.dynasor import has_open_think
+from certa.observability.logs import bind_request
 from certa.observability.telemetry import Telemetry
 from certa.prompts import question_prompt, render_messages
 from certa.service import RequestView, SolveService
@@ -41,7 +48,6 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REQUEST_ID_HEADER = "x-request-id"
-TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class OpenAiApi:
@@ -61,7 +67,11 @@ class OpenAiApi:
         self.catalogue = ModelCatalogue(settings)
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=self._settings.http_max_body_bytes, middlewares=[_errors])
+        app = web.Application(
+            client_max_size=self._settings.http_max_body_bytes,
+            middlewares=[access_middleware(self._telemetry), _errors],
+        )
+        app.on_response_prepare.append(note_response)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/v1/models", self._models)
@@ -77,8 +87,17 @@ class OpenAiApi:
         return web.json_response({"status": "ready" if ready else "not ready"}, status=200 if ready else 503)
 
     async def _models(self, request: web.Request) -> web.Response:
-        self._auth.identify_headers(request.headers, _peer(request))
+        self._tenant(request)
         return web.json_response(wire.model_list(list(self.catalogue)))
+
+    def _tenant(self, request: web.Request) -> str:
+        """The caller's tenant (a refusal is an audit line naming the route), named for the request's lines."""
+        call = current_call()
+        tenant = self._auth.identify_headers(request.headers, _peer(request), rpc=call.name if call else "").tenant
+        bind_request(tenant=tenant)
+        if call is not None:
+            call.tenant = tenant
+        return tenant
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._solve(request, "messages")
@@ -93,7 +112,7 @@ class OpenAiApi:
             return error_response(error, prompt_param)
 
     async def _run(self, request: web.Request, prompt_param: str) -> web.StreamResponse:
-        tenant = self._auth.identify_headers(request.headers, _peer(request)).tenant
+        tenant = self._tenant(request)
         body = load_body(await _read(request, self._settings.http_max_body_bytes))
         chat = prompt_param == "messages"
         parsed = parse_chat(body, self.catalogue) if chat else parse_completion(body, self.catalogue)
@@ -101,13 +120,18 @@ class OpenAiApi:
         chosen_id = request.headers.get(IDEMPOTENCY_HEADER, "")
         request_id = chosen_id or uuid.uuid4().hex
         parsed.request.request_id = chosen_id
+        bind_request(request_id=request_id)
+        call = current_call()
+        if call is not None:
+            call.request_id = request_id
         spec = validate(parsed.request, self._settings, request_id)
-        trace_context = self._telemetry.context_from_headers(
-            {name: request.headers[name] for name in TRACE_HEADERS if name in request.headers}
+        if call is not None:
+            call.strategy = str(strategy_name(spec.strategy))
+        view = await self._service.submit(
+            spec, tenant, idempotent=bool(chosen_id), trace_context=self._telemetry.current_context()
         )
-        view = await self._service.submit(spec, tenant, idempotent=bool(chosen_id), trace_context=trace_context)
         try:
-            session = _Session(self._service, view, parsed, has_open_think(prompt) if chat else False)
+            session = _Session(self._service, view, parsed, has_open_think(prompt) if chat else False, call)
             if parsed.stream:
                 return await session.stream(request, chat)
             return session.respond(await self._service.wait(view.key), chat)
@@ -136,8 +160,11 @@ class OpenAiApi:
 class _Session:
     """One request's answer: a whole response, or a stream of chunks."""
 
-    def __init__(self, service: SolveService, view: RequestView, parsed: ParsedRequest, thinking: bool) -> None:
+    def __init__(
+        self, service: SolveService, view: RequestView, parsed: ParsedRequest, thinking: bool, call: HttpCall | None
+    ) -> None:
         self._service = service
+        self._call = call
         self._view = view
         self._parsed = parsed
         self._thinking = thinking
@@ -148,7 +175,13 @@ class _Session:
     def _report(self, view: RequestView) -> SolveReport:
         if view.status is Status.CANCELLED or view.result is None or not view.result.complete:
             raise RequestCancelled()
+        self._count(view.result)
         return view.result
+
+    def _count(self, report: SolveReport) -> None:
+        """The generated tokens, for the access line."""
+        if self._call is not None:
+            self._call.tokens = report.usage.path_tokens + report.usage.probe_tokens
 
     def respond(self, view: RequestView, chat: bool) -> web.Response:
         report = self._report(view)
@@ -177,6 +210,7 @@ class _Session:
                 if isinstance(event, Finished):
                     if event.result is None or not event.result.complete:
                         raise RequestCancelled()
+                    self._count(event.result)
                     await self._finish(response, event.result, text.rest(event.result.outcome.text), splitter, chat)
                     break
                 released = text.feed(event)

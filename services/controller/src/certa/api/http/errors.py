@@ -2,7 +2,8 @@
 
 `param` names the request parameter at fault in OpenAI's terms: the validator's field names (those of the gRPC
 API) are translated (`token_budget` -> `max_tokens`, `strategy...` -> `certa.strategy...`). An interrupted solve
-keeps its partial result in the error's `certa.partial`; a quota error says when to retry in `Retry-After`.
+keeps its partial result in the error's `certa.partial`; a quota error says when to retry in `Retry-After`. The
+error's gRPC code is noted for the request's access line (`certa.api.http.access`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import json
 import math
 from typing import Any
 
+import grpc
 from aiohttp import web
 
+from certa.api.http.access import note_error
 from certa.api.http.wire import error_body, extension
 from certa.api.status_codes import http_status, status_code
 from certa.core.errors import CertaError, InvalidArgument, Overloaded, QuotaExceeded, SolveInterrupted
@@ -75,7 +78,18 @@ def http_error(status: int, message: str, kind: str, param: str | None, code: st
     return web.json_response(error_body(message, kind, param, code, **extra), status=status)
 
 
+def grpc_code(error: CertaError) -> grpc.StatusCode:
+    """The gRPC code of the outcome, for the access line and the request duration: the domain error's, and for
+    the HTTP door's own errors the code gRPC answers the same fault with."""
+    if isinstance(error, BodyTooLarge):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED  # as gRPC answers a message over its size limit
+    if isinstance(error, RequestCancelled):
+        return grpc.StatusCode.CANCELLED
+    return status_code(error)
+
+
 def error_response(error: CertaError, prompt_param: str = "messages") -> web.Response:
+    note_error(grpc_code(error), error)
     if isinstance(error, BodyTooLarge):
         return http_error(413, str(error), _KINDS[413], None, "request_too_large")
     if isinstance(error, RequestCancelled):

@@ -49,16 +49,18 @@ def compare(traces: Sequence[PathTrace], policies: Sequence[tuple[str, ExitPolic
 
 def format_rows(rows: Sequence[Row]) -> str:
     header = (f"{'policy':<14s} {'n':>3s} {'acc':>6s} {'tokens':>7s} {'vs plain':>8s} {'exits':>5s} "
-              f"{'premat.':>7s} {'wrong':>5s}  exit positions")
+              f"{'premat.':>7s} {'wrong':>5s} {'wall s':>7s}  exit positions")
     lines = [header, "-" * len(header)]
     for row in rows:
         s = row.summary
         positions = ",".join(str(p) for p in s.exit_positions[:8]) + ("..." if len(s.exit_positions) > 8 else "")
         change = s.tokens / s.plain_tokens - 1 if s.plain_tokens else 0.0
+        wall = "-" if s.wall_s is None else f"{s.wall_s:.1f}"
         lines.append(
             f"{row.name:<14s} {s.questions:>3d} {s.accuracy:>6.1%} {s.tokens:>7d} {change:>+8.1%} {s.exits:>5d} "
-            f"{s.premature:>7d} {s.wrong:>5d}  {positions}"
+            f"{s.premature:>7d} {s.wrong:>5d} {wall:>7s}  {positions}"
         )
     lines.append("tokens = path + probe tokens; vs plain = change against the unstopped paths; premature = exit "
-                 "answer differs from the unstopped path's; wrong = a right unstopped answer turned wrong")
+                 "answer differs from the unstopped path's; wrong = a right unstopped answer turned wrong; wall s = "
+                 "the recorded calls' wall time the policy would spend, one call after the other (- : no timings)")
     return "\n".join(lines)

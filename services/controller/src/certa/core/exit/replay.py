@@ -5,6 +5,9 @@ at the first probe after which `should_exit` holds the path stops there. Path to
 (probes are taken between chunks, the next chunk starts only after the decision), probe tokens the sum over the
 probes sent. Without an exit the path costs what it cost unstopped, plus the probes sent.
 
+Wall time, when the recording has timings, is replayed the same way: the path's time up to the exit (or all of
+it) plus the sent probes' calls, one after the other.
+
 A **premature** exit answers differently from the unstopped path; a **wrong** exit turns the unstopped path's
 right answer into a wrong one (ALGORITHMS.md section 2b).
 """
@@ -37,6 +40,7 @@ class QuestionReplay:
     path_tokens: int
     probe_tokens: int
     probes_sent: int
+    wall_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class ReplaySummary:
     plain_correct: int
     plain_tokens: int
     rows: tuple[QuestionReplay, ...]
+    wall_s: float | None = None
+    plain_wall_s: float | None = None
 
     @property
     def tokens(self) -> int:
@@ -67,6 +73,17 @@ class ReplaySummary:
     @property
     def accuracy(self) -> float:
         return self.correct / self.questions if self.questions else 0.0
+
+
+def _wall_s(path_s: float | None, sent: Sequence[ProbeTrace]) -> float | None:
+    probes_s = [probe.probe_s for probe in sent]
+    if path_s is None or None in probes_s:
+        return None
+    return path_s + sum(value for value in probes_s if value is not None)
+
+
+def _total(values: Sequence[float | None]) -> float | None:
+    return None if not values or None in values else sum(value for value in values if value is not None)
 
 
 def replay_path(policy: ExitPolicy | None, trace: PathTrace) -> QuestionReplay:
@@ -90,6 +107,7 @@ def replay_path(policy: ExitPolicy | None, trace: PathTrace) -> QuestionReplay:
                 path_tokens=probe.position_tokens,
                 probe_tokens=sum(p.tokens for p in sent),
                 probes_sent=len(sent),
+                wall_s=_wall_s(probe.path_s, sent),
             )
     return QuestionReplay(
         question_id=trace.question_id,
@@ -102,6 +120,7 @@ def replay_path(policy: ExitPolicy | None, trace: PathTrace) -> QuestionReplay:
         path_tokens=trace.path_tokens,
         probe_tokens=sum(p.tokens for p in sent),
         probes_sent=len(sent),
+        wall_s=_wall_s(trace.path_s, sent),
     )
 
 
@@ -121,4 +140,6 @@ def replay(policy: ExitPolicy | None, traces: Sequence[PathTrace]) -> ReplaySumm
         plain_correct=sum(_same(trace.final_answer, trace.gold) for trace in traces),
         plain_tokens=sum(trace.path_tokens for trace in traces),
         rows=rows,
+        wall_s=_total([row.wall_s for row in rows]),
+        plain_wall_s=_total([trace.path_s for trace in traces]),
     )

@@ -25,6 +25,8 @@ class ProbeTrace:
     known without sending the probe. `answer_in_path`: the probe's answer is a quantity the path itself wrote.
     `answer_log_probs` is None when the backend returned no log-probabilities. `final_written`: the path had
     already written its boxed final answer, so it is about to end and a probe there could save next to nothing.
+    `path_s` / `probe_s`: wall time the path took to reach the probe, and the probe call's own (None in recordings
+    made without timings).
     """
 
     position_tokens: int
@@ -37,6 +39,8 @@ class ProbeTrace:
     answer_cue: bool
     answer_in_path: bool
     final_written: bool = False  # the path had already written a complete `\boxed{...}`: it is ending
+    path_s: float | None = None
+    probe_s: float | None = None
 
     @property
     def confidence(self) -> float | None:
@@ -46,7 +50,10 @@ class ProbeTrace:
 
 @dataclass(frozen=True)
 class PathTrace:
-    """One question's unstopped path and its probes, with the model and prompt template that produced it."""
+    """One question's unstopped path and its probes, with the model and prompt template that produced it.
+
+    `path_s` is the wall time of the path's own calls, probes excluded (None in recordings made without timings).
+    """
 
     question_id: str
     gold: str
@@ -56,6 +63,7 @@ class PathTrace:
     probes: tuple[ProbeTrace, ...]
     model: str
     template: str
+    path_s: float | None = None
 
 
 def geometric_mean_probability(log_probs: Sequence[float] | None) -> float | None:
@@ -93,7 +101,17 @@ def probe_to_dict(probe: ProbeTrace) -> dict[str, Any]:
         "answer_cue": probe.answer_cue,
         "answer_in_path": probe.answer_in_path,
         "final_written": probe.final_written,
+        **_seconds(path_s=probe.path_s, probe_s=probe.probe_s),
     }
+
+
+def _seconds(**timings: float | None) -> dict[str, float]:
+    """The timings a recording has (recordings made without them keep their lines as they were)."""
+    return {key: round(value, 4) for key, value in timings.items() if value is not None}
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def trace_to_dict(trace: PathTrace) -> dict[str, Any]:
@@ -107,6 +125,7 @@ def trace_to_dict(trace: PathTrace) -> dict[str, Any]:
         "path_tokens": trace.path_tokens,
         "finish": trace.finish,
         "probes": [probe_to_dict(probe) for probe in trace.probes],
+        **_seconds(path_s=trace.path_s),
     }
 
 
@@ -124,6 +143,8 @@ def trace_from_dict(data: Mapping[str, Any]) -> PathTrace:
             answer_cue=bool(p["answer_cue"]),
             answer_in_path=bool(p["answer_in_path"]),
             final_written=bool(p.get("final_written", False)),
+            path_s=_optional_float(p.get("path_s")),
+            probe_s=_optional_float(p.get("probe_s")),
         )
         for p in data["probes"]
     )
@@ -136,4 +157,5 @@ def trace_from_dict(data: Mapping[str, Any]) -> PathTrace:
         probes=probes,
         model=str(data["model"]),
         template=str(data["template"]),
+        path_s=_optional_float(data.get("path_s")),
     )
