@@ -31,11 +31,11 @@ from typing import Any
 
 import grpc
 
+from certa.testing.certa_serve import CertaServe
 from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_bench.load import percentile
-from certa_bench.serve import CertaServe
 
 PLAIN = pb.Strategy(plain=pb.PlainCot())
 

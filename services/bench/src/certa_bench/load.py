@@ -87,11 +87,11 @@ from certa.api.grpc.mapping import report_to_proto
 from certa.store.requests.codec import read_request
 from certa.store.requests.port import RequestKey
 from certa.store.requests.values import stored_report
+from certa.testing.certa_serve import CertaServe
 from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_bench.profile import Profiler
-from certa_bench.serve import CertaServe
 
 TENANT = "default"
 # The load's strategy: the default Dynasor-CoT preset (threshold 3) with 32-token chunks over the 234-token script:

@@ -1,5 +1,5 @@
-"""A `certa serve` child process: the controller as the load campaign and the fairness bench run it, in its own
-process (so the load generator shares neither its event loop nor its core), configured by `CERTA_*` variables."""
+"""A `certa serve` child process on a free loopback port, for tests and benchmarks: the controller in its own process
+(so a load generator shares neither its event loop nor its core), configured by `CERTA_*` variables, as a pod is."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from certa.server import SERVICE_NAME
 from certa.testing.redis_server import free_port
+from certa.v1 import reasoning_pb2
+
+SERVICE_NAME = reasoning_pb2.DESCRIPTOR.services_by_name["ReasoningService"].full_name
 
 STOP_TIMEOUT_S = 30.0
 
@@ -24,9 +26,8 @@ class CertaServe:
     """`certa serve` on a free loopback port with `backends` (`CERTA_BACKENDS`), its state in Redis at `redis_url`
     under `prefix`, and `settings` (more `CERTA_*` variables, which win); ready to serve once constructed.
 
-    This process's own `CERTA_*` and `OTEL_*` variables are left out. Tenants come from `x-certa-tenant` (the
-    authentication is tests/system/api/test_auth.py's), logs are text in `log_path`, a stop drains for a second at
-    most, and tracing is off.
+    This process's own `CERTA_*` and `OTEL_*` variables are left out. Authentication is off (the tenant comes from
+    `x-certa-tenant`), logs are text in `log_path`, a stop drains for a second at most, and tracing is off.
     """
 
     def __init__(
