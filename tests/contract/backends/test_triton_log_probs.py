@@ -86,13 +86,14 @@ async def test_preset_auto_through_triton_records_confident_probes(scripted: Tri
     """Recording mode end to end: every chunk probed, confidences from the server, the path run to its end."""
     exit_ = CalibratedExit(CONSERVATIVE_DEFAULT, 0.1, record=True)
     strategy = build_strategy(DynasorConfig.auto(exit_), (QUESTION,), 400, SamplingParams())
-    report = await Driver(scripted, "", token_budget=400).run(strategy)
+    result = (await Driver(scripted, "", token_budget=400).run(strategy)).outcome
 
-    traces = report.samples[0].traces
-    assert report.stop_reason is StopReason.MODEL_FINISHED and report.answer == "18"
+    assert isinstance(result, StrategyResult)
+    traces = result.samples[0].traces
+    assert result.stop_reason is StopReason.MODEL_FINISHED and result.answer == "18"
     assert traces and all(trace.answer_log_probs is not None for trace in traces if trace.answer)
     assert all(trace.confidence == pytest.approx(math.exp(-0.01)) for trace in traces if trace.answer.isdigit())
-    assert "recording, exits disabled" in report.stop_detail
+    assert "recording, exits disabled" in result.stop_detail
 
 
 @pytest.mark.asyncio

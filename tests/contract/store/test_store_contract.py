@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from certa.core.errors import CorruptState, LeaseLost
 from certa.store import MemoryStore, RedisStore
+from certa.store.requests.codec import SCHEMA_VERSION
 from certa.store.requests.port import (
     Append,
     Created,
@@ -154,6 +155,34 @@ async def test_finish_ends_the_stream_keeps_the_result_and_frees_the_lease(store
     assert await store.claim(key, "replica-b") is None
     with pytest.raises(LeaseLost):
         await store.renew(key, "replica-a")
+
+
+async def set_fields(store: StateStore, key: RequestKey, fields: dict[bytes, bytes]) -> None:
+    """Write record fields as another release would have (the memory store's dictionary, or the Redis hash)."""
+    if isinstance(store, MemoryStore):
+        store._entries[key].fields.update(fields)  # type: ignore[attr-defined]
+        return
+    assert isinstance(store, RedisStore)
+    await store.client.hset(store.keys(key)[0], mapping=fields)  # type: ignore[arg-type]
+
+
+async def test_a_record_of_the_previous_schema_takes_this_ones_version_with_the_first_result_written(
+    store: StateStore,
+) -> None:
+    key = new_request().key
+    await store.create(new_request(), "replica-a")
+    assert (await store.read(key)).schema == SCHEMA_VERSION == "3"  # type: ignore[union-attr]
+    await set_fields(store, key, {b"v": b"2", b"summary": b"a schema 2 result"})  # left by an older replica
+    assert (await store.read(key)).schema == "2"  # type: ignore[union-attr]
+    await store.append(key, "replica-a", Append(write=1, journal=[b"j1"], events=[b"e1"]))  # no result: still 2
+    assert (await store.read(key)).schema == "2"  # type: ignore[union-attr]
+    await store.append(key, "replica-a", Append(write=2, journal=[b"j2"], summary=b"s2"))
+    stored = await store.read(key)
+    assert stored is not None and (stored.schema, stored.summary) == (SCHEMA_VERSION, b"s2")
+    await set_fields(store, key, {b"v": b"2"})
+    await store.finish(key, "replica-a", Finish(write=3, status=Status.SUCCEEDED, summary=b"result"))
+    stored = await store.read(key)
+    assert stored is not None and (stored.schema, stored.summary) == (SCHEMA_VERSION, b"result")
 
 
 async def test_released_requests_are_claimable_at_once(store: StateStore) -> None:

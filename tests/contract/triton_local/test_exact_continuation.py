@@ -51,6 +51,7 @@ async def test_a_calibrated_path_probed_between_chunks_is_the_one_shot_path(fres
         probed = await Driver(backend, "", token_budget=64).run(build_strategy(record, prompt, 64, SamplingParams()))
     finally:
         await backend.close()
-    assert probed.samples[0].traces, "probes were taken between the chunks"
-    assert all(trace.answer_log_probs is not None for trace in probed.samples[0].traces)
-    assert probed.text == plain.text and probed.usage.path_tokens == plain.usage.path_tokens
+    traces = probed.outcome.samples[0].traces
+    assert traces, "probes were taken between the chunks"
+    assert all(trace.answer_log_probs is not None for trace in traces)
+    assert probed.outcome.text == plain.outcome.text and probed.usage.path_tokens == plain.usage.path_tokens

@@ -5,10 +5,7 @@ adds nothing, in-process servers); Redis and Triton (with the scripted models) a
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,19 +13,18 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
 from certa.api.auth import TENANT_METADATA
+from certa.testing.certa_serve import CertaServe
 from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
-from certa_triton_local.launcher import TritonServer, free_port
+from certa_triton_local.launcher import TritonServer
 
 pytestmark = pytest.mark.integration
 
-VENV_BIN = Path(sys.executable).parent
 LEASE_S = 1.5
 # A long path: 0.02 s per token of the ~230-token script, a probe after every 16 tokens, no early exit.
 LONG = pb.Strategy(
@@ -37,64 +33,21 @@ LONG = pb.Strategy(
 QUESTION = "[[slow:0.02]] How much does Janet make?"
 
 
-class Replica:
+class Replica(CertaServe):
     """`certa serve` as a process, configured like a pod of the chart (Redis store, short lease for the test)."""
 
     def __init__(
         self, name: str, triton: TritonServer, redis: RedisServer, prefix: str, log_dir: Path, drain_s: float = 0.5
     ) -> None:
         self.name = name
-        self.port = free_port()
-        self.log_path = log_dir / f"controller-{name}.log"
-        self.env = {
-            "PATH": os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]),
-            "CERTA_LISTEN_ADDRESS": f"127.0.0.1:{self.port}",
-            "CERTA_BACKENDS": f"trtllm=triton://{triton.grpc_url}",
-            "CERTA_REDIS_URL": redis.url,
-            "CERTA_REDIS_KEY_PREFIX": prefix,
+        settings = {
             "CERTA_REPLICA_ID": name,
             "CERTA_LEASE_S": str(LEASE_S),
             "CERTA_SWEEP_INTERVAL_S": "0.3",
-            "CERTA_LOG_FORMAT": "text",
             "CERTA_DRAIN_TIMEOUT_S": str(drain_s),
-            # These tests name tenants in metadata; tests/system/api/test_auth.py checks authentication.
-            "CERTA_AUTH_DISABLED": "true",
         }
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(VENV_BIN / "certa"), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self._wait_ready()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def _wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"replica {self.name} exited:\n{self.log()}"
-            with grpc.insecure_channel(self.address) as channel:
-                try:
-                    status = (
-                        health_pb2_grpc.HealthStub(channel)
-                        .Check(health_pb2.HealthCheckRequest(service="certa.v1.ReasoningService"), timeout=1)
-                        .status
-                    )
-                except grpc.RpcError:
-                    status = None
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"replica {self.name} never became ready:\n{self.log()}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        backends = f"trtllm=triton://{triton.grpc_url}"
+        super().__init__(backends, redis.url, prefix, log_dir / f"controller-{name}.log", settings)
 
 
 @pytest.fixture

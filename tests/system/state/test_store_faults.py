@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
@@ -24,6 +25,7 @@ from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_triton_local.launcher import TritonServer, free_port
 from tests.system.api.conftest import settings_for
 from tests.system.state.test_replicas import LONG, QUESTION, partial_of
+from tests.unit.store.test_store_values_schema2 import V2_FINISHED
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +136,35 @@ async def test_foreign_data_under_a_request_key_is_data_loss_naming_the_key(
     assert raised.value.code() == grpc.StatusCode.DATA_LOSS
     assert meta in raised.value.details() and "schema version" in raised.value.details()
     await client.aclose()
+
+
+async def test_a_result_the_previous_release_stored_is_served_as_it_was(
+    served: CertaServer, fresh_redis: RedisServer
+) -> None:
+    plain, request_id = pb.Strategy(plain=pb.PlainCot()), f"r-{uuid.uuid4().hex[:8]}"
+    request = pb.SolveRequest(question="How much does Janet make?", strategy=plain, request_id=request_id)
+    client = Redis.from_url(fresh_redis.url)
+    meta = served.service.store.keys(RequestKey("default", request.request_id))[0]  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        stub = pb_grpc.ReasoningServiceStub(channel)
+        assert (await stub.Solve(request)).status == pb.SOLVE_STATUS_SUCCEEDED
+        await client.hset(meta, mapping={"v": "2", "summary": V2_FINISHED})  # as a schema 2 replica finished it
+        response = await stub.GetSolve(pb.GetSolveRequest(request_id=request.request_id))
+    await client.aclose()
+    probe = pb.Probe(sample_index=1, position_tokens=64, answer="18", confident=True, tokens=7)
+    assert response.status == pb.SOLVE_STATUS_SUCCEEDED
+    assert response.result == pb.SolveResult(
+        answer="18",
+        stop_reason=pb.STOP_REASON_VOTED,
+        text="so 9 * 2 = 18",
+        usage=pb.TokenUsage(prompt_tokens=40, path_tokens=240, probe_tokens=28, cached_prompt_tokens=30),
+        probes=[probe],
+        wall_time=Duration(seconds=1, nanos=250_000_000),
+        samples=[pb.Sample(index=1, answer="18", stop_reason=pb.STOP_REASON_CERTAIN, path_tokens=120, probe_tokens=14)],
+        answer_classes=[pb.AnswerClass(answer="18", count=2)],
+        rounds=[pb.Round(samples=[0, 1], drawn=2, certaindex=0.8, statistic=0.8, stop=True, reason="certain")],
+        stop_detail="certaindex 0.80 >= 0.70",
+        batch=pb.BatchSummary(
+            questions=2, failed_questions=1, samples_spent=4, tokens_spent=900, budget=pb.BatchBudget(samples=8)
+        ),
+    )

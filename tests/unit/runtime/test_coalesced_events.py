@@ -85,7 +85,7 @@ async def test_a_stream_carries_the_whole_text_in_fewer_events_than_tokens() -> 
     final = events[-1]
     assert isinstance(final, Finished) and final.result is not None
     texts = [event for event in events if isinstance(event, TextDelta)]
-    assert "".join(event.text for event in texts) == final.result.text
+    assert "".join(event.text for event in texts) == final.result.outcome.text
     assert [event.path_tokens for event in texts] == sorted(event.path_tokens for event in texts)
     assert texts[-1].path_tokens == final.result.usage.path_tokens
     assert 1 < len(texts) < final.result.usage.path_tokens
@@ -118,7 +118,7 @@ async def test_after_a_resumption_no_text_a_client_received_is_lost_and_none_is_
     assert isinstance(final, Finished) and final.result is not None
     done = await second.wait(view.key)
     assert done.status is Status.SUCCEEDED and done.attempt == 2
-    result_text = final.result.text
+    result_text = final.result.outcome.text
     # Nothing the client saw is contradicted (the script is deterministic: redone text is the same text) ...
     assert result_text.startswith(seen_before)
     # ... and the replayed stream, cut at its `Resumed`, shows the result once: no text lost, none twice.

@@ -8,7 +8,7 @@ import pytest
 
 from certa.core.commands import Cancel, Start, Wait
 from certa.core.errors import BackendError, DeadlineExceeded, SolveInterrupted
-from certa.core.report import TextDelta
+from certa.core.report import Interrupted, TextDelta
 from certa.core.strategies import DynasorConfig, MajorityVoteSpec, PlainSpec, build_strategy
 from certa.core.types import GenerationRequest, SamplingParams, StopReason, StrategyResult
 from certa.runtime.driver import Driver
@@ -27,9 +27,10 @@ async def test_plain_run_counts_what_the_backend_reported() -> None:
     report = await Driver(backend, "m", token_budget=1000, on_event=events.append).run(
         build_strategy(PlainSpec(), ("Q\n",), 1000, GREEDY)
     )
-    assert report.complete and report.answer == "18"
-    assert report.stop_reason is StopReason.MODEL_FINISHED
-    assert report.text == SCRIPT
+    result = report.outcome
+    assert report.complete and isinstance(result, StrategyResult) and result.answer == "18"
+    assert result.stop_reason is StopReason.MODEL_FINISHED
+    assert result.text == SCRIPT
     assert report.usage.path_tokens == len(SCRIPT)
     assert report.usage.prompt_tokens == 2
     assert "".join(event.text for event in events if isinstance(event, TextDelta)) == SCRIPT
@@ -41,7 +42,7 @@ async def test_dynasor_exit_cancels_the_chunk_in_flight_and_counts_its_tokens() 
     config = DynasorConfig(chunk_tokens=32, certainty_threshold=2, probe_tokens=10)
     prompt = ("Q [[confident-after:100]]\n",)
     report = await Driver(backend, "m", token_budget=1000).run(build_strategy(config, prompt, 1000, GREEDY))
-    assert report.stop_reason is StopReason.CERTAIN
+    assert report.outcome.stop_reason is StopReason.CERTAIN
     assert len(backend.cancelled) == 1
     path_requests = [r for r in backend.requests if r.purpose.value == "path"]
     probe_requests = [r for r in backend.requests if r.purpose.value == "probe"]
@@ -51,7 +52,7 @@ async def test_dynasor_exit_cancels_the_chunk_in_flight_and_counts_its_tokens() 
     assert kept == 32 * (len(path_requests) - 1)
     assert kept <= report.usage.path_tokens < kept + 32
     assert report.usage.probe_tokens == sum(probe.tokens for probe in report.probes)
-    assert report.samples[0].path_tokens == report.usage.path_tokens
+    assert report.outcome.samples[0].path_tokens == report.usage.path_tokens
 
 
 async def test_each_path_start_is_clamped_to_the_sample_budget() -> None:
@@ -66,7 +67,7 @@ async def test_each_path_start_is_clamped_to_the_sample_budget() -> None:
     report = await Driver(backend, "m", token_budget=100).run(greedy_strategy())
     assert [request.max_tokens for request in backend.requests] == [80, 20]
     assert report.usage.path_tokens == 100
-    assert report.text == SCRIPT[:100]
+    assert report.outcome.text == SCRIPT[:100]
 
 
 async def test_deadline_cancels_calls_and_keeps_the_partial_result() -> None:
@@ -76,9 +77,9 @@ async def test_deadline_cancels_calls_and_keeps_the_partial_result() -> None:
             build_strategy(PlainSpec(), ("Q [[slow:0.02]]\n",), 1000, GREEDY), deadline_s=0.3
         )
     partial = raised.value.partial
-    assert not partial.complete and partial.answer == ""
+    assert not partial.complete
     assert 3 <= partial.usage.path_tokens < len(SCRIPT)
-    assert partial.text == SCRIPT[: partial.usage.path_tokens]
+    assert partial.outcome == Interrupted(SCRIPT[: partial.usage.path_tokens], cancelled=False)
     assert len(backend.cancelled) == 1
 
 
@@ -92,7 +93,7 @@ async def test_backend_failure_mid_path_carries_text_tokens_and_probes() -> None
     assert isinstance(raised.value.cause, BackendError)
     partial = raised.value.partial
     assert partial.usage.path_tokens >= 40
-    assert partial.text.startswith(SCRIPT[:40])
+    assert isinstance(partial.outcome, Interrupted) and partial.outcome.text.startswith(SCRIPT[:40])
     assert len(partial.probes) >= 2
 
 
@@ -106,8 +107,8 @@ async def test_cancellation_returns_a_partial_report_marked_cancelled() -> None:
     await asyncio.sleep(0.15)
     cancel.set()
     report = await run
-    assert report.stop_reason is StopReason.CANCELLED and not report.complete
-    assert report.answer == ""
+    assert isinstance(report.outcome, Interrupted) and report.outcome.cancelled and not report.complete
+    assert report.outcome.stop_reason is StopReason.CANCELLED
     assert 0 < report.usage.path_tokens < len(SCRIPT)
     assert len(backend.cancelled) == 1
 

@@ -67,7 +67,8 @@ async def test_a_run_resumed_from_any_checkpoint_ends_as_the_uninterrupted_run(s
     whole, journal, _, first_backend = await run(spec)
     assert len(journal) > cut
     resumed, _, events, backend = await run(spec, replay=tuple(journal[:cut]), attempt=2)
-    assert (resumed.answer, resumed.text, resumed.stop_reason) == (whole.answer, whole.text, whole.stop_reason)
+    done, redone = whole.outcome, resumed.outcome
+    assert (redone.answer, redone.text, redone.stop_reason) == (done.answer, done.text, done.stop_reason)
     assert resumed.usage == whole.usage  # replayed outcomes count once, as they did
     # Samples run side by side, so how their probes interleave depends on timing; each sample's history does not.
     assert sorted(resumed.probes, key=by_sample) == sorted(whole.probes, key=by_sample)
@@ -84,9 +85,9 @@ async def test_a_whole_journal_with_cancelled_chunks_replays_without_any_call(sp
     assert ReplyKind.CANCEL in {reply.kind for reply in journal}  # early exits cancelled in-flight chunks
     replayed, later, _, backend = await run(spec, replay=tuple(journal), attempt=2)
     assert backend.requests == [] and later == []
-    assert (replayed.answer, replayed.text, replayed.usage, replayed.probes) == (
-        whole.answer,
-        whole.text,
+    assert (replayed.outcome.answer, replayed.outcome.text, replayed.usage, replayed.probes) == (
+        whole.outcome.answer,
+        whole.outcome.text,
         whole.usage,
         whole.probes,
     )
@@ -142,7 +143,7 @@ async def run_batch(
 
 async def test_a_failed_call_of_a_batch_is_journaled_and_replays_as_the_same_question_error() -> None:
     whole, journal, events, _ = await run_batch()
-    assert whole.complete and whole.batch is not None and whole.batch.failed == 1
+    assert whole.complete and whole.outcome.batch is not None and whole.outcome.batch.failed == 1
     finished = {event.question_id: event for event in events if isinstance(event, QuestionFinished)}
     assert finished["fine"].error is None and finished["fine"].result.answer == "7"
     assert isinstance(finished["broken"].error, BackendError) and finished["broken"].result.answer == ""
@@ -151,7 +152,7 @@ async def test_a_failed_call_of_a_batch_is_journaled_and_replays_as_the_same_que
     assert failed.outcome.tokens == 20  # what the call generated before it failed, counted
     replayed, later, _, backend = await run_batch(replay=tuple(journal))
     assert backend.requests == [] and later == []
-    assert (replayed.batch, replayed.usage) == (whole.batch, whole.usage)
+    assert (replayed.outcome.batch, replayed.usage) == (whole.outcome.batch, whole.usage)
 
 
 async def test_pool_answers_are_journaled_and_a_replay_asks_the_pool_nothing() -> None:
@@ -174,9 +175,10 @@ async def test_pool_answers_are_journaled_and_a_replay_asks_the_pool_nothing() -
         return await driver.run(build_strategy(spec, prompt, 400, SAMPLED)), journal, backend
 
     whole, journal, _ = await run_pooled(())
-    assert len(whole.samples) == 4 and whole.stop_reason.value == "budget"
+    assert len(whole.outcome.samples) == 4 and whole.outcome.stop_reason.value == "budget"
     assert [reply.granted for reply in journal if reply.kind is ReplyKind.POOL] == [2, 2, 0]
     asked.clear()
     replayed, later, backend = await run_pooled(tuple(journal))
     assert asked == [] and backend.requests == [] and later == []
-    assert (replayed.answer, replayed.usage, replayed.stop_detail) == (whole.answer, whole.usage, whole.stop_detail)
+    done, redone = whole.outcome, replayed.outcome
+    assert (redone.answer, replayed.usage, redone.stop_detail) == (done.answer, whole.usage, done.stop_detail)

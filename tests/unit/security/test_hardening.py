@@ -18,18 +18,20 @@ from certa.config import Settings, load_settings
 from certa.core.budget_pool import validate_pool_name
 from certa.core.errors import BackendUnavailable, InvalidArgument, NewerRecord, SolveInterrupted, StoreUnavailable
 from certa.core.redact import redact_text, redact_url
+from certa.core.report import Interrupted, SolveReport, Usage
 from certa.core.stop_rules import MAX_RULE_SAMPLES, CertaindexRule, EscRule, validate_stop_rule
 from certa.observability.redacting_log import RedactingFilter
 from certa.runtime.fair_queue import FairQueue
 from certa.server import build_backends
 from certa.service import SolveService
-from certa.store.requests import codec
+from certa.store.requests import codec, values
 from certa.store.requests.memory import MemoryStore
 from certa.store.requests.port import RequestKey, Status, validate_tenant
 from certa.tenants import TenantPolicies
 from certa.testing.scripted_backend import ScriptedBackend
 from certa.v1 import reasoning_pb2 as pb
 from tests.unit.service.test_service import SETTINGS, spec
+from tests.unit.store.test_store_values_schema2 import FINISHED, V2_CANCELLED, V2_FINISHED
 
 pytestmark = pytest.mark.unit
 
@@ -196,13 +198,25 @@ async def test_rolling_upgrade_old_records_resume_on_new_code_and_new_records_ar
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = MemoryStore()
+    # What the old release (schema 2) left: a request it was running, with the partial result it checkpointed in its
+    # own shape, and one it finished.
     written_by_old = await _orphan(store, "written-by-v2")
-    # The new release writes version 3 and reads 2 and 3: it resumes what the old release left.
-    monkeypatch.setattr(codec, "SCHEMA_VERSION", "3")
-    monkeypatch.setattr(codec, "READABLE_VERSIONS", frozenset({"2", "3"}))
+    store._entries[written_by_old].fields.update({b"v": b"2", b"summary": V2_CANCELLED})
     new_code = _service(store, ScriptedBackend(), "new")
+    finished_by_old = (await new_code.submit(spec("finished-by-v2"), "acme", idempotent=True)).key
+    await new_code.wait(finished_by_old)
+    store._entries[finished_by_old].fields.update({b"v": b"2", b"summary": V2_FINISHED})
+    # The new release writes version 3 and reads 2 and 3: it serves and resumes what the old release left.
+    assert ("3", frozenset({"2", "3"})) == (codec.SCHEMA_VERSION, codec.READABLE_VERSIONS)
+    assert (await new_code.describe(finished_by_old)).result == FINISHED
+    left = await store.read(written_by_old)
+    assert left is not None and values.stored_report(left) == SolveReport(
+        Interrupted("Janet has 16", cancelled=True), Usage(40, 5), (), 0.5, 512
+    )
     assert await new_code.sweep() == 1
-    assert (await new_code.wait(written_by_old)).status is Status.SUCCEEDED
+    resumed = await new_code.wait(written_by_old)
+    assert resumed.status is Status.SUCCEEDED and resumed.result is not None and resumed.result.outcome.answer == "18"
+    assert store._entries[written_by_old].fields[b"v"] == b"3"  # its result is now in the new shape
     written_by_new = await _orphan(store, "written-by-v3")
     assert store._entries[written_by_new].fields[b"v"] == b"3"
     # The old release (writes and reads 2) meets it: it skips it, neither failing the sweep nor forgetting it.
@@ -236,7 +250,7 @@ async def test_a_request_that_failed_unavailable_runs_again_under_the_same_id() 
     backend.available = True
     again = await solver.submit(spec("retry-me"), "acme", idempotent=True)
     done = await solver.wait(again.key)
-    assert done.status is Status.SUCCEEDED and done.result is not None and done.result.answer == "18"
+    assert done.status is Status.SUCCEEDED and done.result is not None and done.result.outcome.answer == "18"
     assert (await store.read(view.key)).attempt == 2  # type: ignore[union-attr]
 
 

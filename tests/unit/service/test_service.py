@@ -54,8 +54,8 @@ async def test_a_plain_request_runs_to_the_scripted_answer_and_reports_its_token
     assert view.status is Status.RUNNING and view.key == RequestKey("acme", "r1")
     done = await solver.wait(view.key)
     assert done.status is Status.SUCCEEDED
-    assert done.result is not None and done.result.answer == "18"
-    assert done.result.stop_reason is StopReason.MODEL_FINISHED
+    assert done.result is not None and done.result.outcome.answer == "18"
+    assert done.result.outcome.stop_reason is StopReason.MODEL_FINISHED
     assert done.result.usage.path_tokens == len(backend.model.script_template.replace("ANSWER", "18"))
     assert done.model == "scripted" and done.strategy == "plain"
 
@@ -69,7 +69,7 @@ async def test_following_yields_core_events_in_order_then_the_result() -> None:
     texts = "".join(event.text for event in events if isinstance(event, TextDelta))
     assert texts.startswith("Janet's ducks")
     assert any(isinstance(event, ProbeRecord) for event in events)
-    assert events[-1].result.answer == "18"
+    assert events[-1].result.outcome.answer == "18"
 
 
 async def test_a_retry_with_the_same_id_attaches_and_a_different_request_conflicts() -> None:
@@ -97,7 +97,7 @@ async def test_a_resumed_request_runs_the_stored_spec_not_one_checked_against_th
     second = service(store, backend, settings=strict)
     done = await second.wait(view.key)
     assert done.status is Status.SUCCEEDED and done.attempt == 2
-    assert done.result is not None and done.result.answer == "18" and done.result.token_budget == 5000
+    assert done.result is not None and done.result.outcome.answer == "18" and done.result.token_budget == 5000
     assert backend.requests and all(request.max_tokens > 100 for request in backend.requests)
 
 

@@ -7,7 +7,7 @@ import pytest
 from certa.core.allocator import AllocatorConfig, BatchBudget, Policy
 from certa.core.commands import Decision, QuestionFinished
 from certa.core.errors import BackendUnavailable, CorruptState
-from certa.core.report import PathProgress, Resumed, SolveReport, TextDelta, Usage
+from certa.core.report import Interrupted, PathProgress, Resumed, SolveReport, TextDelta, Usage
 from certa.core.spec import SolveSpec
 from certa.core.stop_rules import BetaRule, EscRule
 from certa.core.strategies import (
@@ -78,22 +78,26 @@ def test_every_strategy_spec_reads_back_as_it_was_accepted(strategy: object) -> 
 
 
 def test_a_report_with_samples_rounds_and_batch_totals_reads_back_equal() -> None:
-    report = SolveReport(
+    result = StrategyResult(
         answer="18",
         stop_reason=StopReason.VOTED,
         text="…",
-        usage=Usage(prompt_tokens=40, path_tokens=240, probe_tokens=28, cached_prompt_tokens=30),
-        probes=(PROBE,),
         samples=(SAMPLE,),
         answer_classes=(AnswerClass("18", 2, 0),),
-        wall_time_s=1.25,
-        token_budget=512,
-        complete=True,
         rounds=(Round((0, 1), 2, 0.8, 0.8, True, "certain", refined_from=((), (0,))),),
         stop_detail="certaindex 0.80 >= 0.70",
         batch=BatchTotals(questions=2, samples=4, generated_tokens=900, failed=1, budget_samples=8),
     )
+    usage = Usage(prompt_tokens=40, path_tokens=240, probe_tokens=28, cached_prompt_tokens=30)
+    report = SolveReport(result, usage, probes=(PROBE,), wall_time_s=1.25, token_budget=512)
     assert values.decode(values.encode(report), SolveReport, "k") == report
+
+
+@pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled", "failed"])
+def test_an_interrupted_report_reads_back_equal(cancelled: bool) -> None:
+    report = SolveReport(Interrupted("Janet has", cancelled=cancelled), Usage(path_tokens=3), (PROBE,), 0.25, 512)
+    back = values.decode(values.encode(report), SolveReport, "k")
+    assert back == report and back.outcome.stop_reason == (StopReason.CANCELLED if cancelled else None)
 
 
 def test_events_read_back_equal_and_a_question_error_keeps_its_kind_and_message() -> None:

@@ -10,7 +10,7 @@ from certa.core.report import SolveReport, Usage
 from certa.core.spec import SolveSpec
 from certa.core.strategies import DynasorConfig
 from certa.core.strategies.calibrated import CalibratedExit
-from certa.core.types import PathResult, ProbeRecord, SamplingParams, StopReason
+from certa.core.types import PathResult, ProbeRecord, SamplingParams, StopReason, StrategyResult
 from certa.store.requests import values
 
 pytestmark = pytest.mark.unit
@@ -26,6 +26,6 @@ def test_a_report_with_traces_and_probe_confidence_round_trips() -> None:
     trace = ProbeTrace(64, "answer", "18", (-0.01, -0.02), False, 4, True, True, True)
     probe = ProbeRecord(0, 64, "18", True, 4, confidence=0.985, trigger="answer")
     path = PathResult("18", StopReason.CERTAIN, "...", 64, 4, (probe,), detail="exit profile p", traces=(trace,))
-    report = SolveReport("18", StopReason.CERTAIN, "...", Usage(path_tokens=64, probe_tokens=4), (probe,), (path,),
-                         (), 1.5, 512, True, stop_detail="exit profile p")
+    result = StrategyResult("18", StopReason.CERTAIN, "...", (path,), stop_detail="exit profile p")
+    report = SolveReport(result, Usage(path_tokens=64, probe_tokens=4), (probe,), 1.5, 512)
     assert values.decode(values.encode(report), SolveReport, "k") == report

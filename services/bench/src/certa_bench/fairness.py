@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -33,46 +31,22 @@ from typing import Any
 
 import grpc
 
-from certa.testing.redis_server import RedisServer, free_port
+from certa.testing.certa_serve import CertaServe
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
-from certa_bench.load import certa_serve, percentile, tail, wait_serving
+from certa_bench.load import percentile
 
 PLAIN = pb.Strategy(plain=pb.PlainCot())
 
 
-class FairnessController:
-    def __init__(self, redis_url: str, work: Path, label: str, slots: int, fair: bool) -> None:
-        self.port = free_port()
-        self.log_path = work / f"fairness-{label}.log"
-        env = {
-            "CERTA_LISTEN_ADDRESS": self.address,
-            "CERTA_BACKENDS": f"instant=scripted://?slots={slots}",
-            "CERTA_REDIS_URL": redis_url,
-            "CERTA_REDIS_KEY_PREFIX": f"fair-{uuid.uuid4().hex[:8]}",
-            "CERTA_AUTH_DISABLED": "true",  # the tenant from x-certa-tenant
-            "CERTA_LOG_FORMAT": "text",
-            "CERTA_LOG_LEVEL": "WARNING",
-            "CERTA_DRAIN_TIMEOUT_S": "1",
-            "CERTA_BACKEND_MAX_CONCURRENT_CALLS": str(slots if fair else 0),
-            "OTEL_SDK_DISABLED": "true",
-        }
-        self.process = certa_serve(env, self.log_path)
-        wait_serving(self.address, self.process, self.log_path)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise RuntimeError(f"controller did not stop:\n{tail(self.log_path)}") from None
+def fairness_controller(redis_url: str, work: Path, label: str, slots: int, fair: bool) -> CertaServe:
+    """`certa serve` in front of the scripted backend serving `slots` calls at once, with the fair queue (`fair`)
+    or without it (every call goes to the backend)."""
+    settings = {"CERTA_LOG_LEVEL": "WARNING", "CERTA_BACKEND_MAX_CONCURRENT_CALLS": str(slots if fair else 0)}
+    prefix = f"fair-{uuid.uuid4().hex[:8]}"
+    log_path = work / f"fairness-{label}.log"
+    return CertaServe(f"instant=scripted://?slots={slots}", redis_url, prefix, log_path, settings)
 
 
 async def _timed(stub: pb_grpc.ReasoningServiceStub, tenant: str, question: str, timeout_s: float) -> tuple[str, float]:
@@ -90,7 +64,7 @@ async def _timed(stub: pb_grpc.ReasoningServiceStub, tenant: str, question: str,
 
 async def one_run(redis: RedisServer, work: Path, args: argparse.Namespace, fair: bool) -> dict[str, Any]:
     label = "fair" if fair else "fifo"
-    controller = FairnessController(redis.url, work, label, args.backend_slots, fair)
+    controller = fairness_controller(redis.url, work, label, args.backend_slots, fair)
     question = f"[[slow:{args.token_delay}]] How much does Janet make every day?"
     try:
         async with grpc.aio.insecure_channel(controller.address) as channel:

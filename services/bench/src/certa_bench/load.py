@@ -69,32 +69,31 @@ import math
 import os
 import resource
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
 from certa.api.grpc.mapping import report_to_proto
-from certa.core.report import SolveReport
-from certa.store.requests import values as stored_values
-from certa.testing.redis_server import RedisServer, free_port
+from certa.store.requests.codec import read_request
+from certa.store.requests.port import RequestKey
+from certa.store.requests.values import stored_report
+from certa.testing.certa_serve import CertaServe
+from certa.testing.redis_server import RedisServer
 from certa.v1 import reasoning_pb2 as pb
 from certa.v1 import reasoning_pb2_grpc as pb_grpc
 from certa_bench.profile import Profiler
 
 TENANT = "default"
-SERVICE = "certa.v1.ReasoningService"
 # The load's strategy: the default Dynasor-CoT preset (threshold 3) with 32-token chunks over the 234-token script:
 # 8 chunks and 7 probes (the scripted probes never agree three times in a row, so the path runs to its end), i.e.
 # 15 rounds and 282 generated tokens per request.
@@ -118,129 +117,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of proc(5): utime, stime
 
 
-def wait_serving(address: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 60.0) -> None:
-    """Wait until the controller at `address` reports its readiness service SERVING."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"controller exited with {process.returncode}:\n{tail(log_path)}")
-        with grpc.insecure_channel(address) as channel:
-            try:
-                status = (
-                    health_pb2_grpc.HealthStub(channel)
-                    .Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=1)
-                    .status
-                )
-            except grpc.RpcError:
-                status = None
-        if status == health_pb2.HealthCheckResponse.SERVING:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"controller at {address} not ready after {timeout_s:g}s:\n{tail(log_path)}")
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def certa_serve(environment: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`certa serve` configured by `environment` (`CERTA_*` and `OTEL_*` of this process left out)."""
-    certa = Path(sys.executable).parent / "certa"
-    inherited = {key: value for key, value in os.environ.items() if not key.startswith(("CERTA_", "OTEL_"))}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [str(certa), "serve"], env={**inherited, **environment}, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-class ControllerProcess:
+class ScriptedController(CertaServe):
     """`certa serve` with the instant scripted model (`CERTA_BACKENDS=instant=scripted://?books=FILE`); on SIGTERM
-    it drains, stops, and the backend writes its books (calls, tokens, busy_s) to FILE."""
+    it drains, stops, and the backend writes its books to FILE (`books`)."""
 
-    def __init__(self, redis_url: str, prefix: str, work: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, redis_url: str, prefix: str, work: Path, settings: dict[str, str] | None = None) -> None:
         self.books_path = work / f"{prefix}-backend.json"
-        self.log_path = work / f"{prefix}-controller.log"
-        self.process = certa_serve(
-            {
-                "CERTA_LISTEN_ADDRESS": self.address,
-                "CERTA_BACKENDS": f"instant=scripted://?books={self.books_path}",
-                "CERTA_REDIS_URL": redis_url,
-                "CERTA_REDIS_KEY_PREFIX": prefix,
-                # The tenant comes from x-certa-tenant; authentication is tests/system/api/test_auth.py's.
-                "CERTA_AUTH_DISABLED": "true",
-                "CERTA_LOG_FORMAT": "text",
-                "CERTA_LOG_LEVEL": "WARNING",
-                "CERTA_DRAIN_TIMEOUT_S": "1",
-                "OTEL_SDK_DISABLED": "true",
-                **(env or {}),
-            },
-            self.log_path,
-        )
-        wait_serving(self.address, self.process, self.log_path)
+        backends = f"instant=scripted://?books={self.books_path}"
+        log_path = work / f"{prefix}-controller.log"
+        super().__init__(backends, redis_url, prefix, log_path, {"CERTA_LOG_LEVEL": "WARNING", **(settings or {})})
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.process.pid)
-
-    def stop(self) -> dict[str, float]:
-        """Stop the controller; the backend's books (calls, tokens, busy_s)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise RuntimeError(f"controller did not stop on SIGTERM:\n{tail(self.log_path)}") from None
+    def books(self) -> dict[str, float]:
+        """What the backend did (calls, tokens, busy_s), as it wrote it when the controller stopped."""
         return json.loads(self.books_path.read_text())
 
 
-class ServeProcess:
+def triton_replica(name: str, triton_url: str, redis_url: str, prefix: str, work: Path) -> CertaServe:
     """`certa serve` in front of a Triton server, configured like a pod of the chart (short lease for the test)."""
-
-    def __init__(self, name: str, triton_url: str, redis_url: str, prefix: str, work: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.log_path = work / f"{prefix}-{name}.log"
-        environment = {
-            "CERTA_LISTEN_ADDRESS": self.address,
-            "CERTA_BACKENDS": f"trtllm=triton://{triton_url}",
-            "CERTA_REDIS_URL": redis_url,
-            "CERTA_REDIS_KEY_PREFIX": prefix,
-            "CERTA_REPLICA_ID": name,
-            "CERTA_LEASE_S": "1.5",
-            "CERTA_SWEEP_INTERVAL_S": "0.3",
-            "CERTA_AUTH_DISABLED": "true",
-            "CERTA_LOG_FORMAT": "text",
-            "CERTA_DRAIN_TIMEOUT_S": "1",
-            "OTEL_SDK_DISABLED": "true",
-        }
-        self.process = certa_serve(environment, self.log_path)
-        wait_serving(self.address, self.process, self.log_path)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    settings = {"CERTA_REPLICA_ID": name, "CERTA_LEASE_S": "1.5", "CERTA_SWEEP_INTERVAL_S": "0.3"}
+    return CertaServe(f"trtllm=triton://{triton_url}", redis_url, prefix, work / f"{prefix}-{name}.log", settings)
 
 
 # -- clients ------------------------------------------------------------------------------------------------------
@@ -340,13 +235,14 @@ async def read_stored(
             if not meta:
                 stored[request_id] = Stored("missing", None, 0, 0)
                 continue
-            summary = meta.get(b"summary", b"")
+            record = read_request(f"{base}:meta", RequestKey(tenant, request_id), meta, owner="")
+            report = stored_report(record)
             stored[request_id] = Stored(
-                status=meta.get(b"status", b"?").decode(),
-                result=report_to_proto(stored_values.decode(summary, SolveReport, f"{base}:meta")) if summary else None,
+                status=record.status.value,
+                result=report_to_proto(report) if report is not None else None,
                 # a finished request's journal is dropped; the finish keeps its length
                 journal=int(meta.get(b"journal_entries") or await client.llen(f"{base}:journal")),
-                attempt=int(meta.get(b"attempt", b"0")),
+                attempt=record.attempt,
             )
         return stored
     finally:
@@ -399,7 +295,7 @@ def load_request(run: str, index: int, strategy: pb.Strategy = LOAD_STRATEGY, qu
 async def load_run(redis: RedisServer, work: Path, args: argparse.Namespace, pool_size: int) -> dict[str, Any]:
     """One measured run against a fresh controller whose Redis pool has `pool_size` connections."""
     prefix = f"load-{uuid.uuid4().hex[:8]}"
-    controller = ControllerProcess(
+    controller = ScriptedController(
         redis.url,
         prefix,
         work,
@@ -417,7 +313,7 @@ async def load_run(redis: RedisServer, work: Path, args: argparse.Namespace, poo
         for i in range(args.baseline):  # one request at a time
             baseline += await run_wave(address, [load_request("base", i)], channels=1)
         requests = [load_request("load", i) for i in range(args.requests)]
-        cpu_before, redis_before = controller.cpu_seconds(), cpu_seconds(redis.pid)
+        cpu_before, redis_before = cpu_seconds(controller.process.pid), cpu_seconds(redis.pid)
         own_before = resource.getrusage(resource.RUSAGE_SELF)
         profile = Path(args.profile.format(pool=pool_size)) if args.profile else None
         profiler = Profiler(controller.process.pid, profile) if profile is not None else None
@@ -428,7 +324,7 @@ async def load_run(redis: RedisServer, work: Path, args: argparse.Namespace, poo
         wall_s = time.perf_counter() - started
         if profiler is not None:
             profiler.stop()
-        cpu_s = controller.cpu_seconds() - cpu_before
+        cpu_s = cpu_seconds(controller.process.pid) - cpu_before
         redis_cpu_s = cpu_seconds(redis.pid) - redis_before
         own_after = resource.getrusage(resource.RUSAGE_SELF)
         # A client whose request failed retries it once with the same id (it attaches, or resumes the request
@@ -436,8 +332,9 @@ async def load_run(redis: RedisServer, work: Path, args: argparse.Namespace, poo
         failed_requests = [requests[i] for i, outcome in enumerate(outcomes) if outcome.code != "OK"]
         retried = await run_wave(address, failed_requests, concurrency=16, channels=1, timeout_s=args.timeout)
     finally:
-        books = controller.stop()
-    leases_lost = controller.log_path.read_text(errors="replace").count("lease lost")
+        controller.stop()
+    books = controller.books()
+    leases_lost = controller.log().count("lease lost")
     final = {outcome.request_id: outcome for outcome in [*warm, *baseline, *outcomes, *retried] if outcome.code == "OK"}
     final.update({o.request_id: o for o in [*warm, *baseline, *outcomes, *retried] if o.request_id not in final})
     stored = await read_stored(redis.url, prefix, list(final))
@@ -508,7 +405,7 @@ def scenario(name: str, client_saw: dict[str, int], lost: int, tokens_lost: int,
 async def deadline_scenario(redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """A model slower than the deadline: DEADLINE_EXCEEDED with the partial, stored `failed` with the same."""
     prefix = f"deadline-{uuid.uuid4().hex[:8]}"
-    controller = ControllerProcess(redis.url, prefix, work)
+    controller = ScriptedController(redis.url, prefix, work)
     try:
         requests = []
         for i in range(count):
@@ -517,7 +414,8 @@ async def deadline_scenario(redis: RedisServer, work: Path, count: int) -> dict[
             requests.append(request)
         outcomes = await run_wave([controller.address], requests, timeout_s=30)
     finally:
-        books = controller.stop()
+        controller.stop()
+    books = controller.books()
     stored = await read_stored(redis.url, prefix, [outcome.request_id for outcome in outcomes])
     lost = [
         outcome.request_id
@@ -542,7 +440,7 @@ async def deadline_scenario(redis: RedisServer, work: Path, count: int) -> dict[
 async def redis_restart_scenario(redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """Redis restarted while requests run: all succeed, journals complete, every token on record."""
     prefix = f"restart-{uuid.uuid4().hex[:8]}"
-    controller = ControllerProcess(redis.url, prefix, work)
+    controller = ScriptedController(redis.url, prefix, work)
     try:
         requests = [
             load_request("restart", i, LONG_STRATEGY, f"[[slow:0.01]] Q{i}: How much does Janet make?")
@@ -555,7 +453,8 @@ async def redis_restart_scenario(redis: RedisServer, work: Path, count: int) -> 
         down_s = time.perf_counter() - restarted
         outcomes = await wave
     finally:
-        books = controller.stop()
+        controller.stop()
+    books = controller.books()
     stored = await read_stored(redis.url, prefix, [outcome.request_id for outcome in outcomes])
     lost = lost_succeeded(outcomes, stored)
     incomplete = [
@@ -616,19 +515,27 @@ async def stream_until(
     return Outcome(request.request_id, "STREAMING", time.perf_counter() - started), rest
 
 
+async def interrupt_streams(
+    address: str, requests: Sequence[pb.SolveRequest], interrupt: Callable[[], None]
+) -> list[Outcome]:
+    """Stream `requests` from the controller at `address` until each has seen 3 probes, `interrupt` (kill something)
+    and return how each stream ended."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.ReasoningServiceStub(channel)
+        started = await asyncio.gather(*(stream_until(stub, request, probes=3) for request in requests))
+        interrupt()
+        return [await rest for _, rest in started]
+
+
 async def replica_kill_scenario(triton_url: str, redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """`kill -9` of the replica running the requests; clients retry on the survivor with the same ids."""
     prefix = f"replicas-{uuid.uuid4().hex[:8]}"
-    first = ServeProcess("replica-a", triton_url, redis.url, prefix, work)
-    second = ServeProcess("replica-b", triton_url, redis.url, prefix, work)
+    first = triton_replica("replica-a", triton_url, redis.url, prefix, work)
+    second = triton_replica("replica-b", triton_url, redis.url, prefix, work)
     question = "[[slow:0.02]] How much does Janet make?"
     try:
         requests = [load_request("kill9", i, LONG_STRATEGY, question) for i in range(count)]
-        async with grpc.aio.insecure_channel(first.address) as to_first:
-            stub = pb_grpc.ReasoningServiceStub(to_first)
-            started = await asyncio.gather(*(stream_until(stub, request, probes=3) for request in requests))
-            first.kill()
-            first_outcomes = [await rest for _, rest in started]
+        first_outcomes = await interrupt_streams(first.address, requests, first.kill)
         retried = await run_wave([second.address], requests, timeout_s=60)
         reference = (await run_wave([second.address], [load_request("kill9-reference", 0, LONG_STRATEGY, question)]))[0]
     finally:
@@ -657,15 +564,11 @@ async def replica_kill_scenario(triton_url: str, redis: RedisServer, work: Path,
 async def backend_kill_scenario(triton: Any, redis: RedisServer, work: Path, count: int) -> dict[str, Any]:
     """The Triton server killed (SIGKILL) while the requests stream."""
     prefix = f"backend-kill-{uuid.uuid4().hex[:8]}"
-    controller = ServeProcess("replica", triton.grpc_url, redis.url, prefix, work)
+    controller = triton_replica("replica", triton.grpc_url, redis.url, prefix, work)
     question = "[[slow:0.02]] How much does Janet make?"
     try:
         requests = [load_request("backend-kill", i, LONG_STRATEGY, question) for i in range(count)]
-        async with grpc.aio.insecure_channel(controller.address) as channel:
-            stub = pb_grpc.ReasoningServiceStub(channel)
-            started = await asyncio.gather(*(stream_until(stub, request, probes=3) for request in requests))
-            kill_triton(triton)
-            outcomes = [await rest for _, rest in started]
+        outcomes = await interrupt_streams(controller.address, requests, lambda: kill_triton(triton))
     finally:
         controller.stop()
     stored = await read_stored(redis.url, prefix, [request.request_id for request in requests])

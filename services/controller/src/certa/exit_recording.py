@@ -24,7 +24,7 @@ from certa.core.exit.profile import CONSERVATIVE_DEFAULT
 from certa.core.exit.trace import PathTrace, trace_from_dict, trace_to_dict
 from certa.core.strategies import DynasorConfig, build_strategy
 from certa.core.strategies.calibrated import CalibratedExit
-from certa.core.types import GenerationRequest, Purpose, SamplingParams
+from certa.core.types import GenerationRequest, Purpose, SamplingParams, StrategyResult
 from certa.datasets import Question
 from certa.prompts import prompt_template_id, question_prompt, resolve_template
 from certa.runtime.driver import Driver
@@ -146,12 +146,13 @@ async def record(
                 prompt = question_prompt(question.question, settings.instruction, template)
                 strategy = build_strategy(config, (prompt,), budget, SamplingParams())
                 backend.calls.clear()
-                report = await Driver(backend, model, token_budget=budget).run(strategy)
-                path = report.samples[0]
+                result = (await Driver(backend, model, token_budget=budget).run(strategy)).outcome
+                assert isinstance(result, StrategyResult)  # only a cancellation returns less, and nothing cancels it
+                path = result.samples[0]
                 trace = PathTrace(
                     question_id=str(question.index),
                     gold=question.gold,
-                    final_answer=extract_boxed(report.text),
+                    final_answer=extract_boxed(result.text),
                     path_tokens=path.path_tokens,
                     finish=str(path.stop_reason),
                     probes=path.traces,

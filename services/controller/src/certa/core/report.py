@@ -1,12 +1,12 @@
-"""What a run produces: its events as they happen, the result (or the partial result of an interrupted run) and its
-accounting."""
+"""What a run produces: its events as they happen, its outcome (the strategy's result, or what an interrupted run
+generated) and its accounting."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from certa.core.commands import Decision, QuestionFinished
-from certa.core.types import AnswerClass, BatchTotals, PathResult, ProbeRecord, Round, StopReason
+from certa.core.types import ProbeRecord, StopReason, StrategyResult
 
 
 @dataclass(frozen=True)
@@ -46,34 +46,50 @@ class Resumed:
 
 
 @dataclass(frozen=True)
-class SolveReport:
-    """A run's outcome.
+class Interrupted:
+    """What a run had generated when it stopped before its strategy returned (cancelled, failed, past its deadline).
 
-    A finished run has `stop_reason` set and `answer` is what the strategy reached. An interrupted run (error,
-    deadline, cancellation) has `complete` False: `answer` is empty, and `text`, `usage` and `probes` hold what
-    was generated before the interruption.
+    It has no answer, since the strategy reached none: `text` is the first sample's path as far as it was generated,
+    consumed or not.
     """
 
-    answer: str
-    stop_reason: StopReason | None
     text: str
+    cancelled: bool = False  # stopped by a cancellation (the run returned), not by an error (the run raised)
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """`cancelled` for a cancelled run; an interrupted run has no other stop reason."""
+        return StopReason.CANCELLED if self.cancelled else None
+
+
+@dataclass(frozen=True)
+class SolveReport:
+    """A run's outcome and its accounting.
+
+    `outcome` is the strategy's result, exactly as the strategy returned it, for a finished run, and what an
+    interrupted one had generated otherwise. `usage` and `probes` are the run's own records: every token the backends
+    reported and every probe taken, in the order taken. They are not derived from the result, which lists only its
+    samples' probes, in sample order (none for a batch, whose questions report theirs as they finish).
+    """
+
+    outcome: StrategyResult | Interrupted
     usage: Usage
     probes: tuple[ProbeRecord, ...]
-    samples: tuple[PathResult, ...]
-    answer_classes: tuple[AnswerClass, ...]
     wall_time_s: float
     token_budget: int
-    complete: bool
-    rounds: tuple[Round, ...] = ()
-    stop_detail: str = ""
-    batch: BatchTotals | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the strategy finished, so that `outcome` is its result (with the answer it reached)."""
+        return isinstance(self.outcome, StrategyResult)
 
     @property
     def tokens_saved_vs_budget(self) -> int:
         """Path tokens not generated compared with giving every sample its full budget (0 while incomplete)."""
-        if not self.complete or self.batch is not None:  # a batch's budget is its own (see `batch`)
+        result = self.outcome
+        if not isinstance(result, StrategyResult) or result.batch is not None:  # a batch's budget is its own
             return 0
-        samples = max(len(self.samples), 1)
+        samples = max(len(result.samples), 1)
         return max(samples * self.token_budget - self.usage.path_tokens, 0)
 
 

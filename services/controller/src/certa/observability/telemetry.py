@@ -43,7 +43,7 @@ from opentelemetry.util.types import AttributeValue
 from certa.core.commands import Decision, QuestionFinished
 from certa.core.errors import CertaError, DeadlineExceeded, InvalidArgument, SolveInterrupted
 from certa.core.report import SolveReport
-from certa.core.types import FinishReason, GenerationRequest, ProbeRecord, StopReason
+from certa.core.types import FinishReason, GenerationRequest, ProbeRecord, StopReason, StrategyResult
 from certa.observability import genai
 from certa.observability.genai import GenAiClientMetrics
 from certa.observability.http import HttpRequestInfo, HttpServerCall, HttpServerMetrics, end_span
@@ -78,7 +78,7 @@ class SolveSpan:
     report: SolveReport | None = field(default=None, repr=False)
 
     def finished(self, report: SolveReport) -> None:
-        self.outcome = str(report.stop_reason)
+        self.outcome = str(report.outcome.stop_reason)
         self.report = report
 
     def failed(self, error: CertaError) -> None:
@@ -253,7 +253,9 @@ class Telemetry:
         if report is None:
             return
         usage = report.usage
-        early_exits = sum(1 for sample in report.samples if sample.stop_reason is StopReason.CERTAIN)
+        result = report.outcome if isinstance(report.outcome, StrategyResult) else None  # None: interrupted
+        samples = result.samples if result is not None else ()
+        early_exits = sum(1 for sample in samples if sample.stop_reason is StopReason.CERTAIN)
         solve.span.set_attributes(
             {
                 "certa.tokens.prompt": usage.prompt_tokens,
@@ -262,17 +264,17 @@ class Telemetry:
                 "certa.tokens.cached": usage.cached_prompt_tokens,
                 "certa.tokens.saved": report.tokens_saved_vs_budget,
                 "certa.probes": len(report.probes),
-                "certa.answer_classes": len(report.answer_classes),
+                "certa.answer_classes": len(result.answer_classes) if result is not None else 0,
                 "certa.early_exit": early_exits > 0,
                 "certa.early_exits": early_exits,
             }
         )
         strategy = {"strategy": solve.strategy}
         self._metrics.tokens_saved.add(report.tokens_saved_vs_budget, strategy)
-        if early_exits and report.complete and report.batch is None:
+        if early_exits and result is not None and result.batch is None:
             unspent = sum(
                 max(report.token_budget - sample.path_tokens - sample.probe_tokens, 0)
-                for sample in report.samples
+                for sample in samples
                 if sample.stop_reason is StopReason.CERTAIN
             )
             solve.span.set_attribute("certa.early_exit.tokens.saved", unspent)
@@ -280,11 +282,13 @@ class Telemetry:
         self._metrics.probes.add(len(report.probes), strategy)
         self._metrics.early_exits.add(early_exits, strategy)
         self._metrics.probes_per_request.record(len(report.probes), labels)
-        for round_ in report.rounds:
+        if result is None:
+            return
+        for round_ in result.rounds:
             self._metrics.certaindex.record(round_.certaindex, strategy)
-        if report.batch is not None:
-            self._metrics.batch_samples.add(report.batch.samples)
-            self._metrics.batch_tokens.add(report.batch.generated_tokens)
+        if result.batch is not None:
+            self._metrics.batch_samples.add(result.batch.samples)
+            self._metrics.batch_tokens.add(result.batch.generated_tokens)
 
     def probe(self, record: ProbeRecord, chunk_index: int, log_content: bool = False) -> None:
         """A `certa.probe` event on the current (request) span."""

@@ -41,7 +41,7 @@ from certa.core.commands import (
     WaitAny,
 )
 from certa.core.errors import BackendError, CertaError, CorruptState, DeadlineExceeded, SolveInterrupted
-from certa.core.report import PathProgress, Resumed, RuntimeEvent, SolveReport, TextDelta, Usage
+from certa.core.report import Interrupted, PathProgress, Resumed, RuntimeEvent, SolveReport, TextDelta, Usage
 from certa.core.types import (
     FinishReason,
     GenerationRequest,
@@ -49,7 +49,6 @@ from certa.core.types import (
     ProbeRecord,
     Purpose,
     Segment,
-    StopReason,
     StrategyResult,
     TokenLogProbs,
 )
@@ -168,7 +167,7 @@ class Driver:
         deadline_s: float | None = None,
         cancel: asyncio.Event | None = None,
     ) -> SolveReport:
-        """Run to completion. A cancelled run returns a partial report with stop reason `cancelled`.
+        """Run to completion. A cancelled run returns a report whose outcome is `Interrupted` (`cancelled`).
 
         Raises `DeadlineExceeded` or `SolveInterrupted` (carrying the partial report) on a deadline or an error.
         Whatever ends the run, including an unexpected exception or the cancellation of the task running it, every
@@ -184,15 +183,15 @@ class Driver:
                 result = await self._drive(strategy, cancel_waiter)
         except _Cancelled:
             await self._cancel_all()
-            return self._partial(StopReason.CANCELLED)
+            return self._partial(cancelled=True)
         except CertaError as error:
             await self._cancel_all()
-            raise SolveInterrupted(str(error), partial=self._partial(None), cause=error) from error
+            raise SolveInterrupted(str(error), partial=self._partial(), cause=error) from error
         except TimeoutError as error:
             await self._cancel_all()
             if not deadline.expired():
                 raise  # a TimeoutError from elsewhere is a bug to report, not the request's deadline
-            raise DeadlineExceeded(f"deadline of {deadline_s:g}s exceeded", partial=self._partial(None)) from error
+            raise DeadlineExceeded(f"deadline of {deadline_s:g}s exceeded", partial=self._partial()) from error
         except BaseException:
             await asyncio.shield(self._cancel_all())
             raise
@@ -200,11 +199,11 @@ class Driver:
             cancel_waiter.cancel()
             strategy.close()
         await self._cancel_all()
-        return self._complete(result)
+        return self._report(result)
 
     def snapshot(self) -> SolveReport:
         """The partial report of the run so far (for `GetSolve` on a running request)."""
-        return self._partial(None)
+        return self._partial()
 
     async def _drive(
         self, strategy: Generator[Command, Any, StrategyResult], cancel_waiter: asyncio.Future[Any]
@@ -469,39 +468,13 @@ class Driver:
     def _elapsed(self) -> float:
         return self._elapsed_before_s + self._clock() - self._started_at
 
-    def _complete(self, result: StrategyResult) -> SolveReport:
-        return SolveReport(
-            answer=result.answer,
-            stop_reason=result.stop_reason,
-            text=result.text,
-            usage=self._usage,
-            probes=tuple(self._probes),
-            samples=result.samples,
-            answer_classes=result.answer_classes,
-            wall_time_s=self._elapsed(),
-            token_budget=self._token_budget,
-            complete=True,
-            rounds=result.rounds,
-            stop_detail=result.stop_detail,
-            batch=result.batch,
-        )
-
-    def _partial(self, stop_reason: StopReason | None) -> SolveReport:
+    def _partial(self, *, cancelled: bool = False) -> SolveReport:
         unconsumed = [
             "".join(call.texts)
             for call in self._calls.values()
             if call.request.purpose is Purpose.PATH and call.request.sample_index == 0
         ]
-        text = "".join(self._path_text[0] + unconsumed)
-        return SolveReport(
-            answer="",
-            stop_reason=stop_reason,
-            text=text,
-            usage=self._usage,
-            probes=tuple(self._probes),
-            samples=(),
-            answer_classes=(),
-            wall_time_s=self._elapsed(),
-            token_budget=self._token_budget,
-            complete=False,
-        )
+        return self._report(Interrupted("".join(self._path_text[0] + unconsumed), cancelled=cancelled))
+
+    def _report(self, outcome: StrategyResult | Interrupted) -> SolveReport:
+        return SolveReport(outcome, self._usage, tuple(self._probes), self._elapsed(), self._token_budget)

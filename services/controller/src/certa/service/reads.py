@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from certa.core.errors import NotFound, StoreUnavailable
-from certa.core.report import RuntimeEvent, SolveReport
+from certa.core.report import RuntimeEvent
 from certa.service.runs import REMOTE_POLL_S, LocalRun, Runs, RunState
 from certa.service.views import Finished, FollowedEvent, RequestView
 from certa.store.requests import values
@@ -89,7 +89,7 @@ class Reads:
 
     async def _finished(self, key: RequestKey) -> Finished:
         stored = await self.read(key)
-        result = _stored_result(stored)
+        result = values.stored_report(stored)
         if stored.failure is not None:
             raise restore_error(stored.failure, result)
         return Finished(result)
@@ -113,7 +113,7 @@ class Reads:
         stored = await self.read(key)
         await self._runs.adopt_if_orphaned(stored)
         run = self._runs.local.get(key)
-        result = _stored_result(stored)
+        result = values.stored_report(stored)
         if stored.status is Status.RUNNING and run is not None and run.driver is not None and not run.done:
             result = run.driver.snapshot()  # fresher than the last checkpoint's
         return RequestView.of(stored, result)
@@ -130,8 +130,3 @@ class Reads:
             await self._runs.adopt_if_orphaned(await self.read(key))  # an orphan resumes, sees the flag and stops
         return status is Status.RUNNING
 
-
-def _stored_result(stored: StoredRequest) -> SolveReport | None:
-    if not stored.summary:
-        return None
-    return values.decode(stored.summary, SolveReport, f"{stored.record.key}:meta")

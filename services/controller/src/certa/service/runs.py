@@ -268,7 +268,7 @@ class Runs:
                 state = RunState.HANDED_OVER
                 log.info("request %s continues on another replica", run.key)
                 return
-            if report is not None and report.stop_reason is StopReason.CANCELLED and run.stopped_by_shutdown:
+            if report is not None and report.outcome.stop_reason is StopReason.CANCELLED and run.stopped_by_shutdown:
                 shutdown = ShuttingDown("the replica shut down before the request finished; retry it")
                 error, report = SolveInterrupted(str(shutdown), partial=report, cause=shutdown), None
                 await run.recorder.release()
@@ -279,7 +279,7 @@ class Runs:
             summary = values.encode(partial) if partial is not None else b""
             final = Status.FAILED
             if report is not None:
-                final = Status.CANCELLED if report.stop_reason is StopReason.CANCELLED else Status.SUCCEEDED
+                final = Status.CANCELLED if report.outcome.stop_reason is StopReason.CANCELLED else Status.SUCCEEDED
             await run.recorder.finish(final, summary, failure_of(error) if error is not None else None)
             state, run.recorded_status = RunState.RECORDED, final
             await self._admission.release(run.key.tenant, run.key.request_id)

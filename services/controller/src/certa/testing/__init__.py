@@ -1,2 +1,3 @@
 """Test doubles that ship with Certa: a scripted model, an in-process backend driven by it, a synchronous strategy
-harness for driving strategies with `gen.send()`, and a Redis server launcher for tests and benchmarks."""
+harness for driving strategies with `gen.send()`, and launchers of a Redis server and of `certa serve` for tests and
+benchmarks."""

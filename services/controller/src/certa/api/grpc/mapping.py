@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from certa.api.status_codes import status_code
 from certa.core.commands import Decision, QuestionFinished
-from certa.core.report import Resumed, RuntimeEvent, SolveReport, TextDelta
+from certa.core.report import Interrupted, Resumed, RuntimeEvent, SolveReport, TextDelta
 from certa.core.types import PathResult, ProbeRecord, Round, StopReason, StrategyResult
 from certa.service.views import Finished, FollowedEvent, RequestView
 from certa.store.requests.port import Status
@@ -74,12 +76,36 @@ def _round(round_: Round) -> pb.Round:
     )
 
 
+def _outcome(outcome: StrategyResult | Interrupted) -> dict[str, Any]:
+    """The fields of a `SolveResult` the strategy decides: its answer, why it stopped, and the evidence (an
+    interrupted run has only its text, and a stop reason when it was cancelled)."""
+    if isinstance(outcome, Interrupted):
+        return {"stop_reason": stop_reason_to_proto(outcome.stop_reason), "text": outcome.text}
+    batch = outcome.batch
+    return {
+        "answer": outcome.answer,
+        "stop_reason": stop_reason_to_proto(outcome.stop_reason),
+        "text": outcome.text,
+        "samples": [_sample(sample) for sample in outcome.samples],
+        "answer_classes": [pb.AnswerClass(answer=c.answer, count=c.count) for c in outcome.answer_classes],
+        "rounds": [_round(round_) for round_ in outcome.rounds],
+        "stop_detail": outcome.stop_detail,
+        "batch": pb.BatchSummary(
+            questions=batch.questions,
+            failed_questions=batch.failed,
+            samples_spent=batch.samples,
+            tokens_spent=batch.generated_tokens,
+            budget=pb.BatchBudget(samples=batch.budget_samples, tokens=batch.budget_tokens),
+        )
+        if batch is not None
+        else None,
+    }
+
+
 def report_to_proto(report: SolveReport) -> pb.SolveResult:
     usage = report.usage
     return pb.SolveResult(
-        answer=report.answer,
-        stop_reason=stop_reason_to_proto(report.stop_reason),
-        text=report.text,
+        **_outcome(report.outcome),
         usage=pb.TokenUsage(
             prompt_tokens=usage.prompt_tokens,
             path_tokens=usage.path_tokens,
@@ -88,39 +114,20 @@ def report_to_proto(report: SolveReport) -> pb.SolveResult:
         ),
         probes=[probe_to_proto(probe) for probe in report.probes],
         wall_time=_duration(report.wall_time_s),
-        samples=[_sample(sample) for sample in report.samples],
-        answer_classes=[pb.AnswerClass(answer=c.answer, count=c.count) for c in report.answer_classes],
         tokens_saved_vs_budget=report.tokens_saved_vs_budget,
-        rounds=[_round(round_) for round_ in report.rounds],
-        stop_detail=report.stop_detail,
-        batch=pb.BatchSummary(
-            questions=report.batch.questions,
-            failed_questions=report.batch.failed,
-            samples_spent=report.batch.samples,
-            tokens_spent=report.batch.generated_tokens,
-            budget=pb.BatchBudget(samples=report.batch.budget_samples, tokens=report.batch.budget_tokens),
-        )
-        if report.batch is not None
-        else None,
     )
 
 
 def question_to_proto(result: StrategyResult, prompt_tokens: int) -> pb.SolveResult:
     """One question of a batch: its vote, samples, rounds and the tokens its samples spent."""
     return pb.SolveResult(
-        answer=result.answer,
-        stop_reason=stop_reason_to_proto(result.stop_reason),
-        text=result.text,
+        **_outcome(result),
         usage=pb.TokenUsage(
             prompt_tokens=prompt_tokens,
             path_tokens=sum(sample.path_tokens for sample in result.samples),
             probe_tokens=sum(sample.probe_tokens for sample in result.samples),
         ),
         probes=[probe_to_proto(probe) for probe in result.probes],
-        samples=[_sample(sample) for sample in result.samples],
-        answer_classes=[pb.AnswerClass(answer=c.answer, count=c.count) for c in result.answer_classes],
-        rounds=[_round(round_) for round_ in result.rounds],
-        stop_detail=result.stop_detail,
     )
 
 

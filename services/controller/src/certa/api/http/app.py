@@ -211,7 +211,7 @@ class _Session:
                     if event.result is None or not event.result.complete:
                         raise RequestCancelled()
                     self._count(event.result)
-                    await self._finish(response, event.result, text.rest(event.result.text), splitter, chat)
+                    await self._finish(response, event.result, text.rest(event.result.outcome.text), splitter, chat)
                     break
                 released = text.feed(event)
                 if released:

@@ -99,7 +99,7 @@ def error_response(error: CertaError, prompt_param: str = "messages") -> web.Res
     if isinstance(error, SolveInterrupted) and error.partial is not None:
         partial = error.partial
         figures = {key: value for key, value in extension(partial, "", "").items() if value != ""}
-        extra["certa"] = {"partial": {"text": partial.text, **figures}}
+        extra["certa"] = {"partial": {"text": partial.outcome.text, **figures}}
     param = openai_param(error.field, prompt_param) if isinstance(error, InvalidArgument) else None
     message = str(error)
     if isinstance(error, InvalidArgument) and param != error.field:

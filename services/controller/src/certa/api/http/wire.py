@@ -21,14 +21,14 @@ from openai.types.shared import ErrorObject
 from certa.api.http.catalogue import OfferedModel
 from certa.api.http.thinking import split
 from certa.core.report import SolveReport
-from certa.core.types import StopReason
+from certa.core.types import StopReason, StrategyResult
 
 OWNER = "certa"
 
 
 def finish_reason(report: SolveReport) -> Literal["stop", "length"]:
     """`length` when the budget ran out, else `stop` (an early exit is the model's answer, decided early)."""
-    return "length" if report.stop_reason is StopReason.BUDGET else "stop"
+    return "length" if report.outcome.stop_reason is StopReason.BUDGET else "stop"
 
 
 def usage(report: SolveReport) -> CompletionUsage:
@@ -43,17 +43,20 @@ def usage(report: SolveReport) -> CompletionUsage:
 
 
 def extension(report: SolveReport, request_id: str, strategy: str) -> dict[str, Any]:
-    """The `certa` field: what the strategy decided and what it spent."""
+    """The `certa` field: what the strategy decided (nothing but the stop reason of an interrupted run) and what the
+    run spent."""
+    outcome = report.outcome
+    result = outcome if isinstance(outcome, StrategyResult) else None
     return {
         "request_id": request_id,
         "strategy": strategy,
-        "stop_reason": str(report.stop_reason) if report.stop_reason is not None else None,
-        "stop_detail": report.stop_detail,
-        "answer": report.answer,
+        "stop_reason": str(outcome.stop_reason) if outcome.stop_reason is not None else None,
+        "stop_detail": result.stop_detail if result is not None else "",
+        "answer": result.answer if result is not None else "",
         "path_tokens": report.usage.path_tokens,
         "probe_tokens": report.usage.probe_tokens,
         "probes": len(report.probes),
-        "samples": len(report.samples),
+        "samples": len(result.samples) if result is not None else 0,
         "tokens_saved_vs_budget": report.tokens_saved_vs_budget,
     }
 
@@ -61,7 +64,7 @@ def extension(report: SolveReport, request_id: str, strategy: str) -> dict[str, 
 def chat_completion(
     report: SolveReport, request_id: str, strategy: str, model: str, created: int, thinking: bool
 ) -> ChatCompletion:
-    reasoning, reply = split(report.text, thinking)
+    reasoning, reply = split(report.outcome.text, thinking)
     # `reasoning_content` and `certa` are extension fields: the openai types keep extra fields as given.
     message = ChatCompletionMessage.model_validate(
         {"role": "assistant", "content": reply, **({"reasoning_content": reasoning} if reasoning else {})}
@@ -98,7 +101,7 @@ def completion(
 ) -> Completion:
     """A whole completion (or a stream's last choice chunk, with `text` ""); `certa` and `usage` unless given."""
     choice = CompletionChoice(
-        index=0, text=fields.pop("text", report.text), finish_reason=finish_reason(report), logprobs=None
+        index=0, text=fields.pop("text", report.outcome.text), finish_reason=finish_reason(report), logprobs=None
     )
     fields.setdefault("certa", extension(report, request_id, strategy))
     fields.setdefault("usage", usage(report))

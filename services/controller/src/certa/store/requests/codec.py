@@ -27,13 +27,17 @@ from certa.core.errors import (
 from certa.core.report import SolveReport
 from certa.store.requests.port import Failure, RequestKey, RequestRecord, Status, StoredRequest
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 """The version this release writes. 2: the spec, events and results are core values encoded by
-`certa.store.requests.values`. Version 1 (protobuf) records are from before that release and are refused."""
-READABLE_VERSIONS = frozenset({SCHEMA_VERSION})
+`certa.store.requests.values`. 3: the result (`summary`) is a report holding the strategy's result or what an
+interrupted run generated, where 2 copied the result's fields into it. Version 1 (protobuf) records are from before
+version 2 and are refused."""
+READABLE_VERSIONS = frozenset({"2", SCHEMA_VERSION})
 """The versions this release reads. The rule for a rolling upgrade: a release that writes version N+1 also reads N
 (READABLE_VERSIONS = {N, N+1}), so a new replica resumes the old replicas' requests; an old replica meeting an N+1
-record raises `NewerRecord` (UNAVAILABLE, retry elsewhere), and its sweep leaves the record to a new replica."""
+record raises `NewerRecord` (UNAVAILABLE, retry elsewhere), and its sweep leaves the record to a new replica. A
+record's version says how its summary is encoded, so a replica writing a summary writes its own version with it: an
+N record that an N+1 replica resumed becomes an N+1 record with its first checkpoint."""
 
 
 def request_fields(request: RequestRecord) -> dict[bytes, bytes]:
@@ -56,6 +60,11 @@ def request_fields(request: RequestRecord) -> dict[bytes, bytes]:
     return {name.encode(): value for name, value in fields.items()}
 
 
+def summary_fields(summary: bytes) -> dict[bytes, bytes]:
+    """The fields a summary is written as: itself and the schema version it is encoded in (see READABLE_VERSIONS)."""
+    return {b"summary": summary, b"v": SCHEMA_VERSION.encode()}
+
+
 def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], owner: str) -> StoredRequest:
     """A stored request from its field map; `label` is the store key named in errors."""
 
@@ -76,7 +85,7 @@ def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], own
         except ValueError:
             raise CorruptState(label, f"field {name!r} is not a number: {raw[:40]!r}") from None
 
-    check_version(label, fields.get(b"v"))
+    schema = check_version(label, fields.get(b"v"))
     try:
         status = Status(text("status"))
     except ValueError:
@@ -101,15 +110,17 @@ def read_request(label: str, key: RequestKey, fields: Mapping[bytes, bytes], own
         attempt=int(number("attempt", int)),
         cancel_requested=fields.get(b"cancel") == b"1",
         summary=fields.get(b"summary", b""),
+        schema=schema,
         failure=failure,
     )
 
 
-def check_version(label: str, raw: bytes | None) -> None:
-    """Nothing when this release reads schema `raw`; `NewerRecord` for the next one, `CorruptState` otherwise."""
+def check_version(label: str, raw: bytes | None) -> str:
+    """The schema version `raw` when this release reads it; `NewerRecord` for the next one, `CorruptState`
+    otherwise."""
     version = (raw or b"").decode(errors="replace")[:16]
     if version in READABLE_VERSIONS:
-        return
+        return version
     if version.isdigit() and int(version) == max(int(known) for known in READABLE_VERSIONS) + 1:
         raise NewerRecord(label, version)  # one step ahead: a rolling upgrade; further is not Certa's data
     raise CorruptState(

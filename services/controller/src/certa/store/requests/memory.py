@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from certa.core.errors import CorruptState, LeaseLost
-from certa.store.requests.codec import read_request, request_fields, writes_of
+from certa.store.requests.codec import read_request, request_fields, summary_fields, writes_of
 from certa.store.requests.port import (
     Append,
     Claim,
@@ -148,7 +148,7 @@ class MemoryStore:
         if append.journal:
             entry.fields[b"checkpoint_event"] = str(checkpoint).encode()
         if append.summary is not None:
-            entry.fields[b"summary"] = append.summary
+            entry.fields.update(summary_fields(append.summary))
         entry.fields[b"writes"] = str(append.write).encode()
         self._touch(entry)
         return entry.fields.get(b"cancel") == b"1"
@@ -169,7 +169,7 @@ class MemoryStore:
         entry.fields.update(
             {
                 b"status": finish.status.value.encode(),
-                b"summary": finish.summary,
+                **summary_fields(finish.summary),
                 b"writes": str(finish.write).encode(),
                 b"journal_entries": str(len(entry.journal)).encode(),
             }

@@ -95,6 +95,7 @@ class StoredRequest:
     attempt: int  # 1 for the first run, +1 at each resumption
     cancel_requested: bool
     summary: bytes  # latest checkpoint's partial `SolveReport` (`values`); the final one once finished
+    schema: str  # the record's schema version, which says how `summary` is encoded (`codec.SCHEMA_VERSION`)
     failure: Failure | None = None
 
 

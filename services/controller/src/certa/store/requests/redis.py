@@ -22,7 +22,7 @@ from redis.typing import EncodableT
 
 from certa.core.errors import CorruptState, LeaseLost, StoreUnavailable
 from certa.store.redis_batch import CommandBatcher
-from certa.store.requests.codec import read_request, request_fields, writes_of
+from certa.store.requests.codec import SCHEMA_VERSION, read_request, request_fields, writes_of
 from certa.store.requests.port import (
     Append,
     Claim,
@@ -60,7 +60,7 @@ end
 """
 
 # ARGV: owner, lease_ms, state_ttl_ms, write, n_journal, n_events, n_checkpointed, has_summary, summary,
-#       journal entries..., events...
+#       summary's schema version, journal entries..., events...
 _APPEND = (
     _FENCE
     + """
@@ -76,14 +76,14 @@ if n_journal > 0 and n_checkpointed == 0 then
   local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
   checkpoint = last[1] and last[1][1] or '0-0'
 end
-local at = 10
+local at = 11
 for i = 1, n_journal do redis.call('RPUSH', KEYS[3], ARGV[at]); at = at + 1 end
 for i = 1, n_events do
   local id = redis.call('XADD', KEYS[4], '*', 'e', ARGV[at]); at = at + 1
   if n_journal > 0 and i == n_checkpointed then checkpoint = id end
 end
 if checkpoint then redis.call('HSET', KEYS[1], 'checkpoint_event', checkpoint) end
-if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'summary', ARGV[9]) end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'summary', ARGV[9], 'v', ARGV[10]) end
 redis.call('HSET', KEYS[1], 'writes', write)
 touch(ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
@@ -103,7 +103,8 @@ return redis.call('HGET', KEYS[1], 'cancel') == '1' and 1 or 0
 """
 )
 
-# ARGV: owner, state_ttl_ms, result_ttl_ms, write, status, summary, failure_kind, failure_message
+# ARGV: owner, state_ttl_ms, result_ttl_ms, write, status, summary, failure_kind, failure_message, summary's schema
+#       version
 _FINISH = (
     _FENCE
     + """
@@ -112,7 +113,7 @@ if write <= tonumber(redis.call('HGET', KEYS[1], 'writes') or '0') then return 1
 local problem = fence()
 if problem then return redis.error_reply('LEASE_LOST ' .. problem) end
 redis.call('XADD', KEYS[4], '*', 'e', '')
-redis.call('HSET', KEYS[1], 'status', ARGV[5], 'summary', ARGV[6], 'writes', write,
+redis.call('HSET', KEYS[1], 'status', ARGV[5], 'summary', ARGV[6], 'v', ARGV[9], 'writes', write,
   'journal_entries', redis.call('LLEN', KEYS[3]))
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'failure_kind', ARGV[7], 'failure_message', ARGV[8]) end
 redis.call('DEL', KEYS[2], KEYS[3])
@@ -327,6 +328,7 @@ class RedisStore:
             append.checkpointed_events,
             1 if summary is not None else 0,
             summary or b"",
+            SCHEMA_VERSION,
             *append.journal,
             *append.events,
         ]
@@ -354,6 +356,7 @@ class RedisStore:
             finish.summary,
             failure.kind if failure else "",
             failure.message if failure else "",
+            SCHEMA_VERSION,
         ]
 
         async def run() -> None:

@@ -10,7 +10,8 @@ scalars and errors, and the encoding is compact JSON driven by their type hints:
 
 Fields are only ever appended, with defaults: a reader fills in the fields a shorter (older) list lacks and ignores
 the ones a longer (newer) list has. Only classes reachable from the stored roots are known, so a record cannot name
-arbitrary code; anything unreadable raises `CorruptState` naming the key.
+arbitrary code; anything unreadable raises `CorruptState` naming the key. A change of any other kind is a new schema
+version (`certa.store.requests.codec`): a record's result is read by `stored_report` in its record's version.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import functools
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from certa.core.commands import Decision, QuestionFinished
@@ -28,8 +30,9 @@ from certa.core.errors import CertaError, CorruptState
 from certa.core.report import Resumed, SolveReport, TextDelta
 from certa.core.spec import SolveSpec
 from certa.core.types import ProbeRecord
+from certa.store.requests import schema2
 from certa.store.requests.codec import failure_of, restore_error
-from certa.store.requests.port import Failure
+from certa.store.requests.port import Failure, StoredRequest
 
 _ROOTS: tuple[type, ...] = (SolveSpec, SolveReport, TextDelta, ProbeRecord, Decision, QuestionFinished, Resumed)
 _ROOT: Any = typing.Union[_ROOTS]  # noqa: UP007 (a union built from a tuple)
@@ -156,10 +159,33 @@ def encode(value: object) -> bytes:
 
 def decode(raw: bytes, expected: type[T] | types.UnionType, label: str) -> T:
     """The value `encode` wrote, checked to be an `expected`; `CorruptState` naming `label` otherwise."""
-    try:
-        value = _value(json.loads(raw), _ROOT, label)
-    except (ValueError, TypeError, KeyError) as error:
-        raise CorruptState(label, f"unreadable stored value: {error}") from None
+    value = _read(raw, label, lambda plain: _value(plain, _ROOT, label))
     if not isinstance(value, expected):
         raise CorruptState(label, f"expected a {expected}, found a {type(value).__name__}")
     return value
+
+
+def stored_report(stored: StoredRequest) -> SolveReport | None:
+    """The (partial) result a record keeps, read as the record's schema version encoded it; None before a run
+    wrote one."""
+    if not stored.summary:
+        return None
+    label = f"{stored.record.key}:meta"
+    if stored.schema == schema2.VERSION:
+        return _read(stored.summary, label, lambda plain: _schema2_report(plain, label))
+    return decode(stored.summary, SolveReport, label)
+
+
+def _schema2_report(plain: Any, label: str) -> SolveReport:
+    tagged = _list(plain, label)
+    if tagged[:1] != [SolveReport.__name__]:
+        raise CorruptState(label, f"expected a schema {schema2.VERSION} report, found {str(plain)[:40]}")
+    report: schema2.Schema2Report = _dataclass(schema2.Schema2Report, tagged[1:], label)
+    return report.upgraded()
+
+
+def _read(raw: bytes, label: str, read: Callable[[Any], T]) -> T:
+    try:
+        return read(json.loads(raw))
+    except (ValueError, TypeError, KeyError) as error:
+        raise CorruptState(label, f"unreadable stored value: {error}") from None
