@@ -19,7 +19,7 @@ RECORDINGS = Path(__file__).parents[3] / "services" / "bench" / "recordings"
 
 def test_every_shipped_profile_has_its_recording_and_does_not_lose_to_plain_on_its_evaluation_half() -> None:
     profiles = {profile.name: profile for profile in shipped_profiles()}
-    assert "qwen2.5-coder-0.5b" in profiles
+    assert {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"} <= set(profiles)
     for name, profile in profiles.items():
         traces = load_recording(RECORDINGS / f"{name}-gsm8k.jsonl")
         check_recording(traces, profile.model, profile.template)
@@ -28,3 +28,4 @@ def test_every_shipped_profile_has_its_recording_and_does_not_lose_to_plain_on_i
             summary = replay(profile_policy(profile, level.alpha), evaluation)
             assert summary.correct >= summary.plain_correct
             assert summary.tokens <= summary.plain_tokens * 1.01
+            assert summary.premature <= 0.05 * summary.exits

@@ -1,15 +1,19 @@
 """Calibrating exits to a risk level (LYNX-style risk control; ALGORITHMS.md section 2b).
 
-The risk of a policy is its **premature-exit rate**: the share of questions on which it exits with an answer other
-than the one the unstopped path reaches. On a recording of n questions a policy makes k premature exits; its
-Clopper–Pearson upper bound at confidence 1 − δ is the p with P(Binomial(n, p) ≤ k) = δ.
+The risk of a policy is its **premature-exit rate among its exits**: the share of its exits whose answer differs
+from the one the unstopped path reaches (the measure the exit bench reports). On a recording a policy exits on e
+questions, k of them prematurely; its Clopper–Pearson upper bound at confidence 1 − δ is the p with
+P(Binomial(e, p) ≤ k) = δ. A policy with few exits therefore needs them all right: with no premature exit the bound
+is 1 − δ^(1/e), so α = 0.1 needs at least 22 exits and α = 0.05 at least 45. (Bounding premature exits per
+question instead lets a policy that exits rarely be wrong on a third of its exits and still pass.)
 
 Several candidate policies are scanned, so the scan is a **Learn-then-Test fixed-sequence test**: candidates are
 ordered from most to least conservative and tested in that order, each at level δ, stopping at the first whose
-bound exceeds α. Every candidate passed before that stop has risk ≤ α simultaneously with probability ≥ 1 − δ, so
-choosing among them (the one that spends fewest tokens on the recording) keeps the guarantee. When no passed
-candidate spends fewer tokens than the unstopped paths, the result is "never exit" (`policy None`): probing would
-only cost.
+bound exceeds α. A candidate that never exits on the recording takes no risk and saves nothing: it is passed over
+without stopping the sequence and never chosen. Every candidate passed before the stop has risk ≤ α simultaneously
+with probability ≥ 1 − δ, so choosing among them (the one that spends fewest tokens on the recording) keeps the
+guarantee. When no passed candidate spends fewer tokens than the unstopped paths, the result is "never exit"
+(`policy None`): probing would only cost.
 """
 
 from __future__ import annotations
@@ -87,8 +91,10 @@ def calibrate_sequence(
     tested = 0
     for candidate in candidates:
         summary = replay(candidate, traces)
-        bound = clopper_pearson_upper(summary.premature, summary.questions, delta) if traces else 1.0
         tested += 1
+        if summary.exits == 0:
+            continue
+        bound = clopper_pearson_upper(summary.premature, summary.exits, delta)
         if bound > alpha:
             break
         if best is None or summary.tokens < best[1].tokens:
