@@ -164,13 +164,20 @@ def test_think_split_of_other_texts() -> None:
 
 
 def test_dynasor_text_is_released_only_once_a_probe_passed_it() -> None:
-    gate = EventText(pb.Strategy(dynasor_cot=pb.DynasorCot()))
+    gate = EventText(pb.Strategy(dynasor_cot=pb.DynasorCot(preset=pb.DynasorCot.PRESET_MID)))
     assert gate.feed(TextDelta(0, "abc", 3)) == ""
     assert gate.feed(TextDelta(0, "def", 6)) == ""
     assert gate.feed(ProbeRecord(0, position_tokens=3, answer="1", confident=True, tokens=2)) == "abc"
     assert gate.feed(TextDelta(0, "ghi", 9)) == ""  # the in-flight chunk an early exit would cancel
     assert gate.feed(ProbeRecord(0, position_tokens=6, answer="1", confident=True, tokens=2)) == "def"
     assert gate.rest("abcdef\n\nanswer") == "\n\nanswer"
+
+
+def test_preset_auto_streams_at_once_its_chunks_are_all_part_of_the_answer() -> None:
+    for dynasor in (pb.DynasorCot(), pb.DynasorCot(preset=pb.DynasorCot.PRESET_AUTO)):
+        gate = EventText(pb.Strategy(dynasor_cot=dynasor))
+        assert gate.feed(TextDelta(0, "abc", 3)) == "abc"
+        assert gate.rest("abc\n\nanswer") == "\n\nanswer"
 
 
 def test_plain_text_streams_at_once_and_several_samples_wait_for_the_end() -> None:

@@ -133,6 +133,8 @@ def test_default_without_log_probs_never_exits_and_says_so() -> None:
     assert result.samples[0].path_tokens == len(PATH)
     assert "agreement only (the backend returned no log-probs)" in result.stop_detail
     assert len([e for e in harness.emitted if isinstance(e, ProbeRecord)]) == 1  # then nothing can exit: no probes
+    paths = [r for r in harness.started if r.purpose is Purpose.PATH]
+    assert paths[-1].max_tokens == 1024 - _path_words(paths[-1])  # and the rest of the path is one call
 
 
 def test_no_probe_before_a_candidate_answer_and_none_when_the_level_never_exits() -> None:
@@ -141,6 +143,7 @@ def test_no_probe_before_a_candidate_answer_and_none_when_the_level_never_exits(
                                    Calibrated(None, 1, 0, 0, 0, 1.0, 1, 1, 1)),), 0.05)
     result, harness = _run(_auto(never, 0.05), reasoning_model())
     assert not [r for r in harness.started if r.purpose is Purpose.PROBE]
+    assert len(harness.started) == 1  # the whole path in one call, as plain chain of thought
     assert result.samples[0].path_tokens == len(PATH) and result.samples[0].probe_tokens == 0
     assert "never exit (no probe sent)" in result.stop_detail
     result, _ = _run(_auto(never, 0.01), reasoning_model())

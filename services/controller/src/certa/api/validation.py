@@ -57,7 +57,7 @@ def _preset_name(preset: int, field: str) -> str:
 _AUTO_ONLY = ("chunk_tokens", "certainty_threshold", "probe_tokens", "consistency")
 
 
-def _is_auto(message: pb.DynasorCot) -> bool:
+def is_auto_preset(message: pb.DynasorCot) -> bool:
     """Preset `auto`, named or by default: an unspecified preset with none of the fixed rule's knobs set.
 
     The default must never spend more than plain chain of thought, so it is the calibrated rule; a request that
@@ -85,7 +85,7 @@ def _auto(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConf
 
 
 def _dynasor(message: pb.DynasorCot, field: str, settings: Settings) -> DynasorConfig:
-    if _is_auto(message):
+    if is_auto_preset(message):
         return _auto(message, field, settings)
     if message.HasField("risk"):
         raise InvalidArgument(f"{field}.risk", "only applies to preset auto")

@@ -1,17 +1,19 @@
 """Which streamed text a client may be sent: only text the returned path will contain.
 
-A one-path strategy streams its path as it is generated. Dynasor-CoT generates the next chunk while it probes the
-last one, and an early exit cancels that chunk: its text was streamed but is not part of the answer. So for
-Dynasor-CoT, text is released once a probe confirms the path reached past it (one chunk behind, as the answer
-itself is); plain chain of thought releases text at once. Strategies with several samples stream nothing until the
-end (which sample's text is the answer is only known then). At the end, `rest` is what the final text adds to what
-was released (for an early exit: the answer).
+A one-path strategy streams its path as it is generated. Dynasor-CoT's fixed rule generates the next chunk while it
+probes the last one, and an early exit cancels that chunk: its text was streamed but is not part of the answer. So
+for the fixed rule, text is released once a probe confirms the path reached past it (one chunk behind, as the answer
+itself is). Plain chain of thought and preset auto release text at once: auto starts the next chunk only after the
+probe's decision, so every chunk it generates is part of the answer. Strategies with several samples stream nothing
+until the end (which sample's text is the answer is only known then). At the end, `rest` is what the final text adds
+to what was released (for an early exit: the answer).
 """
 
 from __future__ import annotations
 
 import logging
 
+from certa.api.validation import is_auto_preset
 from certa.core.report import Resumed, RuntimeEvent, TextDelta
 from certa.core.types import ProbeRecord
 from certa.v1 import reasoning_pb2 as pb
@@ -23,7 +25,7 @@ class EventText:
     def __init__(self, strategy: pb.Strategy) -> None:
         kind = strategy.WhichOneof("kind")
         self._streams = kind in ("plain", "dynasor_cot")
-        self._waits_for_probes = kind == "dynasor_cot"
+        self._waits_for_probes = kind == "dynasor_cot" and not is_auto_preset(strategy.dynasor_cot)
         self._text = ""  # sample 0's path as streamed
         self._marks: list[tuple[int, int]] = []  # (path tokens, characters) after each delta
         self._released = 0  # characters sent

@@ -121,7 +121,10 @@ def calibrated_cot(
 
     path_text = ""
     while True:
-        size = min(chunk_tokens, token_budget - kept_tokens)
+        # once no exit is possible (no policy at this level, or none left after degrading to agreement only), the
+        # rest of the path is one call, as plain chain of thought generates it: chunks would only add calls
+        step = chunk_tokens if exit_.record or active() is not None else token_budget
+        size = min(step, token_budget - kept_tokens)
         outcome = yield from generate(
             GenerationRequest(prompt + tuple(path), size, sampling, Purpose.PATH, sample_index)
         )
