@@ -14,9 +14,11 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from pathlib import Path
 
 from certa.backends.factory import build_backend
+from certa.backends.forwarding import ForwardingBackend
 from certa.backends.port import Backend, Delta
 from certa.config import BackendSpec, Settings
 from certa.core.answers import extract_boxed
@@ -49,7 +51,7 @@ def halves(traces: Sequence[PathTrace]) -> tuple[list[PathTrace], list[PathTrace
     return list(traces[:middle]), list(traces[middle:])
 
 
-class TimedBackend:
+class TimedBackend(ForwardingBackend):
     """A backend whose calls are timed, in order: (purpose, wall seconds from the call to its last delta).
 
     In recording mode the path's chunks and the probes run one after the other (the next chunk starts after the
@@ -57,36 +59,17 @@ class TimedBackend:
     """
 
     def __init__(self, backend: Backend) -> None:
-        self._backend = backend
+        super().__init__(backend)
         self.calls: list[tuple[Purpose, float]] = []
-
-    @property
-    def name(self) -> str:
-        return self._backend.name
-
-    @property
-    def default_model(self) -> str:
-        return self._backend.default_model
 
     async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
         started = time.perf_counter()
         try:
-            async for delta in self._backend.stream(request, model):
-                yield delta
+            async with aclosing(super().stream(request, model)) as deltas:  # type: ignore[type-var]
+                async for delta in deltas:
+                    yield delta
         finally:
             self.calls.append((request.purpose, time.perf_counter() - started))
-
-    async def check_ready(self) -> None:
-        await self._backend.check_ready()
-
-    async def served_models(self) -> frozenset[str] | None:
-        return await self._backend.served_models()
-
-    async def chat_template(self, model: str) -> str | None:
-        return await self._backend.chat_template(model)
-
-    async def close(self) -> None:
-        await self._backend.close()
 
 
 def with_timings(trace: PathTrace, calls: Sequence[tuple[Purpose, float]]) -> PathTrace:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
+from certa.backends.forwarding import ForwardingBackend
 from certa.backends.port import Backend, Delta
 from certa.core.types import GenerationRequest
 
@@ -86,39 +87,19 @@ class FairQueue:
             self._last_tag = {t: tag for t, tag in self._last_tag.items() if tag > self._virtual_time}
 
 
-class FairBackend:
+class FairBackend(ForwardingBackend):
     """`backend` whose calls take a slot of `queue` as `tenant` with `weight`."""
 
     def __init__(self, backend: Backend, queue: FairQueue, tenant: str, weight: int) -> None:
-        self._backend = backend
+        super().__init__(backend)
         self._queue = queue
         self._tenant = tenant
         self._weight = weight
 
-    @property
-    def name(self) -> str:
-        return self._backend.name
-
-    @property
-    def default_model(self) -> str:
-        return self._backend.default_model
-
     async def stream(self, request: GenerationRequest, model: str) -> AsyncIterator[Delta]:
         async with (
             self._queue.slot(self._tenant, self._weight),
-            aclosing(self._backend.stream(request, model)) as deltas,  # type: ignore[type-var]
+            aclosing(super().stream(request, model)) as deltas,  # type: ignore[type-var]
         ):
             async for delta in deltas:
                 yield delta
-
-    async def check_ready(self) -> None:
-        await self._backend.check_ready()
-
-    async def served_models(self) -> frozenset[str] | None:
-        return await self._backend.served_models()
-
-    async def chat_template(self, model: str) -> str | None:
-        return await self._backend.chat_template(model)
-
-    async def close(self) -> None:
-        await self._backend.close()
